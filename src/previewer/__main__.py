@@ -1,0 +1,9 @@
+"""`python -m previewer` runs the command line."""
+
+from __future__ import annotations
+
+import sys
+
+from previewer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""Command line: argv, logging set-up, and the wiring of every component.
+
+    previewer serve [--flags]     run the HTTP service
+
+Each flag of `serve` comes from `config.OPTIONS` and has a `PREVIEWER_*`
+variable; a flag wins over its variable. Nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from previewer import __version__, imaging
+from previewer.cache_index import CacheIndex
+from previewer.config import OPTIONS, ConfigError, Settings, load
+from previewer.fetch import Fetcher
+from previewer.server import build_app
+from previewer.service import PreviewService
+from previewer.storage import Storage
+
+log = logging.getLogger("previewer")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="previewer",
+        description="HTTP image preview service with a persistent LRU disk cache.",
+    )
+    parser.add_argument("--version", action="version", version=f"previewer {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the HTTP service. Every flag also reads PREVIEWER_<FLAG> "
+        "from the environment; a flag wins over its variable.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for opt in OPTIONS:
+        default = opt.default()
+        if isinstance(default, frozenset):
+            default = ",".join(sorted(default)) or "none"
+        text = f"{opt.help} [{opt.env_var}]"
+        if opt.is_switch:
+            serve.add_argument(
+                f"--{opt.flag}",
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{text} (default: {default})",
+            )
+        else:
+            serve.add_argument(
+                f"--{opt.flag}", metavar="VALUE", default=None, help=f"{text} (default: {default})"
+            )
+    return parser
+
+
+def parse_args(argv: Sequence[str], environ: dict[str, str]) -> tuple[str, Settings]:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, str] = {}
+    for opt in OPTIONS:
+        value = getattr(args, opt.flag.replace("-", "_"))
+        if value is not None:
+            overrides[opt.flag] = ("true" if value else "false") if opt.is_switch else value
+    return args.command, load(environ, overrides)
+
+
+@dataclass
+class Running:
+    """A started service: its runner, its service object and the URL it listens on."""
+
+    runner: web.AppRunner
+    service: PreviewService
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    """Build every component once, start listening, and tear down in order."""
+    imaging.configure()
+    executor = ThreadPoolExecutor(settings.imaging.workers, thread_name_prefix="render")
+    fetcher = Fetcher(settings.fetch)
+    await fetcher.start()
+    service = PreviewService(
+        imaging_config=settings.imaging,
+        fetcher=fetcher,
+        storage=Storage(settings.cache.dir),
+        index=CacheIndex(settings.cache.size, settings.cache.max_items),
+        render_executor=executor,
+    )
+    runner = web.AppRunner(
+        build_app(service, settings.server, settings.imaging),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.server.shutdown_timeout,
+    )
+    try:
+        await service.start()
+        await runner.setup()
+        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        host = f"[{host}]" if ":" in host else host
+        yield Running(runner=runner, service=service, url=f"http://{host}:{port}")
+    finally:
+        await runner.cleanup()  # stops accepting, lets requests in flight finish
+        await fetcher.close()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def serve(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(settings) as service:
+        log.info("listening on %s (cache %s)", service.url, settings.cache.dir.absolute())
+        await stop.wait()
+        log.info("stopping: finishing requests in flight (up to %ss)", settings.server.shutdown_timeout)
+    log.info("stopped")
+    return 0
+
+
+def _run(settings: Settings) -> int:
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is absent on some platforms
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        command, settings = parse_args(sys.argv[1:] if argv is None else argv, dict(os.environ))
+    except ConfigError as exc:
+        print(f"previewer: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatters at INFO
+    if command == "serve":
+        return _run(settings)
+    raise AssertionError(f"unknown command {command}")  # argparse allows only the above

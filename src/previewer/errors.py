@@ -1,0 +1,146 @@
+"""The exception hierarchy of previewer. Each class carries its HTTP status.
+
+Imports nothing that touches the network, the disk or libvips.
+
+    PreviewError                      500  internal
+    ├── InvalidRequest                400  bad_request
+    ├── NotFound                      404  not_found      (no such route)
+    ├── MethodNotAllowed              405  method_not_allowed
+    ├── SourceForbidden               403  source_forbidden
+    ├── SourceError                        (the origin or its body is at fault)
+    │   ├── SourceStatus              4xx as the origin said, 5xx -> 502   source_status
+    │   ├── SourceUnavailable         502  source_unreachable
+    │   ├── SourceTimeout             504  source_timeout
+    │   ├── BadImage                  422  source_not_image
+    │   └── SourceTooLarge            422  source_too_large
+    ├── Overloaded                    503  overloaded     (with Retry-After)
+    └── RequestTimeout                504  request_timeout
+
+Clients get `code` and `public_message`; `detail` goes only to the log.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class PreviewError(Exception):
+    """Base of every error previewer reports to a client."""
+
+    status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    code: str = "internal"
+    default_message: str = "Internal error."
+
+    def __init__(
+        self,
+        public_message: str | None = None,
+        *,
+        detail: str | None = None,
+        status: HTTPStatus | None = None,
+    ) -> None:
+        self.public_message = public_message or self.default_message
+        self.detail = detail or self.public_message
+        if status is not None:
+            self.status = status
+        super().__init__(self.detail)
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers this error needs."""
+        return {}
+
+
+class InvalidRequest(PreviewError):
+    status = HTTPStatus.BAD_REQUEST
+    code = "bad_request"
+    default_message = "The request is malformed."
+
+
+class NotFound(PreviewError):
+    status = HTTPStatus.NOT_FOUND
+    code = "not_found"
+    default_message = "No such endpoint."
+
+
+class MethodNotAllowed(PreviewError):
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+    code = "method_not_allowed"
+    default_message = "Only GET and HEAD are supported."
+
+    def headers(self) -> dict[str, str]:
+        return {"Allow": "GET, HEAD"}
+
+
+class SourceForbidden(PreviewError):
+    status = HTTPStatus.FORBIDDEN
+    code = "source_forbidden"
+    default_message = "The source address is not allowed."
+
+
+class SourceError(PreviewError):
+    """The origin, or what it sent, is at fault."""
+
+
+class SourceStatus(SourceError):
+    """The origin answered with an error status.
+
+    A 4xx is passed through unchanged, so a missing source stays 404; a 5xx
+    (or anything else that is not a success) becomes 502 Bad Gateway.
+    """
+
+    code = "source_status"
+
+    def __init__(self, upstream_status: int, *, detail: str | None = None) -> None:
+        self.upstream_status = upstream_status
+        status = (
+            HTTPStatus(upstream_status)
+            if 400 <= upstream_status < 500 and upstream_status in HTTPStatus._value2member_map_
+            else HTTPStatus.BAD_GATEWAY
+        )
+        super().__init__(
+            f"The source server answered {upstream_status}.",
+            detail=detail or f"origin status {upstream_status}",
+            status=status,
+        )
+
+
+class SourceUnavailable(SourceError):
+    status = HTTPStatus.BAD_GATEWAY
+    code = "source_unreachable"
+    default_message = "The source server could not be reached."
+
+
+class SourceTimeout(SourceError):
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    code = "source_timeout"
+    default_message = "The source server took too long to answer."
+
+
+class BadImage(SourceError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "source_not_image"
+    default_message = "The source is not an image that can be previewed."
+
+
+class SourceTooLarge(SourceError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "source_too_large"
+    default_message = "The source image is too large."
+
+
+class Overloaded(PreviewError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "overloaded"
+    default_message = "The service is busy; retry shortly."
+
+    def __init__(self, retry_after: int = 1, *, detail: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail=detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RequestTimeout(PreviewError):
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    code = "request_timeout"
+    default_message = "The preview could not be made in time."

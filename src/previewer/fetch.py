@@ -1,0 +1,191 @@
+"""Async source fetch: forwarded headers, redirects, limits, deadline, address policy.
+
+The only module that imports the HTTP client (aiohttp's). Client exceptions
+are translated into previewer errors here and nowhere else.
+
+Every address is checked against the policy at connect time: literal hosts
+before each hop, names inside the resolver, whose checked answers are exactly
+the addresses the connector then dials. Redirects are followed here, one hop
+at a time, so each hop is re-checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from multidict import CIMultiDict
+from yarl import URL
+
+from previewer import policy
+from previewer.config import FetchConfig
+from previewer.errors import (
+    PreviewError,
+    SourceForbidden,
+    SourceStatus,
+    SourceTimeout,
+    SourceTooLarge,
+    SourceUnavailable,
+)
+from previewer.headers import CREDENTIAL_HEADERS, Headers, forwarded_headers
+from previewer.options import SourceURL
+
+log = logging.getLogger(__name__)
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_SUCCESS = frozenset({200, 203})
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    body: bytes
+    headers: Headers  # the origin's response headers
+    url: str  # after redirects
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves names, then drops every address the policy refuses.
+
+    The connector dials only what this returns, so the address checked is
+    the address connected to, whatever the name resolves to later.
+    """
+
+    def __init__(self, allow_private: bool, inner: AbstractResolver | None = None) -> None:
+        self._allow_private = allow_private
+        self._inner = inner or aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        policy.check_host(host, allow_private=self._allow_private)
+        results = await self._inner.resolve(host, port, family)
+        allowed: list[ResolveResult] = []
+        refusal: SourceForbidden | None = None
+        for result in results:
+            try:
+                policy.check_address(result["host"], allow_private=self._allow_private)
+            except SourceForbidden as exc:
+                refusal = exc
+            else:
+                allowed.append(result)
+        if not allowed:
+            raise refusal or SourceUnavailable(detail=f"{host} resolved to nothing")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+class Fetcher:
+    """Downloads sources over one pooled client session."""
+
+    def __init__(self, config: FetchConfig, resolver: AbstractResolver | None = None) -> None:
+        self.config = config
+        self._resolver = PolicyResolver(config.allow_private_networks, resolver)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            resolver=self._resolver,
+            limit=256,
+            ttl_dns_cache=10,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # never carry one client's cookies to another
+            timeout=aiohttp.ClientTimeout(total=None),  # fetch() sets the deadline
+            skip_auto_headers=("User-Agent",),
+            trust_env=False,
+            auto_decompress=True,  # the byte cap applies to the inflated stream
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch(
+        self, source: SourceURL, client_headers: Headers, client_address: str | None
+    ) -> FetchResult:
+        """GET `source` with the client's headers, following redirects, within the deadline.
+
+        The client's headers are filtered by the forwarding rules of `headers.py`.
+        """
+        headers = forwarded_headers(client_headers, client_address, self.config.drop_headers)
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                return await self._follow(source, headers)
+        except PreviewError:
+            raise
+        except TimeoutError as exc:
+            raise SourceTimeout(detail=f"no complete answer within {self.config.timeout}s") from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            raise SourceUnavailable(detail=f"DNS lookup failed: {exc}") from exc
+        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
+            raise SourceUnavailable(detail=f"TLS failure: {exc}") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise SourceUnavailable(detail=f"cannot connect: {exc}") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise SourceUnavailable(detail=f"body cut short: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise SourceUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+        except (ValueError, OSError) as exc:  # malformed URL or socket-level failure
+            raise SourceUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+
+    async def _follow(self, source: SourceURL, headers: Headers) -> FetchResult:
+        if self._session is None:
+            raise RuntimeError("Fetcher.start() was not called")
+        url = URL(str(source), encoded=True)
+        for hop in range(self.config.max_redirects + 1):
+            self._check_url(url)
+            async with self._session.get(
+                url, headers=CIMultiDict(headers), allow_redirects=False
+            ) as resp:
+                location = resp.headers.get("Location")
+                if resp.status in _REDIRECTS and location:
+                    if hop == self.config.max_redirects:
+                        raise SourceUnavailable(
+                            "The source redirected too many times.",
+                            detail=f"more than {self.config.max_redirects} redirects",
+                        )
+                    target = url.join(URL(location, encoded=True))
+                    if target.origin() != url.origin():
+                        headers = [(n, v) for n, v in headers if n.lower() not in CREDENTIAL_HEADERS]
+                    url = target
+                    continue
+                if resp.status not in _SUCCESS:
+                    raise SourceStatus(resp.status, detail=f"{url} answered {resp.status}")
+                body = await self._read_capped(resp)
+                return FetchResult(body=body, headers=list(resp.headers.items()), url=str(url))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _check_url(self, url: URL) -> None:
+        if url.scheme not in ("http", "https") or not url.raw_host:
+            raise SourceForbidden(
+                "The source redirected to an address that is not allowed.",
+                detail=f"refused redirect target {url}",
+            )
+        policy.check_host(url.raw_host, allow_private=self.config.allow_private_networks)
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        limit = self.config.max_source_bytes
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise SourceTooLarge(
+                f"The source is larger than {limit} bytes.",
+                detail=f"Content-Length {declared} > {limit}",
+            )
+        buffer = bytearray()
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            buffer += chunk
+            if len(buffer) > limit:
+                raise SourceTooLarge(
+                    f"The source is larger than {limit} bytes.",
+                    detail=f"body passed {limit} bytes while streaming",
+                )
+        return bytes(buffer)

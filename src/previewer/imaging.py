@@ -1,0 +1,171 @@
+"""libvips: sniff, check, load with shrink-on-load, fill, encode.
+
+The only module that imports pyvips. `render` is blocking and CPU-bound;
+callers run it on a worker thread. libvips errors become BadImage here.
+
+Only the JPEG, PNG, WebP and GIF loaders are enabled: every other libvips
+loader (SVG, TIFF, HEIF, ...) is blocked process-wide, and the format is
+sniffed from the first bytes before libvips sees them, never taken from a
+file name or a Content-Type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyvips
+
+from previewer.errors import BadImage
+from previewer.geometry import Size, centre_crop, check_source_size, cover, oriented
+
+_ALLOWED_LOADERS = (
+    "VipsForeignLoadJpeg",
+    "VipsForeignLoadPng",
+    "VipsForeignLoadWebp",
+    "VipsForeignLoadNsgif",
+)
+_SIGNATURES: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
+    ("jpeg", lambda b: b.startswith(b"\xff\xd8\xff")),
+    ("png", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
+    ("gif", lambda b: b[:6] in (b"GIF87a", b"GIF89a")),
+    ("webp", lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
+)
+# Loader names as libvips reports them in the "vips-loader" field.
+_LOADERS = {
+    "jpeg": "jpegload_buffer",
+    "png": "pngload_buffer",
+    "gif": "gifload_buffer",
+    "webp": "webpload_buffer",
+}
+
+
+def configure() -> None:
+    """Lock libvips down to the loaders previewer needs and drop its op cache.
+
+    The operation cache would keep recent source buffers alive; previews are
+    cached on disk instead.
+    """
+    pyvips.operation_block_set("VipsForeignLoad", True)
+    for loader in _ALLOWED_LOADERS:
+        pyvips.operation_block_set(loader, False)
+    pyvips.cache_set_max(0)
+
+
+def sniff(body: bytes) -> str | None:
+    """The image format the bytes start with, or None."""
+    for name, matches in _SIGNATURES:
+        if matches(body):
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """What one render needs; built by the service from PreviewOptions and config."""
+
+    width: int
+    height: int
+    gravity: str  # "attention" or "centre"
+    quality: int
+    max_pixels: int
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    content_type: str
+    width: int
+    height: int
+    source_format: str
+
+
+@dataclass
+class _Work:
+    """The state the steps pass along."""
+
+    job: RenderJob
+    body: bytes
+    source_format: str
+    source: Size = Size(0, 0)  # after EXIF orientation
+    image: Any = None  # a pyvips.Image once loaded
+
+
+Step = Callable[[_Work], None]
+
+
+def _field(image: Any, name: str, default: Any) -> Any:
+    return image.get(name) if image.get_typeof(name) else default
+
+
+def _read_header(work: _Work) -> None:
+    """Read only the header, and refuse a pixel bomb before any decoding."""
+    header = pyvips.Image.new_from_buffer(work.body, "", access="sequential")
+    loader = _field(header, "vips-loader", None)
+    if loader != _LOADERS[work.source_format]:
+        raise BadImage(detail=f"sniffed {work.source_format}, libvips chose {loader}")
+    size = Size(header.width, _field(header, "page-height", header.height))
+    check_source_size(size, work.job.max_pixels)
+    work.source = oriented(size, _field(header, "orientation", 1))
+
+
+def _load_to_cover(work: _Work) -> None:
+    """Shrink-on-load, apply the EXIF orientation, and scale to cover the target."""
+    covered = cover(work.source, Size(work.job.width, work.job.height))
+    work.image = pyvips.Image.thumbnail_buffer(
+        work.body, covered.width, height=covered.height, size="force"
+    )
+
+
+def _crop(work: _Work) -> None:
+    target = Size(work.job.width, work.job.height)
+    image = work.image
+    if (image.width, image.height) == (target.width, target.height):
+        return
+    if work.job.gravity == "attention":
+        # smartcrop reads the image more than once; the sequential load can't.
+        work.image = image.copy_memory().smartcrop(
+            target.width, target.height, interesting="attention"
+        )
+    else:
+        box = centre_crop(Size(image.width, image.height), target)
+        work.image = image.extract_area(box.left, box.top, box.width, box.height)
+
+
+def _to_srgb(work: _Work) -> None:
+    """Convert CMYK, greyscale, 16-bit and other spaces to 8-bit sRGB."""
+    image = work.image
+    if image.interpretation != "srgb" or image.format != "uchar":
+        image = image.colourspace("srgb")
+        if image.format != "uchar":
+            image = image.cast("uchar")
+    work.image = image
+
+
+STEPS: tuple[Step, ...] = (_read_header, _load_to_cover, _crop, _to_srgb)
+
+
+def _encode(work: _Work) -> Rendered:
+    image = work.image
+    if image.hasalpha():
+        body = image.pngsave_buffer(keep="none")
+        content_type = "image/png"
+    else:
+        body = image.jpegsave_buffer(Q=work.job.quality, keep="none", optimize_coding=True)
+        content_type = "image/jpeg"
+    return Rendered(body, content_type, image.width, image.height, work.source_format)
+
+
+def render(body: bytes, job: RenderJob) -> Rendered:
+    """Make the preview of `body`; raises BadImage or SourceTooLarge."""
+    source_format = sniff(body)
+    if source_format is None:
+        raise BadImage(detail="bytes match no supported image signature")
+    work = _Work(job=job, body=body, source_format=source_format)
+    try:
+        for step in STEPS:
+            step(work)
+        return _encode(work)
+    except pyvips.Error as exc:
+        raise BadImage(detail=f"libvips: {exc.message.strip()}") from exc

@@ -1,0 +1,164 @@
+"""Request path and query -> PreviewOptions, and the canonical cache key.
+
+Pure: imports nothing that touches the network, the disk or libvips.
+
+Path grammar (the query string, if any, belongs to the source):
+
+    /fill/{width}/{height}/{source}
+    source := [ ("http" | "https") ":/" ["/"] ] host [":" port] [path]
+
+Normalisation, which decides when two requests share a preview:
+- the scheme and host are lower-cased, an internationalised host is IDNA
+  encoded, a trailing dot on the host is dropped and the scheme's default port
+  is removed: these never change what the origin serves;
+- the path and query are kept byte for byte as the client sent them: no
+  percent-decoding, no case folding, no reordering of query parameters and no
+  removal of dot segments, because an origin may treat any of those as a
+  different resource.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from previewer.errors import InvalidRequest
+
+OPERATIONS = ("fill",)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_DIMENSION_RE = re.compile(r"[0-9]{1,6}")
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(//?)")
+_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]")
+# RFC 3986 pchar plus "/" and "?"; "%" must start a well-formed escape.
+_PATH_FULL_RE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
+MAX_SOURCE_LENGTH = 8192
+
+
+@dataclass(frozen=True)
+class SourceURL:
+    """A normalised source address: `scheme://host[:port]` plus the raw target."""
+
+    scheme: str
+    host: str
+    port: int | None
+    target: str  # path and query exactly as the client sent them, starting with "/"
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else _DEFAULT_PORTS[self.scheme]
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.authority}{self.target}"
+
+
+@dataclass(frozen=True)
+class PreviewOptions:
+    """Everything that decides the bytes of one preview."""
+
+    operation: str
+    width: int
+    height: int
+    gravity: str
+    quality: int
+    source: SourceURL
+    output_format: str = "auto"  # JPEG, or PNG when the source has alpha
+
+    def cache_key(self) -> str:
+        """The canonical form of these options; equal keys mean equal previews."""
+        return (
+            f"v1|{self.operation}|{self.width}x{self.height}|g={self.gravity}"
+            f"|q={self.quality}|f={self.output_format}|{self.source}"
+        )
+
+
+def parse_dimension(text: str, name: str, maximum: int) -> int:
+    if not _DIMENSION_RE.fullmatch(text):
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {maximum}.")
+    value = int(text)
+    if not 1 <= value <= maximum:
+        raise InvalidRequest(f"{name} must be a whole number from 1 to {maximum}.")
+    return value
+
+
+def parse_host(text: str) -> str:
+    """Validate and normalise a host: a DNS name, an IPv4 or a bracketed IPv6 literal."""
+    ipv6 = _IPV6_RE.fullmatch(text)
+    if ipv6:
+        return ipv6.group(1).lower()
+    host = text.lower().removesuffix(".")
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidRequest("The source host name is not valid.") from None
+    labels = host.split(".")
+    if not host or len(host) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
+        raise InvalidRequest("The source host name is not valid.")
+    return host
+
+
+def parse_source(text: str) -> SourceURL:
+    """`[scheme:/[/]]host[:port][/path][?query]` -> SourceURL (400 when malformed)."""
+    if not text:
+        raise InvalidRequest("The source address is missing.")
+    if len(text) > MAX_SOURCE_LENGTH:
+        raise InvalidRequest(f"The source address is longer than {MAX_SOURCE_LENGTH} characters.")
+    scheme = "http"
+    match = _SCHEME_RE.match(text)
+    if match:
+        scheme = match.group(1).lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise InvalidRequest("Only http:// and https:// sources are supported.")
+        text = text[match.end() :]
+    split = min((i for i in (text.find("/"), text.find("?")) if i >= 0), default=len(text))
+    authority, target = text[:split], text[split:]
+    if not target.startswith("/"):
+        target = "/" + target
+    if not authority:
+        raise InvalidRequest("The source address has no host.")
+    if "@" in authority:
+        raise InvalidRequest("Credentials in the source address are not supported.")
+    host_text, port = authority, None
+    port_match = re.fullmatch(r"(.*):([0-9]{1,5})", authority)
+    if port_match:
+        host_text, port = port_match.group(1), int(port_match.group(2))
+        if not 1 <= port <= 65535:
+            raise InvalidRequest("The source port is out of range.")
+        if port == _DEFAULT_PORTS[scheme]:
+            port = None
+    host = parse_host(host_text)
+    if not _PATH_FULL_RE.fullmatch(target):
+        raise InvalidRequest("The source path has characters that must be percent-encoded.")
+    return SourceURL(scheme=scheme, host=host, port=port, target=target)
+
+
+def parse_request(
+    raw_path: str, *, max_dimension: int, gravity: str, quality: int
+) -> PreviewOptions:
+    """Parse `/fill/{w}/{h}/{source}[?query]` as the client sent it (not decoded)."""
+    path, sep, query = raw_path.partition("?")
+    parts = path.split("/", 4)
+    # ["", "fill", width, height, source]
+    if len(parts) < 5 or parts[0] != "" or not parts[4]:
+        raise InvalidRequest("Use /fill/{width}/{height}/{source address}.")
+    operation = parts[1]
+    if operation not in OPERATIONS:
+        raise InvalidRequest(f"Unknown operation {operation!r}.")
+    width = parse_dimension(parts[2], "width", max_dimension)
+    height = parse_dimension(parts[3], "height", max_dimension)
+    source = parse_source(parts[4] + sep + query)
+    return PreviewOptions(
+        operation=operation,
+        width=width,
+        height=height,
+        gravity=gravity,
+        quality=quality,
+        source=source,
+    )

@@ -1,0 +1,152 @@
+"""HTTP routes, response headers, and the one place errors become responses.
+
+The only module that imports the web framework (aiohttp.web).
+
+    GET|HEAD /fill/{width}/{height}/{source}   the preview
+    GET|HEAD /health                           200 while the service can serve
+
+Every error is JSON `{"error": code, "message": sentence}` with
+`Cache-Control: no-store`. A PreviewError keeps its status; anything else is
+a bug, logged with its traceback and answered 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from email.utils import formatdate
+
+from aiohttp import web
+
+from previewer import __version__
+from previewer.config import ImagingConfig, ServerConfig
+from previewer.errors import (
+    MethodNotAllowed,
+    NotFound,
+    PreviewError,
+    RequestTimeout,
+)
+from previewer.options import parse_request
+from previewer.service import Preview, PreviewService
+
+log = logging.getLogger("previewer.access")
+
+SERVER_NAME = f"previewer/{__version__}"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SERVICE = web.AppKey("service", PreviewService)
+_SETTINGS = web.AppKey("settings", ServerConfig)
+_IMAGING = web.AppKey("imaging", ImagingConfig)
+
+
+def build_app(
+    service: PreviewService, server_config: ServerConfig, imaging_config: ImagingConfig
+) -> web.Application:
+    app = web.Application(middlewares=[_errors_and_logging])
+    app[_SERVICE] = service
+    app[_SETTINGS] = server_config
+    app[_IMAGING] = imaging_config
+    app.router.add_get("/health", _health)
+    app.router.add_get("/fill{tail:.*}", _fill)
+    return app
+
+
+def error_response(exc: PreviewError) -> web.Response:
+    body = json.dumps({"error": exc.code, "message": exc.public_message})
+    return web.Response(
+        status=exc.status,
+        text=body,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **exc.headers()},
+    )
+
+
+@web.middleware
+async def _errors_and_logging(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    cause = ""
+    try:
+        response = await handler(request)
+    except web.HTTPMethodNotAllowed:
+        response = error_response(MethodNotAllowed())
+    except web.HTTPNotFound:
+        response = error_response(NotFound())
+    except PreviewError as exc:
+        response = error_response(exc)
+        cause = f" error={exc.code} cause={exc.detail!r}"
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.raw_path)
+        response = error_response(PreviewError())
+        cause = " error=internal"
+    response.headers["Server"] = SERVER_NAME
+    log.info(
+        "%s %s status=%d cache=%s ms=%.1f%s",
+        request.method,
+        request.raw_path,
+        response.status,
+        response.headers.get("X-Cache", "-"),
+        (time.perf_counter() - started) * 1000,
+        cause,
+    )
+    return response
+
+
+async def _health(request: web.Request) -> web.Response:
+    service = request.app[_SERVICE]
+    body = {
+        "status": "ok",
+        "cache": {
+            "entries": len(service.index),
+            "bytes": service.index.total_bytes,
+            "max_bytes": service.index.max_bytes,
+        },
+        "renders_in_progress": service.renders_in_progress,
+    }
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def _fill(request: web.Request) -> web.Response:
+    config = request.app[_SETTINGS]
+    imaging_config = request.app[_IMAGING]
+    options = parse_request(
+        request.raw_path,
+        max_dimension=imaging_config.max_dimension,
+        gravity=imaging_config.gravity,
+        quality=imaging_config.quality,
+    )
+    service = request.app[_SERVICE]
+    try:
+        async with asyncio.timeout(config.request_timeout):
+            preview = await service.get(
+                options, list(request.headers.items()), request.remote
+            )
+    except TimeoutError:
+        raise RequestTimeout(detail=f"no preview within {config.request_timeout}s") from None
+    return _preview_response(request, preview, config)
+
+
+def _preview_response(request: web.Request, preview: Preview, config: ServerConfig) -> web.Response:
+    headers = {
+        "ETag": preview.etag,
+        "Last-Modified": formatdate(preview.last_modified, usegmt=True),
+        "Cache-Control": (
+            f"public, max-age={config.max_age}" if preview.shareable else "private, no-store"
+        ),
+        "X-Cache": "HIT" if preview.hit else "MISS",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if _etag_matches(request.headers.getall("If-None-Match", []), preview.etag):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=preview.body, content_type=preview.content_type, headers=headers)
+
+
+def _etag_matches(if_none_match: list[str], etag: str) -> bool:
+    """RFC 9110 13.1.2: weak comparison against each listed tag, or `*`."""
+    for value in if_none_match:
+        for tag in value.split(","):
+            tag = tag.strip()
+            if tag == "*" or tag.removeprefix("W/") == etag:
+                return True
+    return False
