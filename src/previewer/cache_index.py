@@ -95,8 +95,7 @@ class CacheIndex:
     def _evict_locked(self) -> list[str]:
         evicted: list[str] = []
         while self._entries and (
-            self._total > self.max_bytes
-            or (self.max_items and len(self._entries) > self.max_items)
+            self._total > self.max_bytes or (self.max_items and len(self._entries) > self.max_items)
         ):
             key, size = self._entries.popitem(last=False)
             self._total -= size

@@ -19,13 +19,11 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from previewer import __version__, imaging
 from previewer.cache_index import CacheIndex
 from previewer.config import OPTIONS, ConfigError, Settings, load
-from previewer.fetch import Fetcher
-from previewer.server import build_app
+from previewer.fetch import Fetcher, Resolver
+from previewer.server import HttpServer, build_app
 from previewer.service import PreviewService
 from previewer.storage import Storage
 
@@ -77,19 +75,22 @@ def parse_args(argv: Sequence[str], environ: dict[str, str]) -> tuple[str, Setti
 
 @dataclass
 class Running:
-    """A started service: its runner, its service object and the URL it listens on."""
+    """A started service and the URL it listens on."""
 
-    runner: web.AppRunner
     service: PreviewService
     url: str
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Running]:
-    """Build every component once, start listening, and tear down in order."""
+async def running(settings: Settings, resolver: Resolver | None = None) -> AsyncIterator[Running]:
+    """Build every component once, start listening, and tear down in order.
+
+    `resolver` replaces the system DNS resolver (the address policy still
+    applies to its answers); tests use it to stage names without a network.
+    """
     imaging.configure()
     executor = ThreadPoolExecutor(settings.imaging.workers, thread_name_prefix="render")
-    fetcher = Fetcher(settings.fetch)
+    fetcher = Fetcher(settings.fetch, resolver)
     await fetcher.start()
     service = PreviewService(
         imaging_config=settings.imaging,
@@ -98,22 +99,13 @@ async def running(settings: Settings) -> AsyncIterator[Running]:
         index=CacheIndex(settings.cache.size, settings.cache.max_items),
         render_executor=executor,
     )
-    runner = web.AppRunner(
-        build_app(service, settings.server, settings.imaging),
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=settings.server.shutdown_timeout,
-    )
+    server = HttpServer(build_app(service, settings.server, settings.imaging), settings.server)
     try:
         await service.start()
-        await runner.setup()
-        site = web.TCPSite(runner, settings.server.host, settings.server.port)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        host = f"[{host}]" if ":" in host else host
-        yield Running(runner=runner, service=service, url=f"http://{host}:{port}")
+        url = await server.start()
+        yield Running(service=service, url=url)
     finally:
-        await runner.cleanup()  # stops accepting, lets requests in flight finish
+        await server.stop()
         await fetcher.close()
         executor.shutdown(wait=False, cancel_futures=True)
 
@@ -126,7 +118,9 @@ async def serve(settings: Settings) -> int:
     async with running(settings) as service:
         log.info("listening on %s (cache %s)", service.url, settings.cache.dir.absolute())
         await stop.wait()
-        log.info("stopping: finishing requests in flight (up to %ss)", settings.server.shutdown_timeout)
+        log.info(
+            "stopping: finishing requests in flight (up to %ss)", settings.server.shutdown_timeout
+        )
     log.info("stopped")
     return 0
 

@@ -192,10 +192,13 @@ class Option:
     def default(self) -> Any:
         return getattr(getattr(Settings(), self.section), self.name)
 
+
 OPTIONS: tuple[Option, ...] = (
     Option("host", "server", "host", str.strip, "address to listen on"),
     Option("port", "server", "port", _int_in(0, 65535), "TCP port to listen on (0 picks one)"),
-    Option("log-level", "server", "log_level", _choice(*LOG_LEVELS), "debug, info, warning or error"),
+    Option(
+        "log-level", "server", "log_level", _choice(*LOG_LEVELS), "debug, info, warning or error"
+    ),
     Option("max-age", "server", "max_age", _int_in(0), "seconds for Cache-Control: max-age"),
     Option(
         "request-timeout",
@@ -222,7 +225,9 @@ OPTIONS: tuple[Option, ...] = (
         "largest width or height a client may ask for",
     ),
     Option("quality", "imaging", "quality", _int_in(1, 100), "JPEG quality of previews"),
-    Option("gravity", "imaging", "gravity", _choice(*GRAVITIES), "crop gravity: attention or centre"),
+    Option(
+        "gravity", "imaging", "gravity", _choice(*GRAVITIES), "crop gravity: attention or centre"
+    ),
     Option(
         "max-source-pixels",
         "imaging",

@@ -36,6 +36,7 @@ from previewer.options import SourceURL
 
 log = logging.getLogger(__name__)
 
+Resolver = AbstractResolver  # what Fetcher accepts to replace the system resolver
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SUCCESS = frozenset({200, 203})
 _CHUNK = 64 * 1024
@@ -141,8 +142,8 @@ class Fetcher:
         if self._session is None:
             raise RuntimeError("Fetcher.start() was not called")
         url = URL(str(source), encoded=True)
+        self._check_url(url)
         for hop in range(self.config.max_redirects + 1):
-            self._check_url(url)
             async with self._session.get(
                 url, headers=CIMultiDict(headers), allow_redirects=False
             ) as resp:
@@ -154,8 +155,11 @@ class Fetcher:
                             detail=f"more than {self.config.max_redirects} redirects",
                         )
                     target = url.join(URL(location, encoded=True))
+                    self._check_url(target)
                     if target.origin() != url.origin():
-                        headers = [(n, v) for n, v in headers if n.lower() not in CREDENTIAL_HEADERS]
+                        headers = [
+                            (n, v) for n, v in headers if n.lower() not in CREDENTIAL_HEADERS
+                        ]
                     url = target
                     continue
                 if resp.status not in _SUCCESS:

@@ -12,7 +12,7 @@ file name or a Content-Type.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyvips
@@ -88,7 +88,7 @@ class _Work:
     job: RenderJob
     body: bytes
     source_format: str
-    source: Size = Size(0, 0)  # after EXIF orientation
+    source: Size = field(default_factory=lambda: Size(0, 0))  # after EXIF orientation
     image: Any = None  # a pyvips.Image once loaded
 
 

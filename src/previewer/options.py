@@ -19,6 +19,7 @@ Normalisation, which decides when two requests share a preview:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -91,6 +92,10 @@ def parse_host(text: str) -> str:
     """Validate and normalise a host: a DNS name, an IPv4 or a bracketed IPv6 literal."""
     ipv6 = _IPV6_RE.fullmatch(text)
     if ipv6:
+        try:
+            ipaddress.IPv6Address(ipv6.group(1))
+        except ValueError:
+            raise InvalidRequest("The source host name is not valid.") from None
         return ipv6.group(1).lower()
     host = text.lower().removesuffix(".")
     if not host.isascii():

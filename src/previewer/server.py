@@ -13,6 +13,7 @@ a bug, logged with its traceback and answered 500.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -103,6 +104,7 @@ async def _health(request: web.Request) -> web.Response:
             "max_bytes": service.index.max_bytes,
         },
         "renders_in_progress": service.renders_in_progress,
+        "counters": dataclasses.asdict(service.counters),
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
@@ -119,9 +121,7 @@ async def _fill(request: web.Request) -> web.Response:
     service = request.app[_SERVICE]
     try:
         async with asyncio.timeout(config.request_timeout):
-            preview = await service.get(
-                options, list(request.headers.items()), request.remote
-            )
+            preview = await service.get(options, list(request.headers.items()), request.remote)
     except TimeoutError:
         raise RequestTimeout(detail=f"no preview within {config.request_timeout}s") from None
     return _preview_response(request, preview, config)
@@ -150,3 +150,31 @@ def _etag_matches(if_none_match: list[str], etag: str) -> bool:
             if tag == "*" or tag.removeprefix("W/") == etag:
                 return True
     return False
+
+
+class HttpServer:
+    """The listening side: binds, serves `app`, and drains requests on stop."""
+
+    def __init__(self, app: web.Application, config: ServerConfig) -> None:
+        self._config = config
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,  # the middleware logs one line per request
+            handle_signals=False,  # cli.serve owns the signals
+            shutdown_timeout=config.shutdown_timeout,
+        )
+        self.url = ""
+
+    async def start(self) -> str:
+        """Start listening; returns the URL actually bound (port 0 picks one)."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._config.host, self._config.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        host = f"[{host}]" if ":" in host else host
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop accepting, then wait up to shutdown_timeout for requests in flight."""
+        await self._runner.cleanup()

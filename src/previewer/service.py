@@ -28,6 +28,18 @@ from previewer.storage import HEADER_SIZE, CorruptEntry, Storage, body_etag, key
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Counters:
+    """Running totals since start-up, reported by /health."""
+
+    hits: int = 0
+    misses: int = 0
+    fetches: int = 0
+    renders: int = 0
+    stored: int = 0
+    store_failures: int = 0
+
+
 @dataclass(frozen=True)
 class Preview:
     body: bytes
@@ -59,6 +71,7 @@ class PreviewService:
         self._renders = 0  # running or waiting for a render thread
         self._max_renders = imaging_config.workers + imaging_config.queue_size
         self._storage_failing = False
+        self.counters = Counters()
 
     async def start(self) -> None:
         """Rebuild the LRU index from the cache directory, oldest use first."""
@@ -84,7 +97,9 @@ class PreviewService:
         digest = key_digest(options.cache_key())
         cached = await self._lookup(digest)
         if cached is not None:
+            self.counters.hits += 1
             return cached
+        self.counters.misses += 1
         flight_key = _flight_key(digest, headers)
         flight = self._flights.get(flight_key)
         if flight is None:
@@ -118,6 +133,7 @@ class PreviewService:
     async def _produce(
         self, options: PreviewOptions, digest: str, headers: Headers, client_address: str | None
     ) -> Preview:
+        self.counters.fetches += 1
         fetched = await self.fetcher.fetch(options.source, headers, client_address)
         shareable = header_rules.is_shareable(headers, fetched.headers)
         job = imaging.RenderJob(
@@ -143,6 +159,7 @@ class PreviewService:
         if self._renders >= self._max_renders:
             raise Overloaded(detail=f"{self._renders} renders running or queued")
         self._renders += 1
+        self.counters.renders += 1
         try:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, imaging.render, body, job)
@@ -160,10 +177,12 @@ class PreviewService:
             self.storage.write(digest, body, content_type)
         except OSError as exc:
             self.index.remove(digest)
+            self.counters.store_failures += 1
             if not self._storage_failing:
                 log.error("cache write failed, serving uncached until it works again: %s", exc)
             self._storage_failing = True
             return
+        self.counters.stored += 1
         if self._storage_failing:
             log.warning("cache writes work again")
             self._storage_failing = False

@@ -1,0 +1,253 @@
+"""Shared fixtures: clean environment, generated images, origins, the service."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+import images
+from origin import NginxOrigin, Origin, StubResolver
+from previewer.cli import Running, running
+from previewer.config import load
+
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variable may route a test's traffic off loopback."""
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+# --- the nginx origin ----------------------------------------------------------
+
+GOPHER_SIZES = [(50, 50), (256, 126), (500, 500), (1024, 252), (333, 666), (200, 700), (2000, 1000)]
+
+
+@pytest.fixture(scope="session")
+def nginx_origin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxOrigin]:
+    """nginx serving images the suite makes itself; a missing nginx is an error."""
+    root = tmp_path_factory.mktemp("www")
+    (root / "_gopher_original_1024x504.jpg").write_bytes(images.jpeg(1024, 504))
+    (root / "_gopher_not_image.jpg").write_bytes(b"This is a text file, not an image.\n")
+    (root / "small_40x30.jpg").write_bytes(images.jpeg(40, 30))
+    (root / "alpha.png").write_bytes(images.png_alpha())
+    for path in (root, *root.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    origin = NginxOrigin(root, tmp_path_factory.mktemp("nginx"))
+    origin.start()
+    yield origin
+    origin.stop()
+
+
+# --- the programmable origin -----------------------------------------------------
+
+
+@pytest.fixture
+async def origin() -> AsyncIterator[Origin]:
+    server = Origin()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made with openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+async def tls_origin(tls_files: tuple[Path, Path]) -> AsyncIterator[int]:
+    """An HTTPS origin on 127.0.0.1 whose certificate no system CA signed; yields its port."""
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    async def image(request: web.Request) -> web.Response:
+        return web.Response(body=images.jpeg(64, 48), content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", image)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    yield runner.addresses[0][1]
+    await runner.cleanup()
+
+
+# --- the service, in process -------------------------------------------------------
+
+
+@dataclass
+class Service:
+    running: Running
+    client: aiohttp.ClientSession
+    resolver: StubResolver
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+    async def get(
+        self, path: str, headers: dict[str, str] | list[tuple[str, str]] | None = None
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        return await self.request("GET", path, headers)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    ) -> tuple[int, CIMultiDict[str], bytes]:
+        url = URL(self.url + path, encoded=True)
+        async with self.client.request(method, url, headers=headers) as resp:
+            return resp.status, CIMultiDict(resp.headers), await resp.read()
+
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+    """Start previewer in this event loop on 127.0.0.1:0.
+
+    Keyword arguments are settings by flag name with `_` for `-`. Loopback
+    sources are allowed unless `allow_private_networks="false"` is given.
+    """
+    stack = contextlib.AsyncExitStack()
+    client = await stack.enter_async_context(
+        aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("User-Agent",))
+    )
+
+    async def start(resolver: StubResolver | None = None, **overrides: object) -> Service:
+        values = {
+            "port": "0",
+            "cache-dir": str(tmp_path / "cache"),
+            "allow-private-networks": "true",
+            "log-level": "debug",
+        }
+        values.update({k.replace("_", "-"): str(v) for k, v in overrides.items()})
+        resolver = resolver or StubResolver({"origin.test": ["127.0.0.1"]})
+        settings = load({}, values)
+        run = await stack.enter_async_context(running(settings, resolver))
+        return Service(run, client, resolver)
+
+    yield start
+    await stack.aclose()
+
+
+@pytest.fixture
+async def service(start_service: ServiceFactory) -> Service:
+    return await start_service()
+
+
+# --- the service, as a separate process ----------------------------------------------
+
+
+@dataclass
+class ServiceProcess:
+    proc: subprocess.Popen[str]
+    url: str
+    log_lines: list[str]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def _drain(stream: IO[str], lines: list[str]) -> None:
+    """Keep reading the child's log so a full pipe never blocks it."""
+    for line in stream:
+        lines.append(line.rstrip("\n"))
+
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+
+
+def spawn_service(args: list[str], env: dict[str, str] | None = None) -> ServiceProcess:
+    """Run `python -m previewer serve ARGS` and wait for its listening line."""
+    full_env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    full_env.update(env or {})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "previewer", "serve", "--port", "0", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        match = _LISTENING.search(line)
+        if match:
+            threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True).start()
+            return ServiceProcess(proc, match.group(1), lines)
+    proc.kill()
+    raise RuntimeError("previewer did not start:\n" + "\n".join(lines))
+
+
+@pytest.fixture
+def service_process() -> Iterator[Callable[..., ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def spawn(args: list[str], env: dict[str, str] | None = None) -> ServiceProcess:
+        process = spawn_service(args, env)
+        started.append(process)
+        return process
+
+    yield spawn
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.wait()

@@ -1,0 +1,224 @@
+"""Origins for the integration tests, all on 127.0.0.1.
+
+- `Origin`: a programmable aiohttp origin. Each route is registered by the
+  test with its status, headers and body (or a handler), and every request is
+  recorded with its raw header list.
+- `NginxOrigin`: a real nginx serving a directory of generated images, with an
+  access log the tests count requests in.
+- `StubResolver`: names for the service's fetcher without a DNS server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+
+
+@dataclass
+class Origin:
+    """A programmable origin server on 127.0.0.1."""
+
+    routes: dict[str, RouteHandler] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    hits: Counter[str] = field(default_factory=Counter)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    @property
+    def authority(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def add(
+        self,
+        path: str,
+        body: bytes = b"",
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        content_type: str = "image/jpeg",
+    ) -> None:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.Response(
+                body=body, status=status, headers=headers or {}, content_type=content_type
+            )
+
+        self.routes[path] = handler
+
+    def route(self, path: str, handler: RouteHandler) -> None:
+        self.routes[path] = handler
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.raw_path
+        self.hits[path] += 1
+        self.requests.append(
+            Recorded(
+                request.method,
+                path,
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+            )
+        )
+        handler = self.routes.get(path) or self.routes.get(path.partition("?")[0])
+        if handler is None:
+            return web.Response(status=404, text="not here")
+        return await handler(request)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class StubResolver(AbstractResolver):
+    """Resolves the names in `table`; every other name fails like NXDOMAIN."""
+
+    def __init__(self, table: dict[str, list[str]] | None = None) -> None:
+        self.table = table or {}
+        self.lookups: Counter[str] = Counter()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.lookups[host] += 1
+        addresses = self.table.get(host)
+        if not addresses:
+            raise OSError(socket.EAI_NONAME, f"stub resolver: no such host {host}")
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+_NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+{user}
+events {{ worker_connections 256; }}
+http {{
+    types {{ image/jpeg jpg; image/png png; image/gif gif; image/webp webp; }}
+    default_type application/octet-stream;
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/tmp;
+    proxy_temp_path {prefix}/tmp;
+    fastcgi_temp_path {prefix}/tmp;
+    uwsgi_temp_path {prefix}/tmp;
+    scgi_temp_path {prefix}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location /error/500 {{ return 500; }}
+        location /error/403 {{ return 403; }}
+    }}
+}}
+"""
+
+
+class NginxOrigin:
+    """nginx serving `root` on a free loopback port, with a countable access log."""
+
+    def __init__(self, root: Path, prefix: Path) -> None:
+        self.root = root
+        self.prefix = prefix
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def authority(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(binary):
+            raise RuntimeError("nginx is not installed: run scripts/install-system-deps.sh")
+        (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        user = "user root;" if os.geteuid() == 0 else ""
+        conf.write_text(
+            _NGINX_CONF.format(prefix=self.prefix, port=self.port, root=self.root, user=user)
+        )
+        stderr = self.prefix / "stderr.log"
+        with open(stderr, "wb") as err:
+            self._proc = subprocess.Popen(
+                [binary, "-p", str(self.prefix), "-c", str(conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"nginx exited at start: {stderr.read_text()}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("nginx did not start listening within 10s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGQUIT)
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def requests_for(self, path: str) -> int:
+        """Requests nginx has logged for `path` (nginx logs once a response is sent)."""
+        log = self.prefix / "access.log"
+        if not log.exists():
+            return 0
+        needle = f'"GET {path} '
+        return sum(1 for line in log.read_text().splitlines() if needle in line)
+
+    async def wait_for_requests(self, path: str, count: int, timeout: float = 5.0) -> int:
+        deadline = time.monotonic() + timeout
+        while (seen := self.requests_for(path)) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return seen
