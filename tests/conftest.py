@@ -195,10 +195,21 @@ class ServiceProcess:
     url: str
     log_lines: list[str]
 
+    drain: threading.Thread | None = None
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        code = self.proc.wait(timeout)
+        self.close()
+        return code
+
+    def close(self) -> None:
+        """Collect the rest of the log and release the pipe (after the process ended)."""
+        if self.drain is not None:
+            self.drain.join(5)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
 
 
 def _drain(stream: IO[str], lines: list[str]) -> None:
@@ -231,9 +242,12 @@ def spawn_service(args: list[str], env: dict[str, str] | None = None) -> Service
         lines.append(line.rstrip("\n"))
         match = _LISTENING.search(line)
         if match:
-            threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True).start()
-            return ServiceProcess(proc, match.group(1), lines)
+            drain = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
+            drain.start()
+            return ServiceProcess(proc, match.group(1), lines, drain)
     proc.kill()
+    proc.wait()
+    proc.stderr.close()
     raise RuntimeError("previewer did not start:\n" + "\n".join(lines))
 
 
@@ -251,3 +265,4 @@ def service_process() -> Iterator[Callable[..., ServiceProcess]]:
         if process.proc.poll() is None:
             process.proc.kill()
             process.proc.wait()
+        process.close()

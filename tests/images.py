@@ -43,8 +43,12 @@ def webp(width: int = 120, height: int = 80) -> bytes:
 
 
 def rotated_jpeg(width: int = 200, height: int = 100, orientation: int = 6) -> bytes:
-    """A landscape JPEG whose EXIF says to turn it upright (6: 90 degrees clockwise)."""
-    image = photo(width, height).copy()
+    """A landscape JPEG, white on its left half and black on its right, whose EXIF
+    says to turn it (6: 90 degrees clockwise, so upright the white half is on top)."""
+    left = pyvips.Image.black(width // 2, height) + 255
+    right = pyvips.Image.black(width - width // 2, height)
+    image = left.join(right, "horizontal").bandjoin([left.join(right, "horizontal")] * 2)
+    image = image.cast("uchar").copy(interpretation="srgb")
     image.set_type(pyvips.GValue.gint_type, "orientation", orientation)
     data: bytes = image.jpegsave_buffer(Q=85)
     return data
@@ -61,7 +65,9 @@ def pixel_bomb_png(width: int = 60000, height: int = 60000) -> bytes:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
     idat = zlib.compress(b"\x00" * 1024)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
 
 
 def decode(data: bytes) -> pyvips.Image:

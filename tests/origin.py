@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -24,6 +24,8 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+
+from waiting import until
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -217,8 +219,8 @@ class NginxOrigin:
         needle = f'"GET {path} '
         return sum(1 for line in log.read_text().splitlines() if needle in line)
 
-    async def wait_for_requests(self, path: str, count: int, timeout: float = 5.0) -> int:
-        deadline = time.monotonic() + timeout
-        while (seen := self.requests_for(path)) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        return seen
+    async def wait_for_requests(self, path: str, count: int) -> int:
+        """Wait until nginx has logged `count` requests for `path`; returns the count."""
+        with contextlib.suppress(TimeoutError):
+            await until(lambda: self.requests_for(path) >= count, within=5)
+        return self.requests_for(path)

@@ -1,0 +1,148 @@
+"""The disk cache through the running service: bounds, persistence, crash safety."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import images
+from conftest import ServiceFactory, ServiceProcess
+from origin import NginxOrigin, Origin
+from previewer.storage import HEADER_SIZE
+
+JPEG = images.jpeg(800, 600)
+
+
+def _cache_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in _cache_files(root))
+
+
+async def test_byte_bound_holds_under_churn(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    bound = 20_000
+    service = await start_service(cache_size=str(bound))
+    origin.add("/c.jpg", JPEG)
+    seen_entries = 0
+    for i in range(40):
+        status, _, _ = await service.get(f"/fill/{100 + i}/{80 + i}/{origin.authority}/c.jpg")
+        assert status == 200
+        on_disk = _disk_bytes(tmp_path / "cache")
+        assert on_disk <= bound
+        health = json.loads((await service.get("/health"))[2])
+        assert health["cache"]["bytes"] == on_disk
+        seen_entries = max(seen_entries, health["cache"]["entries"])
+    assert seen_entries >= 3  # the bound held several entries, not just one
+    assert health["cache"]["entries"] < 40  # and it evicted
+    # the most recent preview is still a hit; the first was evicted
+    assert (await service.get(f"/fill/139/119/{origin.authority}/c.jpg"))[1]["X-Cache"] == "HIT"
+    assert (await service.get(f"/fill/100/80/{origin.authority}/c.jpg"))[1]["X-Cache"] == "MISS"
+
+
+async def test_recently_used_entries_survive_eviction(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    service = await start_service(cache_max_items="3")
+    origin.add("/c.jpg", JPEG)
+    paths = [f"/fill/{50 + i}/50/{origin.authority}/c.jpg" for i in range(4)]
+    for path in paths[:3]:
+        await service.get(path)
+    await service.get(paths[0])  # refresh the oldest
+    await service.get(paths[3])  # evicts paths[1], the least recently used
+    assert (await service.get(paths[0]))[1]["X-Cache"] == "HIT"
+    assert (await service.get(paths[2]))[1]["X-Cache"] == "HIT"
+    assert (await service.get(paths[1]))[1]["X-Cache"] == "MISS"
+
+
+async def test_preview_larger_than_the_bound_is_served_not_stored(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    service = await start_service(cache_size="2KB")
+    origin.add("/c.jpg", JPEG)
+    status, headers, body = await service.get(f"/fill/400/300/{origin.authority}/c.jpg")
+    assert status == 200
+    assert len(body) > 2000
+    assert headers["Cache-Control"].startswith("public")
+    assert _cache_files(tmp_path / "cache") == []
+    assert (await service.get(f"/fill/400/300/{origin.authority}/c.jpg"))[1]["X-Cache"] == "MISS"
+
+
+async def test_corrupt_entry_is_dropped_and_rendered_again(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    service = await start_service()
+    origin.add("/c.jpg", JPEG)
+    path = f"/fill/90/90/{origin.authority}/c.jpg"
+    _, _, good = await service.get(path)
+    (entry,) = _cache_files(tmp_path / "cache")
+    data = bytearray(entry.read_bytes())
+    data[HEADER_SIZE + 100] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    status, headers, body = await service.get(path)
+    assert status == 200
+    assert headers["X-Cache"] == "MISS"
+    assert body == good
+    assert origin.hits["/c.jpg"] == 2
+
+
+def _fetch(url: str) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.status, dict(resp.headers), resp.read()
+
+
+def test_cache_persists_across_a_restart(
+    service_process: Callable[..., ServiceProcess], nginx_origin: NginxOrigin, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    args = ["--cache-dir", str(cache), "--allow-private-networks"]
+    source = f"{nginx_origin.authority}/_gopher_original_1024x504.jpg"
+    paths = [f"/fill/{w}/{h}/{source}" for w, h in ((64, 64), (128, 96), (96, 128))]
+
+    first = service_process(args)
+    bodies = {}
+    for path in paths:
+        status, headers, body = _fetch(first.url + path)
+        assert (status, headers["X-Cache"]) == (200, "MISS")
+        bodies[path] = body
+    assert first.stop() == 0
+
+    # a crash mid-write leaves a temporary file; start-up must clean it
+    shard = next(p.parent for p in cache.rglob("*") if p.is_file())
+    leftover = shard / ("0" * 64 + ".1234.5678.tmp")
+    leftover.write_bytes(b"half-written")
+
+    before = nginx_origin.requests_for("/_gopher_original_1024x504.jpg")
+    second = service_process(args)
+    assert not leftover.exists()
+    for path in paths:
+        status, headers, body = _fetch(second.url + path)
+        assert (status, headers["X-Cache"]) == (200, "HIT")
+        assert body == bodies[path]
+    assert nginx_origin.requests_for("/_gopher_original_1024x504.jpg") == before
+    assert second.stop() == 0
+
+
+def test_lowered_bound_at_restart_evicts_least_recently_used(
+    service_process: Callable[..., ServiceProcess], nginx_origin: NginxOrigin, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    args = ["--cache-dir", str(cache), "--allow-private-networks"]
+    source = f"{nginx_origin.authority}/_gopher_original_1024x504.jpg"
+    paths = [f"/fill/{40 + i}/40/{source}" for i in range(4)]
+    first = service_process(args)
+    for path in paths:
+        _fetch(first.url + path)
+    _fetch(first.url + paths[0])  # paths[0] is now the most recent
+    assert first.stop() == 0
+
+    second = service_process([*args, "--cache-max-items", "2"])
+    hits = [_fetch(second.url + p)[1]["X-Cache"] for p in (paths[0], paths[3])]
+    assert hits == ["HIT", "HIT"]
+    assert len(_cache_files(cache)) == 2
+    assert second.stop() == 0
