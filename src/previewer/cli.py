@@ -42,24 +42,18 @@ def _parser() -> argparse.ArgumentParser:
         help="run the HTTP service",
         description="Run the HTTP service. Every flag also reads PREVIEWER_<FLAG> "
         "from the environment; a flag wins over its variable.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for opt in OPTIONS:
-        default = opt.default()
-        if isinstance(default, frozenset):
-            default = ",".join(sorted(default)) or "none"
-        text = f"{opt.help} [{opt.env_var}]"
+        text = f"{opt.help} [{opt.env_var}] (default: {opt.default_text()})"
         if opt.is_switch:
             serve.add_argument(
                 f"--{opt.flag}",
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"{text} (default: {default})",
+                help=text,
             )
         else:
-            serve.add_argument(
-                f"--{opt.flag}", metavar="VALUE", default=None, help=f"{text} (default: {default})"
-            )
+            serve.add_argument(f"--{opt.flag}", metavar="VALUE", default=None, help=text)
     return parser
 
 

@@ -184,6 +184,7 @@ class Option:
     parse: Callable[[str], Any]
     help: str
     is_switch: bool = False
+    shown_default: str | None = None  # how --help shows the default, when not str(default)
 
     @property
     def env_var(self) -> str:
@@ -191,6 +192,14 @@ class Option:
 
     def default(self) -> Any:
         return getattr(getattr(Settings(), self.section), self.name)
+
+    def default_text(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        value = self.default()
+        if isinstance(value, frozenset):
+            return ",".join(sorted(value)) or "none"
+        return str(value)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -215,7 +224,14 @@ OPTIONS: tuple[Option, ...] = (
         "seconds to let requests in flight finish after SIGTERM",
     ),
     Option("cache-dir", "cache", "dir", _path, "directory of the disk cache"),
-    Option("cache-size", "cache", "size", _positive_bytes, "byte bound of the disk cache"),
+    Option(
+        "cache-size",
+        "cache",
+        "size",
+        _positive_bytes,
+        "byte bound of the disk cache, e.g. 512MB or 2GiB",
+        shown_default="1GiB",
+    ),
     Option("cache-max-items", "cache", "max_items", _int_in(0), "entry bound; 0 means none"),
     Option(
         "max-dimension",
@@ -235,7 +251,14 @@ OPTIONS: tuple[Option, ...] = (
         _int_in(1),
         "largest source image, in pixels, checked before decoding",
     ),
-    Option("workers", "imaging", "workers", _int_in(1, 256), "render threads"),
+    Option(
+        "workers",
+        "imaging",
+        "workers",
+        _int_in(1, 256),
+        "render threads",
+        shown_default="the CPU count",
+    ),
     Option(
         "queue-size",
         "imaging",
@@ -250,7 +273,8 @@ OPTIONS: tuple[Option, ...] = (
         "fetch",
         "max_source_bytes",
         _positive_bytes,
-        "largest source body, e.g. 50MiB",
+        "largest source body in bytes (units as for --cache-size)",
+        shown_default="50MiB",
     ),
     Option(
         "drop-headers",

@@ -39,7 +39,7 @@ def test_help_lists_every_option_with_its_variable() -> None:
     for opt in OPTIONS:
         assert f"--{opt.flag}" in text, opt.flag
         assert opt.env_var in text, opt.env_var
-    assert "(default: 1073741824)" in text  # --cache-size
+    assert "(default: 1GiB)" in text  # --cache-size
 
 
 def test_bad_variable_stops_start_up_and_names_it(tmp_path: Path) -> None:
