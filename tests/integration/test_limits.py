@@ -1,0 +1,85 @@
+"""Admission control and the whole-request deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+import images
+from conftest import ServiceFactory
+from origin import Origin
+
+BIG = images.jpeg(3000, 3000)
+
+
+async def test_excess_renders_get_503_at_once_and_the_service_recovers(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    release = asyncio.Event()
+    arrived = 0
+    all_arrived = asyncio.Event()
+
+    async def gated(request: web.Request) -> web.Response:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 12:
+            all_arrived.set()
+        await release.wait()
+        return web.Response(body=BIG, content_type="image/jpeg")
+
+    origin.route("/big.jpg", gated)
+    service = await start_service(workers="1", queue_size="1", gravity="attention")
+    paths = [f"/fill/{300 + i}/{200 + i}/{origin.authority}/big.jpg" for i in range(12)]
+    tasks = [asyncio.ensure_future(service.get(p)) for p in paths]
+    await all_arrived.wait()
+    release.set()  # twelve bodies arrive together; one thread, one queue slot
+    results = await asyncio.gather(*tasks)
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses.count(200) >= 2
+    assert statuses.count(503) >= 1
+    assert set(statuses) == {200, 503}
+    for status, headers, body in results:
+        if status == 503:
+            assert headers["Retry-After"] == "1"
+            assert json.loads(body)["error"] == "overloaded"
+    # nothing is left running, and the next request is served normally
+    health = json.loads((await service.get("/health"))[2])
+    assert health["renders_in_progress"] == 0
+    origin.add("/small.jpg", images.jpeg(200, 100))
+    status, _, _ = await service.get(f"/fill/50/50/{origin.authority}/small.jpg")
+    assert status == 200
+
+
+async def test_request_deadline_gives_504(start_service: ServiceFactory, origin: Origin) -> None:
+    release = asyncio.Event()
+
+    async def stall(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(body=images.jpeg(100, 100), content_type="image/jpeg")
+
+    origin.route("/stall.jpg", stall)
+    service = await start_service(request_timeout="0.3", fetch_timeout="30")
+    try:
+        status, headers, body = await service.get(f"/fill/20/20/{origin.authority}/stall.jpg")
+    finally:
+        release.set()
+    assert status == 504
+    assert headers["Cache-Control"] == "no-store"
+    assert json.loads(body)["error"] == "request_timeout"
+
+
+async def test_head_on_a_miss_renders_and_sends_no_body(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    service = await start_service()
+    origin.add("/h.jpg", images.jpeg(300, 200))
+    status, headers, body = await service.request("HEAD", f"/fill/30/20/{origin.authority}/h.jpg")
+    assert status == 200
+    assert body == b""
+    assert headers["X-Cache"] == "MISS"
+    assert int(headers["Content-Length"]) > 0
+    status, headers, body = await service.get(f"/fill/30/20/{origin.authority}/h.jpg")
+    assert headers["X-Cache"] == "HIT"
+    assert len(body) == int(headers["Content-Length"])
