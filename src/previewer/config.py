@@ -112,10 +112,9 @@ def parse_bool(text: str) -> bool:
 
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"not an integer: {text!r}") from None
+        if not re.fullmatch(r"-?[0-9]+", text.strip()):
+            raise ValueError(f"not an integer: {text!r}")
+        value = int(text.strip())
         if value < low or (high is not None and value > high):
             bound = f"{low}..{high}" if high is not None else f">= {low}"
             raise ValueError(f"{value} is out of range ({bound})")
@@ -156,6 +155,12 @@ def parse_header_names(text: str) -> frozenset[str]:
         if not _TOKEN_RE.match(name):
             raise ValueError(f"not a header name: {name!r}")
     return frozenset(names)
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    return text.strip()
 
 
 def _path(text: str) -> Path:
@@ -203,7 +208,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("host", "server", "host", str.strip, "address to listen on"),
+    Option("host", "server", "host", _non_empty, "address to listen on"),
     Option("port", "server", "port", _int_in(0, 65535), "TCP port to listen on (0 picks one)"),
     Option(
         "log-level", "server", "log_level", _choice(*LOG_LEVELS), "debug, info, warning or error"

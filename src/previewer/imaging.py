@@ -143,7 +143,14 @@ def _to_srgb(work: _Work) -> None:
     work.image = image
 
 
-STEPS: tuple[Step, ...] = (_read_header, _load_to_cover, _crop, _to_srgb)
+def _drop_opaque_gif_alpha(work: _Work) -> None:
+    """libvips loads every GIF with alpha; only a transparent GIF keeps it (and PNG output)."""
+    image = work.image
+    if work.source_format == "gif" and image.hasalpha() and image[image.bands - 1].min() == 255:
+        work.image = image.extract_band(0, n=image.bands - 1)
+
+
+STEPS: tuple[Step, ...] = (_read_header, _load_to_cover, _crop, _to_srgb, _drop_opaque_gif_alpha)
 
 
 def _encode(work: _Work) -> Rendered:

@@ -40,6 +40,7 @@ _ALWAYS_REFUSED = tuple(
         "198.18.0.0/15",
         "::/128",
         "fe80::/10",
+        "fec0::/10",  # deprecated site-local
         "ff00::/8",
         "64:ff9b::/96",  # NAT64 can reach any IPv4 address
         "2002::/16",  # 6to4 likewise
@@ -47,9 +48,21 @@ _ALWAYS_REFUSED = tuple(
 )
 
 
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # RFC 2765
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated, RFC 4291 2.5.5.1
+
+
 def _canonical(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+    """IPv6 forms that embed an IPv4 address are judged as that IPv4 address."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return address
+    if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _IPV4_TRANSLATED:
+        return embedded
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: or ::1
+        return embedded
     return address
 
 

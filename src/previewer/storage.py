@@ -133,7 +133,7 @@ class Storage:
         """Every entry under the root, least recently used first.
 
         Removes temporary files left by an interrupted write, and files whose
-        names are not cache digests.
+        names are not cache digests or that sit outside their digest's shard.
         """
         found: list[ScannedEntry] = []
         if not self.root.is_dir():
@@ -144,7 +144,9 @@ class Storage:
                     for item in files:
                         if not item.is_file(follow_symlinks=False):
                             continue
-                        if not _DIGEST_RE.fullmatch(item.name):
+                        # not a digest, or not where path_for() would look for it
+                        shard = first.name + second.name
+                        if not _DIGEST_RE.fullmatch(item.name) or item.name[:4] != shard:
                             log.info("cache scan: removing stray file %s", item.path)
                             with contextlib.suppress(OSError):
                                 os.unlink(item.path)

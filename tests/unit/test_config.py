@@ -1,0 +1,436 @@
+"""previewer.config.load (from a plain dict, never os.environ) and previewer.cli arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from previewer import cli
+from previewer.config import (
+    OPTIONS,
+    ConfigError,
+    Settings,
+    load,
+    parse_bool,
+    parse_bytes,
+    parse_header_names,
+)
+
+# --- defaults ---------------------------------------------------------------------
+
+
+def test_empty_environ_gives_the_defaults() -> None:
+    assert load({}) == Settings()
+    assert load({}, {}) == Settings()
+
+
+def test_defaults_are_safe() -> None:
+    settings = load({})
+    assert settings.server.host == "127.0.0.1"
+    assert settings.fetch.allow_private_networks is False
+    assert settings.fetch.drop_headers == frozenset()
+    assert settings.cache.max_items == 0
+    assert settings.imaging.gravity in ("attention", "centre")
+    assert settings.imaging.workers >= 1
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    environ = {"PORT": "1", "previewer_port": "2", "PREVIEWER_NOT_A_SETTING": "3", "HOME": "/x"}
+    assert load(environ) == Settings()
+
+
+def test_every_option_has_its_own_variable() -> None:
+    names = [opt.env_var for opt in OPTIONS]
+    assert len(names) == len(set(names))
+    for opt in OPTIONS:
+        assert opt.env_var == "PREVIEWER_" + opt.flag.upper().replace("-", "_")
+
+
+# --- each variable ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "section", "name", "expected"),
+    [
+        ("PREVIEWER_HOST", " 0.0.0.0 ", "server", "host", "0.0.0.0"),
+        ("PREVIEWER_PORT", "9000", "server", "port", 9000),
+        ("PREVIEWER_PORT", "0", "server", "port", 0),
+        ("PREVIEWER_PORT", "65535", "server", "port", 65535),
+        ("PREVIEWER_LOG_LEVEL", "DEBUG", "server", "log_level", "debug"),
+        ("PREVIEWER_LOG_LEVEL", "warning", "server", "log_level", "warning"),
+        ("PREVIEWER_MAX_AGE", "0", "server", "max_age", 0),
+        ("PREVIEWER_MAX_AGE", "3600", "server", "max_age", 3600),
+        ("PREVIEWER_REQUEST_TIMEOUT", "2.5", "server", "request_timeout", 2.5),
+        ("PREVIEWER_SHUTDOWN_TIMEOUT", "1", "server", "shutdown_timeout", 1.0),
+        ("PREVIEWER_CACHE_DIR", "/var/cache/p", "cache", "dir", Path("/var/cache/p")),
+        ("PREVIEWER_CACHE_SIZE", "512MB", "cache", "size", 512_000_000),
+        ("PREVIEWER_CACHE_SIZE", "2GiB", "cache", "size", 2 * 1024**3),
+        ("PREVIEWER_CACHE_MAX_ITEMS", "100", "cache", "max_items", 100),
+        ("PREVIEWER_MAX_DIMENSION", "16384", "imaging", "max_dimension", 16384),
+        ("PREVIEWER_MAX_DIMENSION", "1", "imaging", "max_dimension", 1),
+        ("PREVIEWER_QUALITY", "1", "imaging", "quality", 1),
+        ("PREVIEWER_QUALITY", "100", "imaging", "quality", 100),
+        ("PREVIEWER_GRAVITY", "centre", "imaging", "gravity", "centre"),
+        ("PREVIEWER_GRAVITY", "center", "imaging", "gravity", "centre"),
+        ("PREVIEWER_GRAVITY", "CENTER", "imaging", "gravity", "centre"),
+        ("PREVIEWER_GRAVITY", "Attention", "imaging", "gravity", "attention"),
+        ("PREVIEWER_MAX_SOURCE_PIXELS", "1000", "imaging", "max_source_pixels", 1000),
+        ("PREVIEWER_WORKERS", "3", "imaging", "workers", 3),
+        ("PREVIEWER_QUEUE_SIZE", "0", "imaging", "queue_size", 0),
+        ("PREVIEWER_FETCH_TIMEOUT", "0.25", "fetch", "timeout", 0.25),
+        ("PREVIEWER_MAX_REDIRECTS", "0", "fetch", "max_redirects", 0),
+        ("PREVIEWER_MAX_REDIRECTS", "50", "fetch", "max_redirects", 50),
+        ("PREVIEWER_MAX_SOURCE_BYTES", "1KiB", "fetch", "max_source_bytes", 1024),
+        (
+            "PREVIEWER_DROP_HEADERS",
+            "Cookie, Authorization,,X-Api-Key ",
+            "fetch",
+            "drop_headers",
+            frozenset({"cookie", "authorization", "x-api-key"}),
+        ),
+        ("PREVIEWER_DROP_HEADERS", "", "fetch", "drop_headers", frozenset()),
+        ("PREVIEWER_ALLOW_PRIVATE_NETWORKS", "yes", "fetch", "allow_private_networks", True),
+        ("PREVIEWER_ALLOW_PRIVATE_NETWORKS", "off", "fetch", "allow_private_networks", False),
+    ],
+)
+def test_each_variable(variable: str, raw: str, section: str, name: str, expected: Any) -> None:
+    settings = load({variable: raw})
+    assert getattr(getattr(settings, section), name) == expected
+    # and nothing else moved
+    others = {(opt.section, opt.name) for opt in OPTIONS if opt.env_var != variable}
+    for other_section, other_name in others:
+        assert getattr(getattr(settings, other_section), other_name) == getattr(
+            getattr(Settings(), other_section), other_name
+        )
+
+
+def test_every_option_is_read_from_its_variable() -> None:
+    """A variable for each option that differs from its default must change the setting."""
+    values = {
+        "host": "::1",
+        "port": "1234",
+        "log-level": "error",
+        "max-age": "7",
+        "request-timeout": "3",
+        "shutdown-timeout": "4",
+        "cache-dir": "elsewhere",
+        "cache-size": "5MB",
+        "cache-max-items": "6",
+        "max-dimension": "77",
+        "quality": "8",
+        "gravity": "centre" if Settings().imaging.gravity != "centre" else "attention",
+        "max-source-pixels": "99",
+        "workers": "255",
+        "queue-size": "11",
+        "fetch-timeout": "12",
+        "max-redirects": "13",
+        "max-source-bytes": "14KB",
+        "drop-headers": "x-one",
+        "allow-private-networks": "1",
+    }
+    assert set(values) == {opt.flag for opt in OPTIONS}
+    settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
+    for opt in OPTIONS:
+        assert getattr(getattr(settings, opt.section), opt.name) != opt.default(), opt.flag
+
+
+def test_overrides_win_over_environ() -> None:
+    environ = {"PREVIEWER_PORT": "1000", "PREVIEWER_QUALITY": "50"}
+    settings = load(environ, {"port": "2000"})
+    assert settings.server.port == 2000
+    assert settings.imaging.quality == 50
+
+
+def test_an_override_hides_a_bad_variable() -> None:
+    settings = load({"PREVIEWER_PORT": "not a port"}, {"port": "2000"})
+    assert settings.server.port == 2000
+
+
+def test_unknown_override_raises() -> None:
+    with pytest.raises(ConfigError, match="no-such-flag"):
+        load({}, {"no-such-flag": "1"})
+
+
+def test_override_keys_are_flags_not_variables() -> None:
+    with pytest.raises(ConfigError):
+        load({}, {"PREVIEWER_PORT": "1"})
+    with pytest.raises(ConfigError):
+        load({}, {"max_age": "1"})
+
+
+# --- bad values: every message names the variable, or the flag for overrides --------
+
+BAD_VALUES: list[tuple[str, str]] = [
+    ("port", "nope"),
+    ("port", "-1"),
+    ("port", "65536"),
+    ("port", "80.5"),
+    ("port", ""),
+    ("port", "8_080"),
+    ("port", "\uff18\uff10"),  # fullwidth digits
+    ("host", ""),
+    ("host", "  "),
+    ("log-level", "verbose"),
+    ("max-age", "-1"),
+    ("max-age", "forever"),
+    ("request-timeout", "0"),
+    ("request-timeout", "-1"),
+    ("request-timeout", "nan"),
+    ("request-timeout", "inf"),
+    ("request-timeout", "soon"),
+    ("shutdown-timeout", "0"),
+    ("cache-dir", ""),
+    ("cache-dir", "   "),
+    ("cache-size", "0"),
+    ("cache-size", "0.1"),
+    ("cache-size", "-5MB"),
+    ("cache-size", "10XB"),
+    ("cache-size", "lots"),
+    ("cache-max-items", "-1"),
+    ("max-dimension", "0"),
+    ("max-dimension", "16385"),
+    ("quality", "0"),
+    ("quality", "101"),
+    ("gravity", "north"),
+    ("gravity", ""),
+    ("max-source-pixels", "0"),
+    ("workers", "0"),
+    ("workers", "257"),
+    ("queue-size", "-1"),
+    ("fetch-timeout", "0"),
+    ("max-redirects", "-1"),
+    ("max-redirects", "51"),
+    ("max-source-bytes", "0"),
+    ("max-source-bytes", "1PB"),
+    ("drop-headers", "x foo"),
+    ("drop-headers", "a:b"),
+    ("allow-private-networks", "maybe"),
+    ("allow-private-networks", ""),
+]
+
+
+def test_bad_value_table_covers_every_option_that_can_fail() -> None:
+    assert {flag for flag, _ in BAD_VALUES} == {opt.flag for opt in OPTIONS}
+
+
+_BY_FLAG = {opt.flag: opt for opt in OPTIONS}
+
+
+@pytest.mark.parametrize(("flag", "raw"), BAD_VALUES)
+def test_bad_variable_is_named_in_the_error(flag: str, raw: str) -> None:
+    variable = _BY_FLAG[flag].env_var
+    with pytest.raises(ConfigError) as info:
+        load({variable: raw})
+    assert variable in str(info.value)
+    assert f"--{flag}" not in str(info.value)
+
+
+@pytest.mark.parametrize(("flag", "raw"), BAD_VALUES)
+def test_bad_override_is_named_by_its_flag(flag: str, raw: str) -> None:
+    variable = _BY_FLAG[flag].env_var
+    with pytest.raises(ConfigError) as info:
+        load({variable: _good_value(flag)}, {flag: raw})
+    assert f"--{flag}" in str(info.value)
+    assert variable not in str(info.value)
+
+
+def _good_value(flag: str) -> str:
+    return str(_BY_FLAG[flag].default()) if flag != "drop-headers" else ""
+
+
+def test_config_error_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="PREVIEWER_QUALITY"):
+        load({"PREVIEWER_QUALITY": "high"})
+
+
+# --- byte sizes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1000", 1000),
+        ("0", 0),
+        ("512MB", 512_000_000),
+        ("512mb", 512_000_000),
+        ("512M", 512_000_000),
+        ("2GiB", 2 * 1024**3),
+        ("2gib", 2 * 1024**3),
+        ("1KiB", 1024),
+        ("1k", 1000),
+        ("3kb", 3000),
+        ("10B", 10),
+        ("1TB", 10**12),
+        ("1TiB", 1024**4),
+        ("1.5GB", 1_500_000_000),
+        ("0.5KiB", 512),
+        (" 10 MiB ", 10 * 1024**2),
+    ],
+)
+def test_parse_bytes(text: str, expected: int) -> None:
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", " ", "MB", "-1", "-1MB", "1 2", "1e3", "1PB", "1.5.5", "ten", "1 M B", ".5MB"]
+)
+def test_parse_bytes_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="byte size"):
+        parse_bytes(text)
+
+
+def test_byte_sizes_through_load() -> None:
+    settings = load({"PREVIEWER_CACHE_SIZE": "512MB", "PREVIEWER_MAX_SOURCE_BYTES": "2GiB"})
+    assert settings.cache.size == 512_000_000
+    assert settings.fetch.max_source_bytes == 2 * 1024**3
+    assert load({"PREVIEWER_CACHE_SIZE": "1000"}).cache.size == 1000
+
+
+# --- booleans ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["1", "true", "yes", "on", "TRUE", "Yes", " on "])
+def test_parse_bool_true(text: str) -> None:
+    assert parse_bool(text) is True
+
+
+@pytest.mark.parametrize("text", ["0", "false", "no", "off", "FALSE", "No", " off "])
+def test_parse_bool_false(text: str) -> None:
+    assert parse_bool(text) is False
+
+
+@pytest.mark.parametrize("text", ["", "2", "y", "n", "t", "enabled", "truthy", "-1"])
+def test_parse_bool_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="boolean"):
+        parse_bool(text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_booleans_through_load(raw: str, expected: bool) -> None:
+    settings = load({"PREVIEWER_ALLOW_PRIVATE_NETWORKS": raw})
+    assert settings.fetch.allow_private_networks is expected
+
+
+# --- header names -----------------------------------------------------------------
+
+
+def test_parse_header_names() -> None:
+    assert parse_header_names("Cookie,AUTHORIZATION , x-custom-id") == frozenset(
+        {"cookie", "authorization", "x-custom-id"}
+    )
+    assert parse_header_names(" , ,") == frozenset()
+    assert parse_header_names("a,A,a") == frozenset({"a"})
+
+
+@pytest.mark.parametrize("text", ["x foo", "a:b", "x-a,(b)", 'x"y', "caf\u00e9"])
+def test_parse_header_names_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="header name"):
+        parse_header_names(text)
+
+
+# --- the command line -------------------------------------------------------------
+
+
+def test_parse_args_reads_the_command_and_environ() -> None:
+    command, settings = cli.parse_args(["serve"], {"PREVIEWER_PORT": "8001"})
+    assert command == "serve"
+    assert settings.server.port == 8001
+
+
+def test_flag_beats_variable() -> None:
+    environ = {"PREVIEWER_PORT": "8001", "PREVIEWER_GRAVITY": "attention"}
+    _, settings = cli.parse_args(["serve", "--port", "9001", "--gravity", "center"], environ)
+    assert settings.server.port == 9001
+    assert settings.imaging.gravity == "centre"
+
+
+def test_flags_reach_every_section() -> None:
+    _, settings = cli.parse_args(
+        [
+            "serve",
+            "--cache-dir",
+            "/tmp/somewhere",
+            "--cache-size",
+            "2GiB",
+            "--drop-headers",
+            "Cookie,Authorization",
+            "--max-redirects",
+            "2",
+            "--workers",
+            "2",
+        ],
+        {},
+    )
+    assert settings.cache.dir == Path("/tmp/somewhere")
+    assert settings.cache.size == 2 * 1024**3
+    assert settings.fetch.drop_headers == frozenset({"cookie", "authorization"})
+    assert settings.fetch.max_redirects == 2
+    assert settings.imaging.workers == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["serve"], {}, False),
+        (["serve"], {"PREVIEWER_ALLOW_PRIVATE_NETWORKS": "1"}, True),
+        (["serve", "--allow-private-networks"], {}, True),
+        (["serve", "--allow-private-networks"], {"PREVIEWER_ALLOW_PRIVATE_NETWORKS": "0"}, True),
+        (["serve", "--no-allow-private-networks"], {}, False),
+        (
+            ["serve", "--no-allow-private-networks"],
+            {"PREVIEWER_ALLOW_PRIVATE_NETWORKS": "yes"},
+            False,
+        ),
+    ],
+)
+def test_allow_private_networks_switch(
+    argv: list[str], environ: dict[str, str], expected: bool
+) -> None:
+    _, settings = cli.parse_args(argv, environ)
+    assert settings.fetch.allow_private_networks is expected
+
+
+def test_bad_flag_value_raises_naming_the_flag() -> None:
+    with pytest.raises(ConfigError, match="--quality"):
+        cli.parse_args(["serve", "--quality", "200"], {})
+
+
+def test_bad_variable_raises_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="PREVIEWER_QUALITY"):
+        cli.parse_args(["serve"], {"PREVIEWER_QUALITY": "200"})
+
+
+def test_unknown_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args(["serve", "--no-such-flag", "1"], {})
+    assert info.value.code == 2
+    assert "--no-such-flag" in capsys.readouterr().err
+
+
+def test_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args([], {})
+    assert info.value.code == 2
+    assert capsys.readouterr().err
+
+
+def test_main_reports_a_bad_flag_and_returns_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["serve", "--port", "nope"]) == 2
+    captured = capsys.readouterr()
+    assert "--port" in captured.err
+    assert "nope" in captured.err
+    assert captured.out == ""

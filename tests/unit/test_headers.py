@@ -1,0 +1,283 @@
+"""previewer.headers: what reaches the origin, and when a preview may be shared."""
+
+from __future__ import annotations
+
+import pytest
+
+from previewer.headers import USER_AGENT, VIA, forwarded_headers, is_shareable
+
+Headers = list[tuple[str, str]]
+
+END_TO_END: Headers = [
+    ("Accept", "image/avif,image/webp,*/*"),
+    ("Accept-Language", "fr-CH, fr;q=0.9"),
+    ("User-Agent", "Mozilla/5.0 (test)"),
+    ("Authorization", "Bearer abc"),
+    ("Cookie", "a=1; b=2"),
+    ("Referer", "https://example.org/page"),
+    ("X-Custom", "one"),
+    ("Cache-Control", "no-cache"),
+    ("Pragma", "no-cache"),
+    ("DNT", "1"),
+]
+
+
+def names(headers: Headers) -> list[str]:
+    return [name.lower() for name, _ in headers]
+
+
+def values(headers: Headers, name: str) -> list[str]:
+    return [value for n, value in headers if n.lower() == name.lower()]
+
+
+def without_added(headers: Headers) -> Headers:
+    """The forwarded headers minus the ones previewer adds or rewrites itself."""
+    added = {"accept-encoding", "via", "x-forwarded-for"}
+    return [(n, v) for n, v in headers if n.lower() not in added]
+
+
+# --- forwarding -------------------------------------------------------------------
+
+
+def test_end_to_end_headers_are_kept_with_value_and_order() -> None:
+    out = forwarded_headers(END_TO_END, "203.0.113.7")
+    assert without_added(out) == END_TO_END
+
+
+def test_repeated_headers_are_kept_in_order() -> None:
+    client = [
+        ("X-Tag", "first"),
+        ("Accept", "image/png"),
+        ("X-Tag", "second"),
+        ("x-tag", "third"),
+        ("User-Agent", "ua"),
+    ]
+    out = forwarded_headers(client, None)
+    assert without_added(out) == client
+
+
+def test_header_name_case_is_kept() -> None:
+    out = forwarded_headers([("x-LoWeR", "v"), ("User-Agent", "ua")], None)
+    assert ("x-LoWeR", "v") in out
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authorization",
+        "Proxy-Authenticate",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "connection",
+        "KEEP-ALIVE",
+        "te",
+    ],
+)
+def test_hop_by_hop_headers_are_dropped(name: str) -> None:
+    out = forwarded_headers([("Accept", "*/*"), (name, "something"), ("X-After", "1")], None)
+    assert name.lower() not in names(out)
+    assert ("Accept", "*/*") in out
+    assert ("X-After", "1") in out
+
+
+def test_every_header_named_in_connection_is_dropped() -> None:
+    client = [
+        ("Connection", "keep-alive, X-Secret-Hop"),
+        ("Connection", "X-Other ,  x-third"),
+        ("X-Secret-Hop", "1"),
+        ("x-other", "2"),
+        ("X-Third", "3"),
+        ("X-Kept", "4"),
+        ("User-Agent", "ua"),
+    ]
+    out = forwarded_headers(client, None)
+    assert without_added(out) == [("X-Kept", "4"), ("User-Agent", "ua")]
+
+
+def test_connection_may_name_an_end_to_end_header() -> None:
+    client = [("Connection", "Cookie"), ("Cookie", "a=1"), ("User-Agent", "ua")]
+    assert "cookie" not in names(forwarded_headers(client, None))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Host",
+        "Content-Length",
+        "If-None-Match",
+        "If-Modified-Since",
+        "If-Match",
+        "If-Unmodified-Since",
+        "If-Range",
+        "Range",
+        "host",
+        "RANGE",
+    ],
+)
+def test_host_length_conditional_and_range_headers_are_dropped(name: str) -> None:
+    out = forwarded_headers([(name, "value"), ("User-Agent", "ua")], None)
+    assert name.lower() not in names(out)
+    assert ("User-Agent", "ua") in out
+
+
+@pytest.mark.parametrize("client_value", [None, "gzip, deflate, br", "*", "identity"])
+def test_accept_encoding_is_replaced_by_identity(client_value: str | None) -> None:
+    client = [("Accept", "*/*")]
+    if client_value is not None:
+        client.append(("Accept-Encoding", client_value))
+    out = forwarded_headers(client, None)
+    assert values(out, "accept-encoding") == ["identity"]
+
+
+def test_x_forwarded_for_gets_the_client_address() -> None:
+    out = forwarded_headers([("Accept", "*/*")], "203.0.113.7")
+    assert values(out, "x-forwarded-for") == ["203.0.113.7"]
+
+
+def test_x_forwarded_for_is_appended_to_an_existing_value() -> None:
+    out = forwarded_headers([("X-Forwarded-For", "198.51.100.1, 10.0.0.2")], "203.0.113.7")
+    assert values(out, "x-forwarded-for") == ["198.51.100.1, 10.0.0.2, 203.0.113.7"]
+
+
+def test_repeated_x_forwarded_for_are_joined_in_order() -> None:
+    client = [("X-Forwarded-For", "198.51.100.1"), ("x-forwarded-for", "10.0.0.2")]
+    out = forwarded_headers(client, "203.0.113.7")
+    assert values(out, "x-forwarded-for") == ["198.51.100.1, 10.0.0.2, 203.0.113.7"]
+
+
+def test_x_forwarded_for_without_a_client_address_is_passed_through() -> None:
+    out = forwarded_headers([("X-Forwarded-For", "198.51.100.1")], None)
+    assert values(out, "x-forwarded-for") == ["198.51.100.1"]
+    assert "x-forwarded-for" not in names(forwarded_headers([("Accept", "*/*")], None))
+
+
+def test_via_gets_our_hop() -> None:
+    out = forwarded_headers([("Accept", "*/*")], None)
+    assert values(out, "via") == [VIA]
+
+
+def test_via_is_appended_to_an_existing_value() -> None:
+    client = [("Via", "1.0 fred"), ("via", "1.1 p.example.net")]
+    out = forwarded_headers(client, None)
+    assert values(out, "via") == [f"1.0 fred, 1.1 p.example.net, {VIA}"]
+
+
+def test_user_agent_default_only_without_one_from_the_client() -> None:
+    without = forwarded_headers([("Accept", "*/*")], None)
+    assert values(without, "user-agent") == [USER_AGENT]
+    with_one = forwarded_headers([("user-agent", "curl/8")], None)
+    assert values(with_one, "user-agent") == ["curl/8"]
+
+
+def test_user_agent_named_in_connection_is_replaced_by_the_default() -> None:
+    out = forwarded_headers([("Connection", "User-Agent"), ("User-Agent", "curl/8")], None)
+    assert values(out, "user-agent") == [USER_AGENT]
+
+
+def test_empty_request() -> None:
+    out = forwarded_headers([], "203.0.113.7")
+    assert sorted(names(out)) == ["accept-encoding", "user-agent", "via", "x-forwarded-for"]
+
+
+def test_client_headers_may_be_any_iterable() -> None:
+    out = forwarded_headers(iter([("Connection", "X-A"), ("X-A", "1"), ("X-B", "2")]), None)
+    assert "x-a" not in names(out)
+    assert ("X-B", "2") in out
+
+
+# --- the operator's drop set ------------------------------------------------------
+
+
+def test_drop_set_removes_named_headers() -> None:
+    out = forwarded_headers(END_TO_END, None, frozenset({"cookie", "authorization"}))
+    assert "cookie" not in names(out)
+    assert "authorization" not in names(out)
+    kept = [h for h in END_TO_END if h[0].lower() not in ("cookie", "authorization")]
+    assert without_added(out) == kept
+
+
+def test_drop_set_can_remove_headers_previewer_would_add() -> None:
+    drop = frozenset({"user-agent", "x-forwarded-for", "via"})
+    client = [("User-Agent", "ua"), ("X-Forwarded-For", "1.2.3.4"), ("Via", "1.0 a"), ("A", "1")]
+    out = forwarded_headers(client, "203.0.113.7", drop)
+    assert names(out) == ["a", "accept-encoding"]
+
+
+def test_drop_set_only_narrows() -> None:
+    client = [*END_TO_END, ("Connection", "X-Hop"), ("X-Hop", "1"), ("Host", "h")]
+    full = forwarded_headers(client, "203.0.113.7")
+    narrowed = forwarded_headers(client, "203.0.113.7", frozenset({"x-custom", "referer"}))
+    assert set(narrowed) <= set(full)
+    assert [h for h in full if h[0].lower() not in ("x-custom", "referer")] == narrowed
+
+
+# --- sharing ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        [],
+        [("Cache-Control", "public, max-age=60")],
+        [("Cache-Control", "max-age=0")],
+        [("Content-Type", "image/jpeg"), ("ETag", '"x"')],
+        [("Cache-Control", "no-cache")],
+    ],
+)
+def test_plain_responses_are_shareable(response: Headers) -> None:
+    assert is_shareable([("Accept", "*/*")], response) is True
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        [("Cache-Control", "no-store")],
+        [("Cache-Control", "private")],
+        [("Cache-Control", "max-age=60, private")],
+        [("Cache-Control", 'private="Set-Cookie"')],
+        [("Cache-Control", "public"), ("Cache-Control", "no-store")],
+        [("cache-control", "NO-STORE")],
+        [("CACHE-CONTROL", "Private")],
+        [("Cache-Control", " max-age=10 ,no-store ")],
+        [("Set-Cookie", "session=1")],
+        [("set-cookie", "session=1"), ("Cache-Control", "public")],
+    ],
+)
+def test_private_responses_are_not_shareable(response: Headers) -> None:
+    assert is_shareable([], response) is False
+
+
+@pytest.mark.parametrize(
+    "credential", [("Authorization", "Bearer x"), ("Cookie", "a=1"), ("cookie", "a=1")]
+)
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ([], False),
+        ([("Cache-Control", "max-age=60")], False),
+        ([("Cache-Control", "no-cache")], False),
+        ([("Cache-Control", "public")], True),
+        ([("Cache-Control", "PUBLIC, max-age=60")], True),
+        ([("Cache-Control", "s-maxage=60")], True),
+        ([("Cache-Control", "S-MaxAge=60")], True),
+        ([("Cache-Control", "max-age=60"), ("Cache-Control", "public")], True),
+        ([("Cache-Control", "public, no-store")], False),
+        ([("Cache-Control", "public, private")], False),
+        ([("Cache-Control", "public"), ("Set-Cookie", "a=1")], False),
+    ],
+)
+def test_credentialed_requests_need_public_or_s_maxage(
+    credential: tuple[str, str], response: Headers, expected: bool
+) -> None:
+    assert is_shareable([("Accept", "*/*"), credential], response) is expected
+
+
+def test_public_like_names_are_not_public() -> None:
+    request = [("Authorization", "Bearer x")]
+    assert is_shareable(request, [("Cache-Control", "publicity, s-maxage-ish=1")]) is False
+    assert is_shareable(request, [("X-Cache-Control", "public")]) is False

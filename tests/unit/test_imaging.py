@@ -1,0 +1,527 @@
+"""previewer.imaging with real libvips, on images made here; results are decoded, never compared
+as bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import pyvips
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from previewer import imaging
+from previewer.errors import BadImage, SourceTooLarge
+from previewer.imaging import Rendered, RenderJob, render, sniff
+
+Image = Any  # pyvips ships no type information
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _configured() -> None:
+    imaging.configure()
+
+
+# --- images -----------------------------------------------------------------------
+
+
+def solid(width: int, height: int, colour: list[int]) -> Image:
+    return pyvips.Image.black(width, height).new_from_image(colour).copy(interpretation="srgb")
+
+
+def photo(width: int = 400, height: int = 300) -> Image:
+    """Smooth gradients plus noise, 8-bit sRGB."""
+    xyz = pyvips.Image.xyz(width, height)
+    red = xyz[0] * (255.0 / width)
+    green = xyz[1] * (255.0 / height)
+    blue = (xyz[0] + xyz[1]) * (128.0 / (width + height)) + 64
+    noise = pyvips.Image.gaussnoise(width, height, sigma=10)
+    image = red.bandjoin([green, blue]) + noise
+    return image.cast("uchar").copy(interpretation="srgb")
+
+
+def halves(width: int, height: int, white_fraction: float = 0.5) -> Image:
+    """White on the left `white_fraction` of the width, black on the rest."""
+    xyz = pyvips.Image.xyz(width, height)
+    white = xyz[0] < int(width * white_fraction)
+    return white.ifthenelse([255, 255, 255], [0, 0, 0]).cast("uchar").copy(interpretation="srgb")
+
+
+def with_orientation(image: Image, orientation: int) -> Image:
+    tagged = image.copy()
+    tagged.set_type(pyvips.GValue.gint_type, "orientation", orientation)
+    return tagged
+
+
+def decode(body: bytes) -> Image:
+    return pyvips.Image.new_from_buffer(body, "")
+
+
+def job(
+    width: int,
+    height: int,
+    *,
+    gravity: str = "centre",
+    quality: int = 80,
+    max_pixels: int = 50_000_000,
+) -> RenderJob:
+    return RenderJob(width, height, gravity, quality, max_pixels)
+
+
+def check_output(rendered: Rendered, width: int, height: int) -> Image:
+    """The decoded preview, after checking it is what `rendered` says it is."""
+    out = decode(rendered.body)
+    assert (out.width, out.height) == (width, height)
+    assert (rendered.width, rendered.height) == (width, height)
+    assert out.format == "uchar"
+    if rendered.content_type == "image/jpeg":
+        assert sniff(rendered.body) == "jpeg"
+        assert out.bands == 3
+    else:
+        assert rendered.content_type == "image/png"
+        assert sniff(rendered.body) == "png"
+        assert out.bands == 4
+    return out
+
+
+ENCODERS: dict[str, Callable[[Image], bytes]] = {
+    "jpeg": lambda image: image.jpegsave_buffer(Q=90),
+    "png": lambda image: image.pngsave_buffer(),
+    "gif": lambda image: image.gifsave_buffer(),
+    "webp": lambda image: image.webpsave_buffer(Q=90),
+}
+
+
+# --- sniff ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_sniff_recognises_each_format(name: str) -> None:
+    assert sniff(ENCODERS[name](photo(40, 30))) == name
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"hello world",
+        b"\xff\xd8",  # too short for the JPEG signature
+        b"\x89PNG\r\n",
+        b"GIF88a" + bytes(20),
+        b"RIFF\x00\x00\x00\x00WAVEfmt ",
+        b"BM" + bytes(60),
+        b"II*\x00" + bytes(20),
+        b"MM\x00*" + bytes(20),
+        b"%PDF-1.7\n",
+        b"\x00\x00\x00\x1cftypavif",
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
+        b"<svg/>",
+        b"  \xff\xd8\xff",  # signature not at the start
+    ],
+)
+def test_sniff_rejects_everything_else(body: bytes) -> None:
+    assert sniff(body) is None
+
+
+def test_configure_blocks_other_loaders() -> None:
+    tiff = photo(20, 20).tiffsave_buffer()
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.new_from_buffer(tiff, "")
+
+
+# --- JPEG sizes and gravities -----------------------------------------------------
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(100, 100), (320, 200), (200, 320), (50, 300), (399, 1), (1, 1), (400, 300), (133, 77)],
+)
+def test_jpeg_renders_to_the_exact_size(gravity: str, width: int, height: int) -> None:
+    source = photo(400, 300).jpegsave_buffer(Q=90)
+    rendered = render(source, job(width, height, gravity=gravity))
+    assert rendered.content_type == "image/jpeg"
+    assert rendered.source_format == "jpeg"
+    check_output(rendered, width, height)
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+@pytest.mark.parametrize(("width", "height"), [(300, 200), (2000, 1000), (64, 480), (1000, 10)])
+def test_small_sources_are_enlarged(gravity: str, width: int, height: int) -> None:
+    source = photo(64, 48).jpegsave_buffer(Q=90)
+    check_output(render(source, job(width, height, gravity=gravity)), width, height)
+
+
+def test_1024x504_enlarges_to_2000x1000() -> None:
+    source = photo(1024, 504).jpegsave_buffer(Q=85)
+    check_output(render(source, job(2000, 1000)), 2000, 1000)
+
+
+def test_centre_gravity_keeps_the_middle() -> None:
+    stripes = (
+        solid(100, 100, [255, 0, 0])
+        .join(solid(100, 100, [0, 255, 0]), "horizontal")
+        .join(solid(100, 100, [0, 0, 255]), "horizontal")
+    )
+    out = check_output(render(stripes.pngsave_buffer(), job(50, 50)), 50, 50)
+    red, green, blue = (out[band].avg() for band in range(3))
+    assert green > 200
+    assert red < 40
+    assert blue < 40
+
+
+def test_centre_gravity_keeps_the_middle_vertically() -> None:
+    bands = (
+        solid(100, 100, [255, 0, 0])
+        .join(solid(100, 100, [0, 255, 0]), "vertical")
+        .join(solid(100, 100, [0, 0, 255]), "vertical")
+    )
+    out = check_output(render(bands.pngsave_buffer(), job(100, 100)), 100, 100)
+    assert out[1].avg() > 200
+    assert out[0].avg() < 40
+    assert out[2].avg() < 40
+
+
+def test_attention_gravity_finds_the_subject() -> None:
+    """A saturated disc near the right edge: centre misses it, attention does not."""
+    xyz = pyvips.Image.xyz(400, 100)
+    disc = ((xyz[0] - 360) ** 2 + (xyz[1] - 50) ** 2) < 30 * 30
+    image = disc.ifthenelse([230, 40, 40], [60, 60, 60]).cast("uchar").copy(interpretation="srgb")
+    source = image.pngsave_buffer()
+    centre = check_output(render(source, job(100, 100, gravity="centre")), 100, 100)
+    attention = check_output(render(source, job(100, 100, gravity="attention")), 100, 100)
+    assert centre[0].avg() < 70  # only the grey background
+    assert attention[0].avg() > centre[0].avg() + 20
+
+
+def test_exact_aspect_needs_no_crop() -> None:
+    out = check_output(render(halves(200, 100).pngsave_buffer(), job(100, 50)), 100, 50)
+    assert out(5, 25)[0] > 200  # the white left edge survived
+    assert out(94, 25)[0] < 50  # and the black right edge
+
+
+def test_quality_is_applied() -> None:
+    source = photo(400, 300).jpegsave_buffer(Q=95)
+    low = render(source, job(300, 200, quality=10))
+    high = render(source, job(300, 200, quality=95))
+    assert len(low.body) < len(high.body)
+
+
+# --- PNG variants -----------------------------------------------------------------
+
+
+def test_png_with_alpha_stays_png_with_alpha() -> None:
+    image = photo(120, 80).bandjoin(128).copy(interpretation="srgb")
+    rendered = render(image.pngsave_buffer(), job(60, 60))
+    assert rendered.content_type == "image/png"
+    assert rendered.source_format == "png"
+    out = check_output(rendered, 60, 60)
+    assert out.hasalpha()
+    assert 100 < out[3].avg() < 156
+
+
+def test_opaque_png_becomes_jpeg() -> None:
+    rendered = render(photo(120, 80).pngsave_buffer(), job(60, 60))
+    assert rendered.content_type == "image/jpeg"
+    check_output(rendered, 60, 60)
+
+
+def test_palette_png_becomes_three_band_jpeg() -> None:
+    source = photo(120, 80).pngsave_buffer(palette=True)
+    rendered = render(source, job(50, 40))
+    assert rendered.content_type == "image/jpeg"
+    check_output(rendered, 50, 40)
+
+
+def test_palette_png_with_transparency_keeps_alpha() -> None:
+    image = photo(120, 80).bandjoin(0).copy(interpretation="srgb")
+    source = image.insert(solid(60, 80, [0, 0, 0]).bandjoin(255), 0, 0).pngsave_buffer(palette=True)
+    rendered = render(source, job(50, 40))
+    assert rendered.content_type == "image/png"
+    check_output(rendered, 50, 40)
+
+
+def test_greyscale_png_becomes_srgb_jpeg() -> None:
+    grey = (pyvips.Image.black(80, 60) + 200).cast("uchar").copy(interpretation="b-w")
+    rendered = render(grey.pngsave_buffer(), job(40, 30))
+    assert rendered.content_type == "image/jpeg"
+    out = check_output(rendered, 40, 30)
+    assert out.interpretation == "srgb"
+    for band in range(3):
+        assert abs(out[band].avg() - 200) < 3
+
+
+def test_greyscale_png_with_alpha_becomes_rgba_png() -> None:
+    grey = pyvips.Image.black(80, 60) + 100
+    image = grey.bandjoin(50).cast("uchar").copy(interpretation="b-w")
+    rendered = render(image.pngsave_buffer(), job(40, 30))
+    assert rendered.content_type == "image/png"
+    out = check_output(rendered, 40, 30)
+    assert abs(out[3].avg() - 50) < 2
+
+
+def test_16_bit_grey_png_is_scaled_to_8_bit() -> None:
+    grey16 = (pyvips.Image.black(50, 50) + 32768).cast("ushort").copy(interpretation="grey16")
+    rendered = render(grey16.pngsave_buffer(), job(20, 20))
+    assert rendered.content_type == "image/jpeg"
+    out = check_output(rendered, 20, 20)
+    for band in range(3):
+        assert abs(out[band].avg() - 128) < 3
+
+
+def test_16_bit_rgb_png_is_scaled_to_8_bit() -> None:
+    rgb16 = pyvips.Image.black(50, 50).cast("ushort").new_from_image([65535, 0, 32768])
+    rendered = render(rgb16.copy(interpretation="rgb16").pngsave_buffer(), job(20, 20))
+    out = check_output(rendered, 20, 20)
+    red, green, blue = (out[band].avg() for band in range(3))
+    assert red > 245
+    assert green < 10
+    assert abs(blue - 128) < 5
+
+
+def test_16_bit_rgba_png_is_8_bit_png() -> None:
+    rgba16 = pyvips.Image.black(50, 50).cast("ushort").new_from_image([65535, 0, 0, 32768])
+    rendered = render(rgba16.copy(interpretation="rgb16").pngsave_buffer(), job(20, 20))
+    assert rendered.content_type == "image/png"
+    out = check_output(rendered, 20, 20)
+    assert abs(out[3].avg() - 128) < 3
+
+
+def test_cmyk_jpeg_becomes_srgb() -> None:
+    cmyk = photo(120, 80).icc_transform("cmyk", input_profile="srgb")
+    assert cmyk.bands == 4
+    rendered = render(cmyk.jpegsave_buffer(), job(60, 40))
+    assert rendered.content_type == "image/jpeg"
+    out = check_output(rendered, 60, 40)
+    assert out.interpretation == "srgb"
+
+
+# --- GIF and WebP -----------------------------------------------------------------
+
+
+def test_gif_renders() -> None:
+    rendered = render(photo(120, 80).gifsave_buffer(), job(50, 50))
+    assert rendered.source_format == "gif"
+    check_output(rendered, 50, 50)
+
+
+def test_animated_gif_uses_the_first_frame() -> None:
+    frames = solid(60, 40, [255, 255, 255]).join(solid(60, 40, [0, 0, 0]), "vertical").copy()
+    frames.set_type(pyvips.GValue.gint_type, "page-height", 40)
+    frames.set_type(pyvips.GValue.array_int_type, "delay", [100, 100])
+    source = frames.gifsave_buffer()
+    # the pixel limit applies to one frame, not the whole strip
+    rendered = render(source, job(30, 20, max_pixels=60 * 40))
+    out = check_output(rendered, 30, 20)
+    assert out[0].avg() > 240
+    assert out[1].avg() > 240
+
+
+def test_opaque_gif_gives_jpeg() -> None:
+    # libvips may load an opaque GIF with an alpha band; it must not become PNG
+    source = solid(60, 40, [100, 100, 100]).gifsave_buffer()
+    assert pyvips.Image.new_from_buffer(source, "").bands == 4
+    rendered = render(source, job(30, 20))
+    assert rendered.content_type == "image/jpeg"
+    assert check_output(rendered, 30, 20).bands == 3
+
+
+def test_transparent_gif_keeps_alpha() -> None:
+    image = photo(60, 40).bandjoin(pyvips.Image.xyz(60, 40)[0] > 30).cast("uchar")
+    source = image.copy(interpretation="srgb").gifsave_buffer()
+    rendered = render(source, job(60, 40))
+    assert rendered.content_type == "image/png"
+    out = check_output(rendered, 60, 40)
+    assert out[3].min() == 0
+    assert out[3].max() == 255
+
+
+def test_webp_renders_as_jpeg() -> None:
+    rendered = render(photo(120, 80).webpsave_buffer(Q=80), job(70, 30))
+    assert rendered.source_format == "webp"
+    assert rendered.content_type == "image/jpeg"
+    check_output(rendered, 70, 30)
+
+
+def test_webp_with_alpha_renders_as_png() -> None:
+    image = photo(120, 80).bandjoin(100).copy(interpretation="srgb")
+    rendered = render(image.webpsave_buffer(Q=80), job(70, 30))
+    assert rendered.content_type == "image/png"
+    check_output(rendered, 70, 30)
+
+
+# --- EXIF orientation -------------------------------------------------------------
+
+
+def test_orientation_6_turns_the_image_upright() -> None:
+    """200x100, white left half, tagged 6 (turn 90 degrees clockwise): the white goes on top."""
+    source = with_orientation(halves(200, 100), 6).jpegsave_buffer(Q=95)
+    assert decode(source).get("orientation") == 6
+    out = check_output(render(source, job(100, 200)), 100, 200)
+    for x in (5, 50, 94):
+        assert out(x, 10)[0] > 200, "top should be white"
+        assert out(x, 190)[0] < 50, "bottom should be black"
+
+
+def test_orientation_6_source_is_treated_as_portrait() -> None:
+    """White on the left quarter only: upright it is the top quarter, which a square centre
+    crop of the portrait cuts away; squashing the landscape into the square would not."""
+    source = with_orientation(halves(200, 100, 0.25), 6).jpegsave_buffer(Q=95)
+    out = check_output(render(source, job(100, 100)), 100, 100)
+    assert out.crop(0, 0, 100, 10).avg() < 40
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_matches_libvips_autorot(orientation: int) -> None:
+    """Gradients along both axes: any flip, turn or stretch shows in the pixels."""
+    xyz = pyvips.Image.xyz(200, 100)
+    gradients = (xyz[0] * (255 / 200)).bandjoin([xyz[1] * (255 / 100), 128])
+    source = with_orientation(gradients.cast("uchar").copy(interpretation="srgb"), orientation)
+    body = source.jpegsave_buffer(Q=95)
+    upright = decode(body).autorot()
+    assert (upright.width, upright.height) == ((100, 200) if orientation >= 5 else (200, 100))
+    out = check_output(
+        render(body, job(upright.width, upright.height)), upright.width, upright.height
+    )
+    assert (out - upright).abs().avg() < 4
+
+
+# --- metadata ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_metadata_is_stripped(alpha: bool) -> None:
+    image = photo(120, 80)
+    if alpha:
+        image = image.bandjoin(200).copy(interpretation="srgb")
+    image = with_orientation(image, 1)
+    image.set_type(pyvips.GValue.gstr_type, "exif-ifd0-Artist", "Someone Private")
+    image.set_type(pyvips.GValue.gstr_type, "exif-ifd0-ImageDescription", "home address")
+    source = (
+        image.pngsave_buffer(profile="srgb")
+        if alpha
+        else image.jpegsave_buffer(Q=90, profile="srgb")
+    )
+    source_image = decode(source)
+    assert source_image.get_typeof("exif-data") != 0
+    assert source_image.get_typeof("icc-profile-data") != 0
+
+    out = decode(render(source, job(60, 40)).body)
+    assert out.get_typeof("exif-data") == 0
+    assert out.get_typeof("xmp-data") == 0
+    assert out.get_typeof("icc-profile-data") == 0
+    assert out.get_typeof("exif-ifd0-Artist") == 0
+
+
+# --- refusals ---------------------------------------------------------------------
+
+
+def test_pixel_bomb_is_refused_before_decoding() -> None:
+    source = photo(400, 300).jpegsave_buffer()
+    with pytest.raises(SourceTooLarge):
+        render(source, job(10, 10, max_pixels=400 * 300 - 1))
+    check_output(render(source, job(10, 10, max_pixels=400 * 300)), 10, 10)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_pixel_limit_applies_to_every_format(name: str) -> None:
+    source = ENCODERS[name](photo(100, 100))
+    with pytest.raises(SourceTooLarge):
+        render(source, job(10, 10, max_pixels=5000))
+
+
+def _declared_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares `width` x `height` pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+def test_declared_huge_png_is_refused() -> None:
+    source = _declared_png(60_000, 60_000)
+    assert len(source) < 1000
+    with pytest.raises(SourceTooLarge):
+        render(source, job(100, 100))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>',
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>',
+        b'\xef\xbb\xbf<svg xmlns="http://www.w3.org/2000/svg"/>',
+        b"This is a text file, not an image.\n",
+        b"",
+        b"<html><body>404</body></html>",
+    ],
+)
+def test_svg_and_text_are_bad_images(body: bytes) -> None:
+    with pytest.raises(BadImage):
+        render(body, job(10, 10))
+
+
+def test_blocked_formats_are_bad_images() -> None:
+    tiff = photo(20, 20).tiffsave_buffer()
+    with pytest.raises(BadImage):
+        render(tiff, job(10, 10))
+
+
+def _render_or_bad(body: bytes) -> None:
+    """A damaged source is either refused as BadImage or renders to a valid preview."""
+    try:
+        rendered = render(body, job(40, 30))
+    except (BadImage, SourceTooLarge):
+        return
+    check_output(rendered, 40, 30)
+
+
+JPEG = photo(200, 150).jpegsave_buffer(Q=90)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        JPEG[:3],
+        JPEG[:20],
+        JPEG[:200],
+        JPEG[: len(JPEG) // 2],
+        JPEG[:-2],
+        JPEG[:-200],
+        b"\xff\xd8\xff" + b"garbage" * 100,
+        b"\xff\xd8\xff\xe0" + bytes(1000),
+        JPEG[:600] + b"\x00" * 2000,
+        JPEG[:600] + bytes(range(256)) * 8,
+        JPEG + b"trailing junk after the end of image",
+    ],
+)
+def test_damaged_jpeg_is_bad_or_decodable(body: bytes) -> None:
+    _render_or_bad(body)
+
+
+@pytest.mark.parametrize("name", ENCODERS)
+def test_signature_followed_by_junk_is_a_bad_image(name: str) -> None:
+    valid = ENCODERS[name](photo(40, 30))
+    signature = valid[:12]
+    with pytest.raises(BadImage):
+        render(signature + b"\x00junk" * 50, job(10, 10))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(sorted(ENCODERS)),
+    cut=st.floats(min_value=0.0, max_value=1.0),
+    junk=st.binary(max_size=64),
+)
+def test_truncated_sources_never_raise_anything_else(name: str, cut: float, junk: bytes) -> None:
+    valid = ENCODERS[name](photo(60, 40))
+    _render_or_bad(valid[: max(12, int(len(valid) * cut))] + junk)
