@@ -1,6 +1,7 @@
 """Command line: argv, logging set-up, and the wiring of every component.
 
     previewer serve [--flags]     run the HTTP service
+    previewer sign PATH...        print signed request paths
 
 Each flag of `serve` comes from `config.OPTIONS` and has a `PREVIEWER_*`
 variable; a flag wins over its variable. Nothing imports this module.
@@ -18,8 +19,9 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from previewer import __version__, imaging
+from previewer import __version__, imaging, signing
 from previewer.cache_index import CacheIndex
 from previewer.config import OPTIONS, ConfigError, Settings, load
 from previewer.fetch import Fetcher, Resolver
@@ -54,17 +56,48 @@ def _parser() -> argparse.ArgumentParser:
             )
         else:
             serve.add_argument(f"--{opt.flag}", metavar="VALUE", default=None, help=text)
+    sign = commands.add_parser(
+        "sign",
+        help="print signed request paths",
+        description="Print the signed form of each request path or URL, e.g. "
+        "`previewer sign /fill/300/200/example.com/a.jpg`. The key and salt come "
+        "from the flags or from PREVIEWER_SIGNING_KEY and PREVIEWER_SIGNING_SALT.",
+    )
+    for flag in ("signing-key", "signing-salt"):
+        sign.add_argument(f"--{flag}", metavar="HEX", default=None)
+    sign.add_argument("paths", metavar="PATH_OR_URL", nargs="+")
     return parser
 
 
-def parse_args(argv: Sequence[str], environ: dict[str, str]) -> tuple[str, Settings]:
+class Invocation(NamedTuple):
+    command: str
+    settings: Settings
+    paths: list[str]  # for `sign`
+
+
+def parse_args(argv: Sequence[str], environ: dict[str, str]) -> Invocation:
     args = _parser().parse_args(argv)
     overrides: dict[str, str] = {}
     for opt in OPTIONS:
-        value = getattr(args, opt.flag.replace("-", "_"))
+        value = getattr(args, opt.flag.replace("-", "_"), None)
         if value is not None:
             overrides[opt.flag] = ("true" if value else "false") if opt.is_switch else value
-    return args.command, load(environ, overrides)
+    return Invocation(args.command, load(environ, overrides), getattr(args, "paths", []))
+
+
+def sign_paths(paths: Sequence[str], key: bytes, salt: bytes) -> list[str]:
+    """Signed forms of `/fill/...` paths, or of URLs whose path starts with `/fill/`."""
+    signed = []
+    for text in paths:
+        prefix, path = "", text
+        if "://" in text:
+            scheme, _, rest = text.partition("://")
+            authority, slash, path = rest.partition("/")
+            prefix, path = f"{scheme}://{authority}", slash + path
+        if not path.startswith("/fill/"):
+            raise ConfigError(f"not a /fill/ path or URL: {text}")
+        signed.append(prefix + signing.signed_path(path, key, salt))
+    return signed
 
 
 @dataclass
@@ -132,7 +165,17 @@ def _run(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        command, settings = parse_args(sys.argv[1:] if argv is None else argv, dict(os.environ))
+        command, settings, paths = parse_args(
+            sys.argv[1:] if argv is None else argv, dict(os.environ)
+        )
+        if command == "sign":
+            if not settings.server.signing_key:
+                raise ConfigError("sign needs --signing-key or PREVIEWER_SIGNING_KEY")
+            for line in sign_paths(
+                paths, settings.server.signing_key, settings.server.signing_salt
+            ):
+                print(line)
+            return 0
     except ConfigError as exc:
         print(f"previewer: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,8 @@ class ServerConfig:
     max_age: int = 31_536_000
     request_timeout: float = 30.0
     shutdown_timeout: float = 10.0
+    signing_key: bytes = b""  # empty: URL signing off
+    signing_salt: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class FetchConfig:
     max_source_bytes: int = 50 * 1024 * 1024
     drop_headers: frozenset[str] = frozenset()
     allow_private_networks: bool = False
+    allowed_sources: tuple[str, ...] = ()  # host patterns; empty: any host the policy allows
+    dns_cache_ttl: int = 10  # seconds a checked DNS answer is reused; 0 disables
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,28 @@ def _non_empty(text: str) -> str:
     return text.strip()
 
 
+def _hex_secret(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text.strip())
+    except ValueError:
+        raise ValueError("must be hex-encoded, e.g. the output of `openssl rand -hex 32`") from None
+    return value
+
+
+_HOST_PATTERN_RE = re.compile(
+    r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
+)
+
+
+def parse_host_patterns(text: str) -> tuple[str, ...]:
+    """`example.com,*.cdn.example.com`: exact hosts, or `*.` for any subdomain."""
+    patterns = [part.strip().lower().removesuffix(".") for part in text.split(",") if part.strip()]
+    for pattern in patterns:
+        if not _HOST_PATTERN_RE.fullmatch(pattern):
+            raise ValueError(f"not a host pattern: {pattern!r} (use example.com or *.example.com)")
+    return tuple(patterns)
+
+
 def _path(text: str) -> Path:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -228,6 +254,22 @@ OPTIONS: tuple[Option, ...] = (
         _seconds,
         "seconds to let requests in flight finish after SIGTERM",
     ),
+    Option(
+        "signing-key",
+        "server",
+        "signing_key",
+        _hex_secret,
+        "hex HMAC key; when set, every request must carry a valid signature",
+        shown_default="none (signing off)",
+    ),
+    Option(
+        "signing-salt",
+        "server",
+        "signing_salt",
+        _hex_secret,
+        "hex salt prepended to the signed path",
+        shown_default="none",
+    ),
     Option("cache-dir", "cache", "dir", _path, "directory of the disk cache"),
     Option(
         "cache-size",
@@ -287,6 +329,21 @@ OPTIONS: tuple[Option, ...] = (
         "drop_headers",
         parse_header_names,
         "comma-separated request headers never forwarded to the origin",
+    ),
+    Option(
+        "allowed-sources",
+        "fetch",
+        "allowed_sources",
+        parse_host_patterns,
+        "comma-separated source hosts allowed (example.com, *.example.com); empty: any",
+        shown_default="any",
+    ),
+    Option(
+        "dns-cache-ttl",
+        "fetch",
+        "dns_cache_ttl",
+        _int_in(0, 3600),
+        "seconds a checked DNS answer is reused; 0 resolves every new connection",
     ),
     Option(
         "allow-private-networks",

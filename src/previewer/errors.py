@@ -7,6 +7,7 @@ Imports nothing that touches the network, the disk or libvips.
     ├── NotFound                      404  not_found      (no such route)
     ├── MethodNotAllowed              405  method_not_allowed
     ├── SourceForbidden               403  source_forbidden
+    ├── InvalidSignature              403  bad_signature
     ├── SourceError                        (the origin or its body is at fault)
     │   ├── SourceStatus              4xx as the origin said, 5xx -> 502   source_status
     │   ├── SourceUnavailable         502  source_unreachable
@@ -74,6 +75,12 @@ class SourceForbidden(PreviewError):
     status = HTTPStatus.FORBIDDEN
     code = "source_forbidden"
     default_message = "The source address is not allowed."
+
+
+class InvalidSignature(PreviewError):
+    status = HTTPStatus.FORBIDDEN
+    code = "bad_signature"
+    default_message = "The request's signature is missing or wrong."
 
 
 class SourceError(PreviewError):

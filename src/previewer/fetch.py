@@ -94,7 +94,8 @@ class Fetcher:
         connector = aiohttp.TCPConnector(
             resolver=self._resolver,
             limit=256,
-            ttl_dns_cache=10,
+            use_dns_cache=self.config.dns_cache_ttl > 0,
+            ttl_dns_cache=self.config.dns_cache_ttl or None,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -174,7 +175,9 @@ class Fetcher:
                 "The source redirected to an address that is not allowed.",
                 detail=f"refused redirect target {url}",
             )
-        policy.check_host(url.raw_host, allow_private=self.config.allow_private_networks)
+        host = url.raw_host.lower().removesuffix(".")
+        policy.check_allowed(host, self.config.allowed_sources)
+        policy.check_host(host, allow_private=self.config.allow_private_networks)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
         limit = self.config.max_source_bytes

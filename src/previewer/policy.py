@@ -104,3 +104,24 @@ def check_host(host: str, *, allow_private: bool) -> None:
     literal = literal_address(host)
     if literal is not None:
         check_address(literal, allow_private=allow_private)
+
+
+def check_allowed(host: str, patterns: tuple[str, ...]) -> None:
+    """Refuse a host that matches none of the operator's patterns (none: any host).
+
+    `example.com` matches that host only; `*.example.com` matches its
+    subdomains at any depth, not `example.com` itself. `host` is normalised
+    (lower case, IDNA, no trailing dot), so `example.com.evil.com` and
+    `evil-example.com` match neither.
+    """
+    if not patterns:
+        return
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]) and len(host) > len(pattern) - 1:
+                return
+        elif host == pattern:
+            return
+    raise SourceForbidden(
+        "The source host is not allowed.", detail=f"host {host} matches no allowed pattern"
+    )

@@ -3,6 +3,7 @@
 The only module that imports the web framework (aiohttp.web).
 
     GET|HEAD /fill/{width}/{height}/{source}   the preview
+    GET|HEAD /{signature}/fill/...             the same, when URL signing is on
     GET|HEAD /health                           200 while the service can serve
 
 Every error is JSON `{"error": code, "message": sentence}` with
@@ -22,7 +23,7 @@ from email.utils import formatdate
 
 from aiohttp import web
 
-from previewer import __version__
+from previewer import __version__, signing
 from previewer.config import ImagingConfig, ServerConfig
 from previewer.errors import (
     MethodNotAllowed,
@@ -51,6 +52,8 @@ def build_app(
     app[_IMAGING] = imaging_config
     app.router.add_get("/health", _health)
     app.router.add_get("/fill{tail:.*}", _fill)
+    if server_config.signing_key:
+        app.router.add_get("/{signature}/fill{tail:.*}", _fill)
     return app
 
 
@@ -112,8 +115,11 @@ async def _health(request: web.Request) -> web.Response:
 async def _fill(request: web.Request) -> web.Response:
     config = request.app[_SETTINGS]
     imaging_config = request.app[_IMAGING]
+    path = request.raw_path
+    if config.signing_key:
+        path = signing.verify(path, config.signing_key, config.signing_salt)
     options = parse_request(
-        request.raw_path,
+        path,
         max_dimension=imaging_config.max_dimension,
         gravity=imaging_config.gravity,
         quality=imaging_config.quality,

@@ -93,6 +93,17 @@ def test_every_option_has_its_own_variable() -> None:
         ("PREVIEWER_DROP_HEADERS", "", "fetch", "drop_headers", frozenset()),
         ("PREVIEWER_ALLOW_PRIVATE_NETWORKS", "yes", "fetch", "allow_private_networks", True),
         ("PREVIEWER_ALLOW_PRIVATE_NETWORKS", "off", "fetch", "allow_private_networks", False),
+        ("PREVIEWER_SIGNING_KEY", "00ff", "server", "signing_key", b"\x00\xff"),
+        ("PREVIEWER_SIGNING_SALT", " 6869 ", "server", "signing_salt", b"hi"),
+        (
+            "PREVIEWER_ALLOWED_SOURCES",
+            "Example.com., *.cdn.example.org",
+            "fetch",
+            "allowed_sources",
+            ("example.com", "*.cdn.example.org"),
+        ),
+        ("PREVIEWER_DNS_CACHE_TTL", "0", "fetch", "dns_cache_ttl", 0),
+        ("PREVIEWER_DNS_CACHE_TTL", "60", "fetch", "dns_cache_ttl", 60),
     ],
 )
 def test_each_variable(variable: str, raw: str, section: str, name: str, expected: Any) -> None:
@@ -129,6 +140,10 @@ def test_every_option_is_read_from_its_variable() -> None:
         "max-source-bytes": "14KB",
         "drop-headers": "x-one",
         "allow-private-networks": "1",
+        "signing-key": "0badc0de",
+        "signing-salt": "5a17",
+        "allowed-sources": "example.com",
+        "dns-cache-ttl": "0",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -207,6 +222,14 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("drop-headers", "x foo"),
     ("drop-headers", "a:b"),
     ("allow-private-networks", "maybe"),
+    ("signing-key", "not hex"),
+    ("signing-salt", "abc"),
+    ("allowed-sources", "example.com/path"),
+    ("allowed-sources", "*"),
+    ("allowed-sources", "a.*.example.com"),
+    ("allowed-sources", "user@example.com"),
+    ("dns-cache-ttl", "-1"),
+    ("dns-cache-ttl", "1.5"),
     ("allow-private-networks", ""),
 ]
 
@@ -346,20 +369,20 @@ def test_parse_header_names_rejects(text: str) -> None:
 
 
 def test_parse_args_reads_the_command_and_environ() -> None:
-    command, settings = cli.parse_args(["serve"], {"PREVIEWER_PORT": "8001"})
+    command, settings, _ = cli.parse_args(["serve"], {"PREVIEWER_PORT": "8001"})
     assert command == "serve"
     assert settings.server.port == 8001
 
 
 def test_flag_beats_variable() -> None:
     environ = {"PREVIEWER_PORT": "8001", "PREVIEWER_GRAVITY": "attention"}
-    _, settings = cli.parse_args(["serve", "--port", "9001", "--gravity", "center"], environ)
+    _, settings, _ = cli.parse_args(["serve", "--port", "9001", "--gravity", "center"], environ)
     assert settings.server.port == 9001
     assert settings.imaging.gravity == "centre"
 
 
 def test_flags_reach_every_section() -> None:
-    _, settings = cli.parse_args(
+    _, settings, _ = cli.parse_args(
         [
             "serve",
             "--cache-dir",
@@ -400,7 +423,7 @@ def test_flags_reach_every_section() -> None:
 def test_allow_private_networks_switch(
     argv: list[str], environ: dict[str, str], expected: bool
 ) -> None:
-    _, settings = cli.parse_args(argv, environ)
+    _, settings, _ = cli.parse_args(argv, environ)
     assert settings.fetch.allow_private_networks is expected
 
 

@@ -8,7 +8,7 @@ from http import HTTPStatus
 import pytest
 
 from previewer.errors import SourceForbidden
-from previewer.policy import check_address, check_host, literal_address
+from previewer.policy import check_address, check_allowed, check_host, literal_address
 
 LOOPBACK_SPELLINGS = [
     "127.0.0.1",
@@ -220,3 +220,33 @@ def test_ipv6_forms_embedding_private_ipv4_are_refused(host: str) -> None:
 def test_ipv6_forms_of_refused_ranges_are_always_refused(host: str) -> None:
     with pytest.raises(SourceForbidden):
         check_address(host, allow_private=True)
+
+
+ALLOWED = ("example.com", "*.cdn.example.org")
+
+
+@pytest.mark.parametrize("host", ["example.com", "a.cdn.example.org", "x.y.cdn.example.org"])
+def test_allowlist_admits_matching_hosts(host: str) -> None:
+    check_allowed(host, ALLOWED)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.com",
+        "example.com.evil.com",
+        "evilexample.com",
+        "www.example.com",  # exact pattern: no subdomains
+        "cdn.example.org",  # wildcard: subdomains only
+        "xcdn.example.org",
+        "cdn.example.org.evil.com",
+        "example.co",
+    ],
+)
+def test_allowlist_refuses_everything_else(host: str) -> None:
+    with pytest.raises(SourceForbidden):
+        check_allowed(host, ALLOWED)
+
+
+def test_empty_allowlist_admits_any_host() -> None:
+    check_allowed("anything.example", ())
