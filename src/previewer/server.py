@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from previewer import __version__, signing
 from previewer.config import ImagingConfig, ServerConfig
@@ -158,10 +159,29 @@ def _etag_matches(if_none_match: list[str], etag: str) -> bool:
     return False
 
 
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs each unparseable request with a traceback at ERROR.
+
+    Garbage from clients is not a server error, and a traceback per request
+    would let anyone flood the log: keep one short line at DEBUG instead.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.debug("malformed request refused: %s", str(exc).splitlines()[0])
+            return False
+        return True
+
+
+_MALFORMED_FILTER = _MalformedRequestFilter()
+
+
 class HttpServer:
     """The listening side: binds, serves `app`, and drains requests on stop."""
 
     def __init__(self, app: web.Application, config: ServerConfig) -> None:
+        logging.getLogger("aiohttp.server").addFilter(_MALFORMED_FILTER)
         self._config = config
         self._runner = web.AppRunner(
             app,
