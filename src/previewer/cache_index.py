@@ -72,6 +72,26 @@ class CacheIndex:
             self._total -= size
             return True
 
+    def evict_oldest(self, nbytes: int, keep: str) -> list[str]:
+        """Evict least recently used entries (never `keep`) until `nbytes` are freed.
+
+        For when the disk holds less than the budget promised (it is full).
+        Returns the evicted keys, which may free less if the index runs out.
+        """
+        evicted: list[str] = []
+        freed = 0
+        with self._lock:
+            for key in list(self._entries):
+                if freed >= nbytes:
+                    break
+                if key == keep:
+                    continue
+                size = self._entries.pop(key)
+                self._total -= size
+                freed += size
+                evicted.append(key)
+        return evicted
+
     def keys(self) -> list[str]:
         """Keys from least to most recently used."""
         with self._lock:

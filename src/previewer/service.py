@@ -9,6 +9,7 @@ whose queue answers 503 when full, file I/O on the default thread pool.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import time
@@ -26,6 +27,8 @@ from previewer.options import PreviewOptions
 from previewer.storage import HEADER_SIZE, CorruptEntry, Storage, body_etag, key_digest
 
 log = logging.getLogger(__name__)
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @dataclass
@@ -168,13 +171,24 @@ class PreviewService:
 
     def _store(self, digest: str, body: bytes, content_type: str) -> None:
         """Evict to make room, then write. Runs on a thread."""
-        evicted = self.index.reserve(digest, HEADER_SIZE + len(body))
+        size = HEADER_SIZE + len(body)
+        evicted = self.index.reserve(digest, size)
         if evicted is None:
             log.info("preview %s (%d bytes) exceeds the whole cache; not stored", digest, len(body))
             return
         self._delete(evicted)
         try:
-            self.storage.write(digest, body, content_type)
+            try:
+                self.storage.write(digest, body, content_type)
+            except OSError as exc:
+                if exc.errno not in _DISK_FULL:
+                    raise
+                # The disk holds less than the bound promised: make room and retry once.
+                freed = self.index.evict_oldest(size, keep=digest)
+                if not freed:
+                    raise
+                self._delete(freed)
+                self.storage.write(digest, body, content_type)
         except OSError as exc:
             self.index.remove(digest)
             self.counters.store_failures += 1

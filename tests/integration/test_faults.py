@@ -1,0 +1,271 @@
+"""Crashes, disk faults, shutdown under load and overload: nothing lost, no 500."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+import images
+from conftest import ServiceFactory, ServiceProcess
+from origin import Origin
+from previewer.storage import Storage
+from waiting import until
+
+pytestmark = pytest.mark.fault
+
+JPEG = images.jpeg(640, 480)
+
+
+def _entries(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def _temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*.tmp")]
+
+
+def _all_entries_verify(root: Path) -> None:
+    storage = Storage(root)
+    for path in _entries(root):
+        entry = storage.read(path.name)  # raises on a truncated or damaged entry
+        assert images.decode(entry.body).width > 0
+
+
+# --- the cache directory fails at runtime -------------------------------------------------
+
+
+async def test_cache_dir_replaced_by_a_file_serves_uncached_and_logs_once(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    service = await start_service()
+    origin.add("/a.jpg", JPEG)
+    assert (await service.get(f"/fill/10/10/{origin.authority}/a.jpg"))[0] == 200
+    shutil.rmtree(cache)
+    cache.write_text("not a directory")  # root ignores permissions; this it cannot write into
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="previewer"):
+        for i in range(5):
+            status, headers, _ = await service.get(f"/fill/{20 + i}/20/{origin.authority}/a.jpg")
+            assert (status, headers["X-Cache"]) == (200, "MISS")
+        # the entry written before the fault is gone too: served again, uncached
+        status, headers, _ = await service.get(f"/fill/10/10/{origin.authority}/a.jpg")
+        assert (status, headers["X-Cache"]) == (200, "MISS")
+    failures = [r for r in caplog.records if "cache write failed" in r.getMessage()]
+    assert len(failures) == 1
+    health = json.loads((await service.get("/health"))[2])
+    assert health["cache"]["entries"] == 0
+
+    cache.unlink()
+    cache.mkdir()  # the directory is back: caching resumes
+    with caplog.at_level(logging.WARNING, logger="previewer"):
+        await service.get(f"/fill/30/30/{origin.authority}/a.jpg")
+    assert (await service.get(f"/fill/30/30/{origin.authority}/a.jpg"))[1]["X-Cache"] == "HIT"
+    assert any("cache writes work again" in r.getMessage() for r in caplog.records)
+
+
+async def test_cache_dir_deleted_at_runtime_is_recreated(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    service = await start_service()
+    origin.add("/a.jpg", JPEG)
+    await service.get(f"/fill/10/10/{origin.authority}/a.jpg")
+    shutil.rmtree(cache)
+    status, headers, _ = await service.get(f"/fill/10/10/{origin.authority}/a.jpg")
+    assert (status, headers["X-Cache"]) == (200, "MISS")
+    assert (await service.get(f"/fill/10/10/{origin.authority}/a.jpg"))[1]["X-Cache"] == "HIT"
+    assert len(_entries(cache)) == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a disk that fills up long before the cache bound."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False, capture_output=True)
+
+
+async def test_full_disk_evicts_and_keeps_serving_without_partial_files(
+    start_service: ServiceFactory, origin: Origin, small_disk: Path
+) -> None:
+    service = await start_service(cache_dir=str(small_disk / "cache"), cache_size="100MB")
+    origin.add("/a.jpg", JPEG)
+    statuses = []
+    for i in range(40):
+        status, _, _ = await service.get(f"/fill/{300 + i}/{200 + i}/{origin.authority}/a.jpg")
+        statuses.append(status)
+    assert statuses == [200] * 40
+    counters = json.loads((await service.get("/health"))[2])
+    assert counters["counters"]["stored"] > 5  # it kept caching by evicting
+    assert _temp_files(small_disk) == []
+    _all_entries_verify(small_disk / "cache")
+    on_disk = sum(p.stat().st_size for p in _entries(small_disk / "cache"))
+    assert counters["cache"]["bytes"] == on_disk
+    # the newest preview is cached
+    _, headers, _ = await service.get(f"/fill/339/239/{origin.authority}/a.jpg")
+    assert headers["X-Cache"] == "HIT"
+
+
+# --- kill -9 while writing ---------------------------------------------------------------
+
+
+async def test_kill_9_during_renders_loses_nothing(
+    service_process: Callable[..., ServiceProcess], origin: Origin, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    origin.add("/p.jpg", images.jpeg(1600, 1200))
+    args = ["--cache-dir", str(cache), "--allow-private-networks", "--queue-size", "100"]
+    proc = await asyncio.to_thread(service_process, args)
+    paths = [f"/fill/{200 + i}/{150 + i}/{origin.authority}/p.jpg" for i in range(50)]
+
+    async with aiohttp.ClientSession() as client:
+
+        async def get(path: str) -> None:
+            try:
+                async with client.get(proc.url + path) as resp:
+                    await resp.read()
+            except aiohttp.ClientError:
+                pass  # the service dies under us: expected
+
+        tasks = [asyncio.ensure_future(get(p)) for p in paths]
+        await until(lambda: len(_entries(cache)) >= 5, within=30)
+        proc.proc.kill()  # SIGKILL, mid-stream of writes
+        await asyncio.gather(*tasks)
+    await asyncio.to_thread(proc.proc.wait)
+    proc.close()
+
+    second = await asyncio.to_thread(service_process, args)
+    assert _temp_files(cache) == []
+    _all_entries_verify(cache)
+    async with aiohttp.ClientSession() as client:
+        async with client.get(second.url + "/health") as resp:
+            health = await resp.json()
+        assert health["cache"]["bytes"] == sum(p.stat().st_size for p in _entries(cache))
+        hits = 0
+        for path in paths:
+            async with client.get(second.url + path) as resp:
+                body = await resp.read()
+                assert resp.status == 200
+                hits += resp.headers["X-Cache"] == "HIT"
+            assert images.decode(body).width == int(path.split("/")[2])
+    assert hits >= 5
+    assert await asyncio.to_thread(second.stop) == 0
+
+
+# --- graceful shutdown -------------------------------------------------------------------
+
+
+async def test_sigterm_with_100_requests_in_flight(
+    service_process: Callable[..., ServiceProcess], origin: Origin, tmp_path: Path
+) -> None:
+    arrived = 0
+    all_arrived = asyncio.Event()
+    release = asyncio.Event()
+
+    async def gated(request: web.Request) -> web.Response:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 100:
+            all_arrived.set()
+        await release.wait()
+        return web.Response(body=images.jpeg(200, 150), content_type="image/jpeg")
+
+    origin.route("/g.jpg", gated)
+    proc = await asyncio.to_thread(
+        service_process,
+        [
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--allow-private-networks",
+            "--queue-size",
+            "200",
+            "--shutdown-timeout",
+            "20",
+        ],
+    )
+    host, port = proc.url.removeprefix("http://").split(":")
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as client:
+
+        async def get(i: int) -> int:
+            async with client.get(f"{proc.url}/fill/{20 + i}/20/{origin.authority}/g.jpg") as r:
+                await r.read()
+                return r.status
+
+        tasks = [asyncio.ensure_future(get(i)) for i in range(100)]
+        await asyncio.wait_for(all_arrived.wait(), 30)
+        stopping_at = time.monotonic()
+        proc.proc.send_signal(signal.SIGTERM)
+        await until(lambda: any("stopping" in line for line in proc.log_lines))
+        with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), 2):
+            pass  # no new connections once stopping
+        release.set()
+        statuses = await asyncio.gather(*tasks)
+    assert statuses == [200] * 100
+    assert await asyncio.to_thread(proc.proc.wait, 30) == 0
+    assert time.monotonic() - stopping_at < 20
+    proc.close()
+
+
+# --- overload --------------------------------------------------------------------------------
+
+
+async def test_overload_answers_503_at_once_and_recovers(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    big = images.jpeg(3000, 3000)
+    release = asyncio.Event()
+    arrived = 0
+    all_arrived = asyncio.Event()
+
+    async def gated(request: web.Request) -> web.Response:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 50:
+            all_arrived.set()
+        await release.wait()
+        return web.Response(body=big, content_type="image/jpeg")
+
+    origin.route("/big.jpg", gated)
+    service = await start_service(workers="1", queue_size="4")
+
+    async def timed(i: int) -> tuple[int, float]:
+        status, _, _ = await service.get(f"/fill/{400 + i}/300/{origin.authority}/big.jpg")
+        return status, time.monotonic()
+
+    tasks = [asyncio.ensure_future(timed(i)) for i in range(50)]
+    await all_arrived.wait()
+    released_at = time.monotonic()
+    release.set()
+    results = await asyncio.gather(*tasks)
+    ok = [t - released_at for s, t in results if s == 200]
+    refused = [t - released_at for s, t in results if s == 503]
+    assert len(ok) + len(refused) == 50
+    assert len(ok) >= 5  # one running and four queued were admitted
+    assert len(refused) >= 30
+    # refusals came at once, while the admitted renders were still queued
+    assert max(refused) < sorted(ok)[-1]
+    assert max(refused) < 1.0
+    status, _, _ = await service.get(f"/fill/100/100/{origin.authority}/big.jpg")
+    assert status == 200  # recovered immediately
