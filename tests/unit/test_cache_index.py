@@ -426,3 +426,21 @@ def test_random_operations_match_the_model(
             assert index.remove(key) == model.remove(key)
         assert index.keys() == [k for k, _ in model.entries]
         assert index.total_bytes == sum(s for _, s in model.entries)
+
+
+def test_evict_oldest_frees_at_least_the_bytes_asked_and_spares_keep() -> None:
+    index = CacheIndex(max_bytes=1000)
+    for key in ("a", "b", "c", "d"):
+        index.reserve(key, 100)
+    index.touch("a")  # order now b, c, d, a
+    evicted = index.evict_oldest(150, keep="b")
+    assert evicted == ["c", "d"]
+    assert index.keys() == ["b", "a"]
+    assert index.total_bytes == 200
+
+
+def test_evict_oldest_stops_when_only_keep_is_left() -> None:
+    index = CacheIndex(max_bytes=1000)
+    index.reserve("only", 100)
+    assert index.evict_oldest(500, keep="only") == []
+    assert index.total_bytes == 100
