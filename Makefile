@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt build clean system-deps
+.PHONY: run test check fmt build clean system-deps soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ fmt: $(STAMP)
 test: system-deps $(STAMP) check
 	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/coverage report  # fails under the floor set in pyproject.toml
+
+# Ten minutes of mixed load; writes its table into docs/reliability.md. Not part of `test`.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --duration 600 --report docs/reliability.md
 
 build: $(STAMP)
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
