@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from previewer import __version__, imaging, signing
+from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
 from previewer.config import OPTIONS, ConfigError, Settings, load
 from previewer.fetch import Fetcher, Resolver
@@ -30,6 +31,8 @@ from previewer.service import PreviewService
 from previewer.storage import Storage
 
 log = logging.getLogger("previewer")
+
+SOURCES_DIR = "sources"  # under --cache-dir; preview shards are two-character names
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,11 +122,16 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
     executor = ThreadPoolExecutor(settings.imaging.workers, thread_name_prefix="render")
     fetcher = Fetcher(settings.fetch, resolver)
     await fetcher.start()
+    cache = settings.cache
     service = PreviewService(
         imaging_config=settings.imaging,
         fetcher=fetcher,
-        storage=Storage(settings.cache.dir),
-        index=CacheIndex(settings.cache.size, settings.cache.max_items),
+        previews=DiskCache("preview", Storage(cache.dir), CacheIndex(cache.size, cache.max_items)),
+        sources=(
+            DiskCache("source", Storage(cache.dir / SOURCES_DIR), CacheIndex(cache.source_size))
+            if cache.source_size
+            else None
+        ),
         render_executor=executor,
     )
     server = HttpServer(build_app(service, settings.server, settings.imaging), settings.server)

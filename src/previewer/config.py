@@ -56,6 +56,7 @@ class CacheConfig:
     dir: Path = Path(".previewer-cache")
     size: int = 1024 * 1024 * 1024
     max_items: int = 0
+    source_size: int = 256 * 1024 * 1024  # 0: no source cache
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,14 @@ OPTIONS: tuple[Option, ...] = (
         shown_default="1GiB",
     ),
     Option("cache-max-items", "cache", "max_items", _int_in(0), "entry bound; 0 means none"),
+    Option(
+        "source-cache-size",
+        "cache",
+        "source_size",
+        parse_bytes,
+        "byte bound of the cache of fetched sources (in <cache-dir>/sources); 0 turns it off",
+        shown_default="256MiB",
+    ),
     Option(
         "max-dimension",
         "imaging",

@@ -1,7 +1,9 @@
 """libvips: sniff, check, load with shrink-on-load, fill, encode.
 
 The only module that imports pyvips. `render` is blocking and CPU-bound;
-callers run it on a worker thread. libvips errors become BadImage here.
+callers run it on a worker thread. libvips errors become BadImage here. A
+caller that gives up on a render says so through `cancelled`: the render stops
+between steps, and libvips abandons an evaluation already under way.
 
 Only the JPEG, PNG, WebP and GIF loaders are enabled: every other libvips
 loader (SVG, TIFF, HEIF, ...) is blocked process-wide, and the format is
@@ -17,7 +19,7 @@ from typing import Any
 
 import pyvips
 
-from previewer.errors import BadImage
+from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.geometry import Size, centre_crop, check_source_size, cover, oriented
 
 _ALLOWED_LOADERS = (
@@ -32,6 +34,17 @@ _SIGNATURES: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
     ("gif", lambda b: b[:6] in (b"GIF87a", b"GIF89a")),
     ("webp", lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
 )
+MAX_FRAMES = 1000
+"""Most frames (pages) a source may declare; more is refused as SourceTooLarge.
+
+A preview shows the first frame only, and a real animation has far fewer. A
+file of thousands of tiny frames (a 10,000-frame GIF is 230 KB) only makes
+libvips scan and tabulate every frame again when the preview is loaded. The
+count comes from the header read, which walks the frame headers without
+decoding a pixel: under a millisecond for 10,000 frames.
+"""
+_ABANDONED = "render abandoned: the caller gave up on it"
+
 # Loader names as libvips reports them in the "vips-loader" field.
 _LOADERS = {
     "jpeg": "jpegload_buffer",
@@ -81,6 +94,9 @@ class Rendered:
     source_format: str
 
 
+Cancelled = Callable[[], bool]  # true once the caller no longer wants the render
+
+
 @dataclass
 class _Work:
     """The state the steps pass along."""
@@ -90,6 +106,14 @@ class _Work:
     source_format: str
     source: Size = field(default_factory=lambda: Size(0, 0))  # after EXIF orientation
     image: Any = None  # a pyvips.Image once loaded
+    cancelled: Cancelled | None = None
+    # Images with a progress handler. pyvips keeps the handler's handle on the
+    # Python wrapper; libvips signals it from downstream evaluations, so the
+    # wrapper must outlive the render or the callback would hit freed memory.
+    watched: list[Any] = field(default_factory=list)
+    # Images with an eval handler. pyvips keeps a handler only as long as the Python
+    # object, but libvips signals for as long as any pipeline built on the image runs.
+    watched: list[Any] = field(default_factory=list)
 
 
 Step = Callable[[_Work], None]
@@ -107,14 +131,23 @@ def _read_header(work: _Work) -> None:
         raise BadImage(detail=f"sniffed {work.source_format}, libvips chose {loader}")
     size = Size(header.width, _field(header, "page-height", header.height))
     check_source_size(size, work.job.max_pixels)
+    frames = _field(header, "n-pages", 1)
+    if frames > MAX_FRAMES:
+        raise SourceTooLarge(
+            f"The source has more than {MAX_FRAMES} frames.",
+            detail=f"source declares {frames} frames",
+        )
     work.source = oriented(size, _field(header, "orientation", 1))
 
 
 def _load_to_cover(work: _Work) -> None:
     """Shrink-on-load, apply the EXIF orientation, and scale to cover the target."""
     covered = cover(work.source, Size(work.job.width, work.job.height))
-    work.image = pyvips.Image.thumbnail_buffer(
-        work.body, covered.width, height=covered.height, size="force"
+    work.image = _watched(
+        work,
+        pyvips.Image.thumbnail_buffer(
+            work.body, covered.width, height=covered.height, size="force"
+        ),
     )
 
 
@@ -125,7 +158,7 @@ def _crop(work: _Work) -> None:
         return
     if work.job.gravity == "attention":
         # smartcrop reads the image more than once; the sequential load can't.
-        work.image = image.copy_memory().smartcrop(
+        work.image = _watched(work, image.copy_memory()).smartcrop(
             target.width, target.height, interesting="attention"
         )
     else:
@@ -153,6 +186,30 @@ def _drop_opaque_gif_alpha(work: _Work) -> None:
 STEPS: tuple[Step, ...] = (_read_header, _load_to_cover, _crop, _to_srgb, _drop_opaque_gif_alpha)
 
 
+def _watched(work: _Work, image: Any) -> Any:
+    """Make libvips abandon any evaluation of `image` (or of what is built on it) once
+    the render is cancelled: progress signals reach this image, and killing it stops
+    every pipeline that reads from it."""
+    cancelled = work.cancelled
+    if cancelled is None:
+        return image
+
+    def on_eval(evaluated: Any, progress: Any) -> None:
+        if cancelled():
+            evaluated.set_kill(True)
+
+    image.set_progress(True)
+    image.signal_connect("eval", on_eval)
+    work.watched.append(image)
+    work.watched.append(image)
+    return image
+
+
+def _stop_if_cancelled(work: _Work) -> None:
+    if work.cancelled is not None and work.cancelled():
+        raise RequestTimeout(detail=_ABANDONED)
+
+
 def _encode(work: _Work) -> Rendered:
     image = work.image
     if image.hasalpha():
@@ -164,15 +221,24 @@ def _encode(work: _Work) -> Rendered:
     return Rendered(body, content_type, image.width, image.height, work.source_format)
 
 
-def render(body: bytes, job: RenderJob) -> Rendered:
-    """Make the preview of `body`; raises BadImage or SourceTooLarge."""
+def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> Rendered:
+    """Make the preview of `body`; raises BadImage or SourceTooLarge.
+
+    `cancelled` is polled between steps and while libvips computes pixels; once
+    it returns True the render stops with RequestTimeout. It is called from
+    libvips's threads, so it must be cheap and thread-safe (an Event's is_set).
+    """
     source_format = sniff(body)
     if source_format is None:
         raise BadImage(detail="bytes match no supported image signature")
-    work = _Work(job=job, body=body, source_format=source_format)
+    work = _Work(job=job, body=body, source_format=source_format, cancelled=cancelled)
     try:
         for step in STEPS:
+            _stop_if_cancelled(work)
             step(work)
+        _stop_if_cancelled(work)
         return _encode(work)
     except pyvips.Error as exc:
+        if cancelled is not None and cancelled():  # a killed evaluation fails like any other
+            raise RequestTimeout(detail=_ABANDONED) from exc
         raise BadImage(detail=f"libvips: {exc.message.strip()}") from exc

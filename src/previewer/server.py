@@ -100,15 +100,24 @@ async def _errors_and_logging(request: web.Request, handler: Handler) -> web.Str
 
 async def _health(request: web.Request) -> web.Response:
     service = request.app[_SERVICE]
-    body = {
-        "status": "ok",
-        "cache": {
-            "entries": len(service.index),
-            "bytes": service.index.total_bytes,
-            "max_bytes": service.index.max_bytes,
-        },
-        "renders_in_progress": service.renders_in_progress,
-        "counters": dataclasses.asdict(service.counters),
+    caches = {"cache": service.previews}
+    if service.sources is not None:
+        caches["source_cache"] = service.sources
+    body: dict[str, object] = {
+        name: {
+            "entries": len(cache.index),
+            "bytes": cache.index.total_bytes,
+            "max_bytes": cache.index.max_bytes,
+            **dataclasses.asdict(cache.stats),
+        }
+        for name, cache in caches.items()
+    }
+    body["status"] = "ok"
+    body["renders_in_progress"] = service.renders_in_progress
+    body["counters"] = {
+        **dataclasses.asdict(service.counters),
+        "stored": service.previews.stats.stored,
+        "abandoned": service.abandoned,
     }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 

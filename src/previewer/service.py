@@ -1,34 +1,40 @@
-"""Orchestration: cache lookup -> fetch -> render -> store, with single flight.
+"""Orchestration: preview cache -> source cache -> fetch -> render -> store.
 
 `PreviewService.get(options, headers, client_address)` is what both the HTTP
 server and any other front call; it never sees a framework object. Blocking
-work (libvips, file I/O) runs off the event loop: renders on a bounded pool
-whose queue answers 503 when full, file I/O on the default thread pool.
+work runs off the event loop: renders on a bounded pool whose queue answers
+503 at once when full, file I/O on the default thread pool.
+
+Two single flights keep concurrent work from repeating: one per preview
+(50 requests for one uncached preview make one render) and one per source
+(a page asking for four sizes of one image makes one fetch). Both share only
+between requests that carry the same credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import logging
+import threading
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from previewer import headers as header_rules
 from previewer import imaging
-from previewer.cache_index import CacheIndex
+from previewer.cache import DiskCache
 from previewer.config import ImagingConfig
 from previewer.errors import Overloaded
 from previewer.fetch import Fetcher
+from previewer.flight import SingleFlight
 from previewer.headers import Headers
-from previewer.options import PreviewOptions
-from previewer.storage import HEADER_SIZE, CorruptEntry, Storage, body_etag, key_digest
+from previewer.options import PreviewOptions, SourceURL
+from previewer.storage import body_etag, key_digest
 
 log = logging.getLogger(__name__)
 
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+SOURCE_CONTENT_TYPE = "application/octet-stream"
 
 
 @dataclass
@@ -38,9 +44,8 @@ class Counters:
     hits: int = 0
     misses: int = 0
     fetches: int = 0
+    source_hits: int = 0
     renders: int = 0
-    stored: int = 0
-    store_failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -53,92 +58,81 @@ class Preview:
     shareable: bool  # may be stored by shared caches (and was offered to ours)
 
 
+@dataclass(frozen=True)
+class _Source:
+    body: bytes
+    shareable: bool
+
+
 class PreviewService:
-    """Makes previews, caching them on disk under an LRU byte budget."""
+    """Makes previews, caching them (and optionally their sources) on disk."""
 
     def __init__(
         self,
         *,
         imaging_config: ImagingConfig,
         fetcher: Fetcher,
-        storage: Storage,
-        index: CacheIndex,
+        previews: DiskCache,
+        sources: DiskCache | None,
         render_executor: Executor,
     ) -> None:
         self.config = imaging_config
         self.fetcher = fetcher
-        self.storage = storage
-        self.index = index
-        self._executor = render_executor
-        self._flights: dict[str, asyncio.Future[Preview]] = {}
-        self._renders = 0  # running or waiting for a render thread
-        self._max_renders = imaging_config.workers + imaging_config.queue_size
-        self._storage_failing = False
+        self.previews = previews
+        self.sources = sources
         self.counters = Counters()
+        self._executor = render_executor
+        self._preview_flights = SingleFlight[Preview]()
+        self._source_flights = SingleFlight[_Source]()
+        self._renders = 0  # running or waiting for a render thread
+        self._renders_lock = threading.Lock()
+        self._max_renders = imaging_config.workers + imaging_config.queue_size
+        self._background: set[asyncio.Future[bool]] = set()
 
     async def start(self) -> None:
-        """Rebuild the LRU index from the cache directory, oldest use first."""
-        started = time.perf_counter()
-        scanned = await asyncio.to_thread(self.storage.scan)
-        evicted = self.index.load((entry.digest, entry.size) for entry in scanned)
-        await asyncio.to_thread(self._delete, evicted)
-        log.info(
-            "cache loaded: %d entries, %d bytes (%d evicted to fit the bounds) in %.2fs",
-            len(self.index),
-            self.index.total_bytes,
-            len(evicted),
-            time.perf_counter() - started,
-        )
+        """Rebuild the LRU indexes from the cache directories."""
+        await asyncio.to_thread(self.previews.load)
+        if self.sources is not None:
+            await asyncio.to_thread(self.sources.load)
 
     @property
     def renders_in_progress(self) -> int:
         return self._renders
 
+    @property
+    def abandoned(self) -> int:
+        return self._preview_flights.abandoned + self._source_flights.abandoned
+
     async def get(
         self, options: PreviewOptions, headers: Headers, client_address: str | None
     ) -> Preview:
         digest = key_digest(options.cache_key())
-        cached = await self._lookup(digest)
-        if cached is not None:
+        entry = await asyncio.to_thread(self.previews.get, digest)
+        if entry is not None:
             self.counters.hits += 1
-            return cached
+            return Preview(
+                body=entry.body,
+                content_type=entry.content_type,
+                etag=entry.etag,
+                last_modified=entry.created,
+                hit=True,
+                shareable=True,
+            )
         self.counters.misses += 1
-        flight_key = _flight_key(digest, headers)
-        flight = self._flights.get(flight_key)
-        if flight is None:
-            flight = asyncio.ensure_future(self._produce(options, digest, headers, client_address))
-            self._flights[flight_key] = flight
-            flight.add_done_callback(lambda _: self._flights.pop(flight_key, None))
-        # shield: a waiter that goes away must not cancel the others' render
-        return await asyncio.shield(flight)
-
-    async def _lookup(self, digest: str) -> Preview | None:
-        if not self.index.touch(digest):
-            return None
-        try:
-            entry = await asyncio.to_thread(self.storage.read, digest)
-        except (FileNotFoundError, CorruptEntry) as exc:
-            log.warning("cache entry %s dropped: %s", digest, exc or type(exc).__name__)
-            self.index.remove(digest)
-            return None
-        except OSError as exc:
-            log.warning("cache entry %s unreadable: %s", digest, exc)
-            return None
-        return Preview(
-            body=entry.body,
-            content_type=entry.content_type,
-            etag=entry.etag,
-            last_modified=entry.created,
-            hit=True,
-            shareable=True,
+        return await self._preview_flights.run(
+            _flight_key(digest, headers),
+            lambda abandoned: self._produce(options, digest, headers, client_address, abandoned),
         )
 
     async def _produce(
-        self, options: PreviewOptions, digest: str, headers: Headers, client_address: str | None
+        self,
+        options: PreviewOptions,
+        digest: str,
+        headers: Headers,
+        client_address: str | None,
+        abandoned: threading.Event,
     ) -> Preview:
-        self.counters.fetches += 1
-        fetched = await self.fetcher.fetch(options.source, headers, client_address)
-        shareable = header_rules.is_shareable(headers, fetched.headers)
+        source = await self._source(options.source, headers, client_address)
         job = imaging.RenderJob(
             width=options.width,
             height=options.height,
@@ -146,67 +140,68 @@ class PreviewService:
             quality=options.quality,
             max_pixels=self.config.max_source_pixels,
         )
-        rendered = await self._render(fetched.body, job)
-        if shareable:
-            await asyncio.to_thread(self._store, digest, rendered.body, rendered.content_type)
+        rendered = await self._render(source.body, job, abandoned)
+        if source.shareable:
+            await asyncio.to_thread(self.previews.put, digest, rendered.body, rendered.content_type)
         return Preview(
             body=rendered.body,
             content_type=rendered.content_type,
             etag=body_etag(rendered.body),
             last_modified=time.time(),
             hit=False,
-            shareable=shareable,
+            shareable=source.shareable,
         )
 
-    async def _render(self, body: bytes, job: imaging.RenderJob) -> imaging.Rendered:
-        if self._renders >= self._max_renders:
-            raise Overloaded(detail=f"{self._renders} renders running or queued")
-        self._renders += 1
+    async def _source(
+        self, source: SourceURL, headers: Headers, client_address: str | None
+    ) -> _Source:
+        digest = key_digest(f"source|v1|{source}")
+        if self.sources is not None:
+            entry = await asyncio.to_thread(self.sources.get, digest)
+            if entry is not None:
+                self.counters.source_hits += 1
+                return _Source(entry.body, shareable=True)
+        return await self._source_flights.run(
+            _flight_key(digest, headers),
+            lambda _: self._fetch(source, digest, headers, client_address),
+        )
+
+    async def _fetch(
+        self, source: SourceURL, digest: str, headers: Headers, client_address: str | None
+    ) -> _Source:
+        self.counters.fetches += 1
+        fetched = await self.fetcher.fetch(source, headers, client_address)
+        shareable = header_rules.is_shareable(headers, fetched.headers)
+        if shareable and self.sources is not None:
+            # stored in the background: the render need not wait for the write
+            put = asyncio.ensure_future(
+                asyncio.to_thread(self.sources.put, digest, fetched.body, SOURCE_CONTENT_TYPE)
+            )
+            self._background.add(put)
+            put.add_done_callback(self._background.discard)
+        return _Source(fetched.body, shareable)
+
+    async def _render(
+        self, body: bytes, job: imaging.RenderJob, abandoned: threading.Event
+    ) -> imaging.Rendered:
+        """Run one render on the pool, or refuse at once when the queue is full.
+
+        The count drops when the thread really finishes (or the queued job is
+        dropped), not when the awaiting request gives up, so admission always
+        reflects the work the pool still has.
+        """
+        with self._renders_lock:
+            if self._renders >= self._max_renders:
+                raise Overloaded(detail=f"{self._renders} renders running or queued")
+            self._renders += 1
         self.counters.renders += 1
-        try:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, imaging.render, body, job)
-        finally:
+        future = self._executor.submit(imaging.render, body, job, abandoned.is_set)
+        future.add_done_callback(self._render_finished)
+        return await asyncio.wrap_future(future)
+
+    def _render_finished(self, _: object) -> None:
+        with self._renders_lock:
             self._renders -= 1
-
-    def _store(self, digest: str, body: bytes, content_type: str) -> None:
-        """Evict to make room, then write. Runs on a thread."""
-        size = HEADER_SIZE + len(body)
-        evicted = self.index.reserve(digest, size)
-        if evicted is None:
-            log.info("preview %s (%d bytes) exceeds the whole cache; not stored", digest, len(body))
-            return
-        self._delete(evicted)
-        try:
-            try:
-                self.storage.write(digest, body, content_type)
-            except OSError as exc:
-                if exc.errno not in _DISK_FULL:
-                    raise
-                # The disk holds less than the bound promised: make room and retry once.
-                freed = self.index.evict_oldest(size, keep=digest)
-                if not freed:
-                    raise
-                self._delete(freed)
-                self.storage.write(digest, body, content_type)
-        except OSError as exc:
-            self.index.remove(digest)
-            self.counters.store_failures += 1
-            if not self._storage_failing:
-                log.error("cache write failed, serving uncached until it works again: %s", exc)
-            self._storage_failing = True
-            return
-        self.counters.stored += 1
-        if self._storage_failing:
-            log.warning("cache writes work again")
-            self._storage_failing = False
-
-    def _delete(self, digests: list[str]) -> None:
-        for digest in digests:
-            try:
-                self.storage.delete(digest)
-            except OSError as exc:
-                log.warning("cache entry %s could not be deleted: %s", digest, exc)
 
 
 def _flight_key(digest: str, headers: Headers) -> str:

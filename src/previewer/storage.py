@@ -5,7 +5,8 @@ Blocking file I/O; callers run it in a thread. Knows nothing of HTTP or libvips.
 An entry lives at `root/ab/cd/<sha256 of the cache key>`, never at a path made
 from user input. Its layout is a fixed header followed by the preview bytes:
 
-    magic "PVW1" | format (1 byte) | 3 reserved | created (float64, Unix time)
+    magic "PVW1" | format (1 byte: 1 JPEG, 2 PNG, 3 source bytes) | 3 reserved
+    | created (float64, Unix time)
     | body length (uint64) | SHA-256 of the body (32 bytes) | body
 
 A read checks the magic, the length and the checksum, so a truncated or
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 _MAGIC = b"PVW1"
 _HEADER = struct.Struct("<4sB3xdQ32s")
 HEADER_SIZE = _HEADER.size
-_FORMATS = {"image/jpeg": 1, "image/png": 2}
+_FORMATS = {"image/jpeg": 1, "image/png": 2, "application/octet-stream": 3}  # 3: a source
 _CONTENT_TYPES = {code: ctype for ctype, code in _FORMATS.items()}
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 TEMP_SUFFIX = ".tmp"

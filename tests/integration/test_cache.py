@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import images
 from conftest import ServiceFactory, ServiceProcess
 from origin import NginxOrigin, Origin
 from previewer.storage import HEADER_SIZE
+from waiting import until
 
 JPEG = images.jpeg(800, 600)
 
@@ -27,7 +29,7 @@ async def test_byte_bound_holds_under_churn(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
     bound = 20_000
-    service = await start_service(cache_size=str(bound))
+    service = await start_service(cache_size=str(bound), source_cache_size="0")
     origin.add("/c.jpg", JPEG)
     seen_entries = 0
     for i in range(40):
@@ -48,7 +50,7 @@ async def test_byte_bound_holds_under_churn(
 async def test_recently_used_entries_survive_eviction(
     start_service: ServiceFactory, origin: Origin
 ) -> None:
-    service = await start_service(cache_max_items="3")
+    service = await start_service(cache_max_items="3", source_cache_size="0")
     origin.add("/c.jpg", JPEG)
     paths = [f"/fill/{50 + i}/50/{origin.authority}/c.jpg" for i in range(4)]
     for path in paths[:3]:
@@ -63,7 +65,7 @@ async def test_recently_used_entries_survive_eviction(
 async def test_preview_larger_than_the_bound_is_served_not_stored(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
-    service = await start_service(cache_size="2KB")
+    service = await start_service(cache_size="2KB", source_cache_size="0")
     origin.add("/c.jpg", JPEG)
     status, headers, body = await service.get(f"/fill/400/300/{origin.authority}/c.jpg")
     assert status == 200
@@ -76,7 +78,7 @@ async def test_preview_larger_than_the_bound_is_served_not_stored(
 async def test_corrupt_entry_is_dropped_and_rendered_again(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
-    service = await start_service()
+    service = await start_service(source_cache_size="0")
     origin.add("/c.jpg", JPEG)
     path = f"/fill/90/90/{origin.authority}/c.jpg"
     _, _, good = await service.get(path)
@@ -100,7 +102,7 @@ def test_cache_persists_across_a_restart(
     service_process: Callable[..., ServiceProcess], nginx_origin: NginxOrigin, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    args = ["--cache-dir", str(cache), "--allow-private-networks"]
+    args = ["--cache-dir", str(cache), "--allow-private-networks", "--source-cache-size", "0"]
     source = f"{nginx_origin.authority}/_gopher_original_1024x504.jpg"
     paths = [f"/fill/{w}/{h}/{source}" for w, h in ((64, 64), (128, 96), (96, 128))]
 
@@ -132,7 +134,7 @@ def test_lowered_bound_at_restart_evicts_least_recently_used(
     service_process: Callable[..., ServiceProcess], nginx_origin: NginxOrigin, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    args = ["--cache-dir", str(cache), "--allow-private-networks"]
+    args = ["--cache-dir", str(cache), "--allow-private-networks", "--source-cache-size", "0"]
     source = f"{nginx_origin.authority}/_gopher_original_1024x504.jpg"
     paths = [f"/fill/{40 + i}/40/{source}" for i in range(4)]
     first = service_process(args)
@@ -146,3 +148,62 @@ def test_lowered_bound_at_restart_evicts_least_recently_used(
     assert hits == ["HIT", "HIT"]
     assert len(_cache_files(cache)) == 2
     assert second.stop() == 0
+
+
+# --- the source cache ------------------------------------------------------------------
+
+
+async def test_more_sizes_of_one_source_need_no_second_fetch(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    service = await start_service()
+    origin.add("/srcset.jpg", JPEG)
+    for width in (320, 640, 960, 1280):
+        status, headers, body = await service.get(
+            f"/fill/{width}/{width // 2}/{origin.authority}/srcset.jpg"
+        )
+        assert (status, headers["X-Cache"]) == (200, "MISS")
+        assert images.decode(body).width == width
+    assert origin.hits["/srcset.jpg"] == 1
+    health = json.loads((await service.get("/health"))[2])
+    assert health["counters"]["source_hits"] == 3
+    assert health["source_cache"]["entries"] == 1
+    assert len(_cache_files(tmp_path / "cache" / "sources")) == 1
+
+
+async def test_concurrent_sizes_of_one_source_share_one_fetch(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    service = await start_service(source_cache_size="0")
+    origin.add("/srcset.jpg", JPEG)
+    results = await asyncio.gather(
+        *(service.get(f"/fill/{w}/100/{origin.authority}/srcset.jpg") for w in (100, 200, 300, 400))
+    )
+    assert [status for status, _, _ in results] == [200] * 4
+    assert origin.hits["/srcset.jpg"] == 1
+
+
+async def test_private_sources_are_not_kept(start_service: ServiceFactory, origin: Origin) -> None:
+    service = await start_service()
+    origin.add("/private.jpg", JPEG, headers={"Cache-Control": "private"})
+    for width in (100, 200):
+        await service.get(f"/fill/{width}/100/{origin.authority}/private.jpg")
+    assert origin.hits["/private.jpg"] == 2
+    health = json.loads((await service.get("/health"))[2])
+    assert health["source_cache"]["entries"] == 0
+
+
+async def test_source_cache_bound_holds(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    bound = len(JPEG) * 2 + 500
+    service = await start_service(source_cache_size=str(bound))
+    for i in range(5):
+        origin.add(f"/s{i}.jpg", JPEG)
+        await service.get(f"/fill/50/50/{origin.authority}/s{i}.jpg")
+    await until(
+        lambda: len(_cache_files(tmp_path / "cache" / "sources")) == 2, within=5
+    )  # stores run in the background
+    assert _disk_bytes(tmp_path / "cache" / "sources") <= bound
+    await service.get(f"/fill/60/60/{origin.authority}/s4.jpg")
+    assert origin.hits["/s4.jpg"] == 1  # the newest source was kept

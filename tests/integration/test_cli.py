@@ -77,7 +77,8 @@ async def test_sigterm_finishes_requests_in_flight_and_exits_0(
         await release.wait()
         return web.Response(body=images.jpeg(320, 240), content_type="image/jpeg")
 
-    origin.route("/g.jpg", gated)
+    for i in range(5):  # distinct sources: each request fetches on its own
+        origin.route(f"/g{i}.jpg", gated)
     proc = await asyncio.to_thread(
         service_process,
         ["--cache-dir", str(tmp_path / "c"), "--allow-private-networks"],
@@ -85,7 +86,7 @@ async def test_sigterm_finishes_requests_in_flight_and_exits_0(
     async with aiohttp.ClientSession() as client:
 
         async def fetch(i: int) -> int:
-            url = f"{proc.url}/fill/{10 + i}/10/{origin.authority}/g.jpg"
+            url = f"{proc.url}/fill/{10 + i}/10/{origin.authority}/g{i}.jpg"
             async with client.get(url) as resp:
                 await resp.read()
                 return resp.status

@@ -50,7 +50,7 @@ async def test_cache_dir_replaced_by_a_file_serves_uncached_and_logs_once(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = tmp_path / "cache"
-    service = await start_service()
+    service = await start_service(source_cache_size="0")
     origin.add("/a.jpg", JPEG)
     assert (await service.get(f"/fill/10/10/{origin.authority}/a.jpg"))[0] == 200
     shutil.rmtree(cache)
@@ -80,7 +80,7 @@ async def test_cache_dir_deleted_at_runtime_is_recreated(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    service = await start_service()
+    service = await start_service(source_cache_size="0")
     origin.add("/a.jpg", JPEG)
     await service.get(f"/fill/10/10/{origin.authority}/a.jpg")
     shutil.rmtree(cache)
@@ -109,7 +109,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 async def test_full_disk_evicts_and_keeps_serving_without_partial_files(
     start_service: ServiceFactory, origin: Origin, small_disk: Path
 ) -> None:
-    service = await start_service(cache_dir=str(small_disk / "cache"), cache_size="100MB")
+    service = await start_service(
+        cache_dir=str(small_disk / "cache"), cache_size="100MB", source_cache_size="0"
+    )
     origin.add("/a.jpg", JPEG)
     statuses = []
     for i in range(40):
@@ -136,6 +138,7 @@ async def test_kill_9_during_renders_loses_nothing(
     cache = tmp_path / "cache"
     origin.add("/p.jpg", images.jpeg(1600, 1200))
     args = ["--cache-dir", str(cache), "--allow-private-networks", "--queue-size", "100"]
+    args += ["--source-cache-size", "0"]
     proc = await asyncio.to_thread(service_process, args)
     paths = [f"/fill/{200 + i}/{150 + i}/{origin.authority}/p.jpg" for i in range(50)]
 
@@ -191,7 +194,8 @@ async def test_sigterm_with_100_requests_in_flight(
         await release.wait()
         return web.Response(body=images.jpeg(200, 150), content_type="image/jpeg")
 
-    origin.route("/g.jpg", gated)
+    for i in range(100):  # distinct sources: each request fetches on its own
+        origin.route(f"/g{i}.jpg", gated)
     proc = await asyncio.to_thread(
         service_process,
         [
@@ -209,7 +213,7 @@ async def test_sigterm_with_100_requests_in_flight(
     async with aiohttp.ClientSession(connector=connector) as client:
 
         async def get(i: int) -> int:
-            async with client.get(f"{proc.url}/fill/{20 + i}/20/{origin.authority}/g.jpg") as r:
+            async with client.get(f"{proc.url}/fill/{20 + i}/20/{origin.authority}/g{i}.jpg") as r:
                 await r.read()
                 return r.status
 
@@ -247,11 +251,13 @@ async def test_overload_answers_503_at_once_and_recovers(
         await release.wait()
         return web.Response(body=big, content_type="image/jpeg")
 
-    origin.route("/big.jpg", gated)
+    for i in range(50):  # distinct sources: each request fetches on its own
+        origin.route(f"/big{i}.jpg", gated)
+    origin.add("/big.jpg", big)
     service = await start_service(workers="1", queue_size="4")
 
     async def timed(i: int) -> tuple[int, float]:
-        status, _, _ = await service.get(f"/fill/{400 + i}/300/{origin.authority}/big.jpg")
+        status, _, _ = await service.get(f"/fill/{400 + i}/300/{origin.authority}/big{i}.jpg")
         return status, time.monotonic()
 
     tasks = [asyncio.ensure_future(timed(i)) for i in range(50)]

@@ -149,13 +149,15 @@ async def test_rebinding_to_a_refused_address_is_refused_at_connect(
     # no DNS cache and no kept-alive connection: every request resolves anew
     service = await start_service(resolver=resolver, dns_cache_ttl="0")
     origin.add("/a.jpg", JPEG, headers={"Connection": "close"})
+    origin.add("/b.jpg", JPEG, headers={"Connection": "close"})
     first = await service.get(f"/fill/20/20/rebind.test:{origin.port}/a.jpg")
-    second = await service.get(f"/fill/21/20/rebind.test:{origin.port}/a.jpg")
+    second = await service.get(f"/fill/20/20/rebind.test:{origin.port}/b.jpg")
     assert first[0] == 200
     assert second[0] == 403
     assert json.loads(second[2])["error"] == "source_forbidden"
     assert resolver.lookups["rebind.test"] == 2
     assert origin.hits["/a.jpg"] == 1
+    assert origin.hits["/b.jpg"] == 0
 
 
 async def test_connection_goes_only_to_the_address_that_passed(

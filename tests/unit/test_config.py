@@ -103,6 +103,8 @@ def test_every_option_has_its_own_variable() -> None:
             ("example.com", "*.cdn.example.org"),
         ),
         ("PREVIEWER_DNS_CACHE_TTL", "0", "fetch", "dns_cache_ttl", 0),
+        ("PREVIEWER_SOURCE_CACHE_SIZE", "0", "cache", "source_size", 0),
+        ("PREVIEWER_SOURCE_CACHE_SIZE", "1GB", "cache", "source_size", 10**9),
         ("PREVIEWER_DNS_CACHE_TTL", "60", "fetch", "dns_cache_ttl", 60),
     ],
 )
@@ -144,6 +146,7 @@ def test_every_option_is_read_from_its_variable() -> None:
         "signing-salt": "5a17",
         "allowed-sources": "example.com",
         "dns-cache-ttl": "0",
+        "source-cache-size": "1MiB",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -229,6 +232,8 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("allowed-sources", "a.*.example.com"),
     ("allowed-sources", "user@example.com"),
     ("dns-cache-ttl", "-1"),
+    ("source-cache-size", "-1"),
+    ("source-cache-size", "big"),
     ("dns-cache-ttl", "1.5"),
     ("allow-private-networks", ""),
 ]

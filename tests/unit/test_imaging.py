@@ -3,6 +3,7 @@ as bytes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,8 +12,9 @@ import pyvips
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import images
 from previewer import imaging
-from previewer.errors import BadImage, SourceTooLarge
+from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.imaging import Rendered, RenderJob, render, sniff
 
 Image = Any  # pyvips ships no type information
@@ -525,3 +527,100 @@ def test_signature_followed_by_junk_is_a_bad_image(name: str) -> None:
 def test_truncated_sources_never_raise_anything_else(name: str, cut: float, junk: bytes) -> None:
     valid = ENCODERS[name](photo(60, 40))
     _render_or_bad(valid[: max(12, int(len(valid) * cut))] + junk)
+
+
+# --- frame limit ------------------------------------------------------------------
+
+
+def test_frames_up_to_the_limit_render_the_first_frame() -> None:
+    check_output(render(images.gif_frames(imaging.MAX_FRAMES), job(10, 10)), 10, 10)
+
+
+def test_more_frames_than_the_limit_are_refused() -> None:
+    with pytest.raises(SourceTooLarge) as info:
+        render(images.gif_frames(imaging.MAX_FRAMES + 1), job(10, 10))
+    assert str(imaging.MAX_FRAMES) in info.value.public_message
+
+
+def test_ten_thousand_frames_are_refused_from_a_cheap_header_read() -> None:
+    source = images.gif_frames(10_000)
+    assert len(source) < 250_000
+    started = time.perf_counter()
+    with pytest.raises(SourceTooLarge):
+        render(source, job(100, 100))
+    assert time.perf_counter() - started < 0.1
+
+
+# --- cancellation -----------------------------------------------------------------
+
+
+class Polls:
+    """A `cancelled` callable that turns true after `after` polls, counting them."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.count = 0
+
+    def __call__(self) -> bool:
+        self.count += 1
+        return self.count > self.after
+
+
+def test_a_render_cancelled_from_the_start_does_no_work() -> None:
+    polls = Polls(after=0)
+    with pytest.raises(RequestTimeout):
+        render(photo(200, 150).jpegsave_buffer(), job(50, 50), polls)
+    assert polls.count == 1
+
+
+@pytest.mark.parametrize("after", range(1, len(imaging.STEPS) + 1))
+def test_cancellation_is_checked_between_steps(after: int) -> None:
+    """Centre gravity on a JPEG: every step is lazy, so each poll before the encode is
+    one of the between-step checks, and the render stops at the one that says so."""
+    polls = Polls(after=after)
+    with pytest.raises(RequestTimeout):
+        render(photo(200, 150).jpegsave_buffer(), job(50, 50), polls)
+    assert polls.count == after + 1
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+def test_a_render_that_is_never_cancelled_is_unchanged(gravity: str) -> None:
+    rendered = render(photo(400, 300).jpegsave_buffer(), job(90, 60, gravity=gravity), Polls(10**9))
+    check_output(rendered, 90, 60)
+
+
+@pytest.fixture(scope="module")
+def large_jpeg() -> bytes:
+    """6000x6000 gradients: about half a second to fill 4000x3000 on the build machine."""
+    xyz = pyvips.Image.xyz(6000, 6000)
+    image = (xyz[0] * (255 / 6000)).bandjoin([xyz[1] * (255 / 6000), xyz[0] * (128 / 6000)])
+    data: bytes = image.cast("uchar").copy(interpretation="srgb").jpegsave_buffer(Q=90)
+    return data
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+def test_cancelling_a_long_render_stops_libvips_midway(large_jpeg: bytes, gravity: str) -> None:
+    """The cancel comes while libvips is computing pixels (one long evaluation), not at a
+    step boundary; the evaluation is killed and the render ends long before its time."""
+    target = job(4000, 3000, gravity=gravity)
+    started = time.perf_counter()
+    check_output(render(large_jpeg, target), 4000, 3000)
+    full = time.perf_counter() - started
+
+    started = time.perf_counter()
+    deadline = started + full / 10
+    polls = 0
+
+    def cancelled() -> bool:
+        nonlocal polls
+        polls += 1
+        return time.perf_counter() > deadline
+
+    with pytest.raises(RequestTimeout):
+        render(large_jpeg, target, cancelled)
+    cut = time.perf_counter() - started
+    assert cut < full / 3, f"cancelled render took {cut:.3f}s of {full:.3f}s"
+    # more polls than step boundaries: libvips asked while it evaluated
+    assert polls > len(imaging.STEPS) + 1
+    # and libvips is left in a state that renders the next source normally
+    check_output(render(photo(200, 150).jpegsave_buffer(), job(50, 50)), 50, 50)
