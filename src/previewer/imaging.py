@@ -107,10 +107,6 @@ class _Work:
     source: Size = field(default_factory=lambda: Size(0, 0))  # after EXIF orientation
     image: Any = None  # a pyvips.Image once loaded
     cancelled: Cancelled | None = None
-    # Images with a progress handler. pyvips keeps the handler's handle on the
-    # Python wrapper; libvips signals it from downstream evaluations, so the
-    # wrapper must outlive the render or the callback would hit freed memory.
-    watched: list[Any] = field(default_factory=list)
     # Images with an eval handler. pyvips keeps a handler only as long as the Python
     # object, but libvips signals for as long as any pipeline built on the image runs.
     watched: list[Any] = field(default_factory=list)
@@ -200,7 +196,6 @@ def _watched(work: _Work, image: Any) -> Any:
 
     image.set_progress(True)
     image.signal_connect("eval", on_eval)
-    work.watched.append(image)
     work.watched.append(image)
     return image
 
