@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from aiohttp import web
 
 import images
 from conftest import ServiceFactory
 from origin import Origin
+from waiting import until
 
 BIG = images.jpeg(3000, 3000)
 
@@ -84,3 +86,31 @@ async def test_head_on_a_miss_renders_and_sends_no_body(
     status, headers, body = await service.get(f"/fill/30/20/{origin.authority}/h.jpg")
     assert headers["X-Cache"] == "HIT"
     assert len(body) == int(headers["Content-Length"])
+
+
+async def test_request_deadline_abandons_the_render(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    # A 12000x12000 fill takes seconds to encode; the deadline is 0.5 s.
+    origin.add("/up.jpg", images.jpeg(1200, 800))
+    service = await start_service(
+        request_timeout="0.5", max_dimension="16384", gravity="centre", workers="1"
+    )
+    started = time.monotonic()
+    status, _, body = await service.get(f"/fill/12000/12000/{origin.authority}/up.jpg")
+    assert status == 504
+    assert json.loads(body)["error"] == "request_timeout"
+
+    async def render_stopped() -> bool:
+        health = json.loads((await service.get("/health"))[2])
+        return bool(health["renders_in_progress"] == 0)
+
+    await until(render_stopped, within=10)
+    # stopped well before the render could have finished on its own
+    assert time.monotonic() - started < 2.0
+    health = json.loads((await service.get("/health"))[2])
+    assert health["counters"]["abandoned"] == 1
+    assert health["cache"]["entries"] == 0
+    # and the pool is free for the next request at once
+    status, _, _ = await service.get(f"/fill/40/40/{origin.authority}/up.jpg")
+    assert status == 200
