@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -14,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
 import pytest
@@ -36,6 +39,42 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+def _on_this_machine(address: object) -> bool:
+    if not isinstance(address, tuple):
+        return True  # a Unix socket path
+    try:
+        ip = ipaddress.ip_address(address[0])
+    except ValueError:
+        return False  # a name: tests connect by address
+    return ip.is_loopback or ip.is_unspecified
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every connection a test process makes stays on this machine.
+
+    The address policy is what keeps previewer from dialling 169.254.169.254
+    or 10.0.0.1; if a regression ever broke it, the attack tests must fail
+    here instead of sending a packet off the machine.
+    """
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def refuse(address: object) -> None:
+        if not _on_this_machine(address):
+            raise OSError(errno.ENETUNREACH, f"tests stay on loopback, refused {address!r}")
+
+    def connect(self: socket.socket, address: Any) -> None:
+        refuse(address)
+        real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        refuse(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
 
 
 # --- the nginx origin ----------------------------------------------------------

@@ -57,6 +57,7 @@ class CacheConfig:
     size: int = 1024 * 1024 * 1024
     max_items: int = 0
     source_size: int = 256 * 1024 * 1024  # 0: no source cache
+    memory_size: int = 32 * 1024 * 1024  # hot previews kept in memory too; 0: none
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,14 @@ OPTIONS: tuple[Option, ...] = (
         parse_bytes,
         "byte bound of the cache of fetched sources (in <cache-dir>/sources); 0 turns it off",
         shown_default="256MiB",
+    ),
+    Option(
+        "memory-cache-size",
+        "cache",
+        "memory_size",
+        parse_bytes,
+        "bytes of the most recently used previews also kept in memory; 0 turns it off",
+        shown_default="32MiB",
     ),
     Option(
         "max-dimension",

@@ -220,8 +220,8 @@ def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> R
     """Make the preview of `body`; raises BadImage or SourceTooLarge.
 
     `cancelled` is polled between steps and while libvips computes pixels; once
-    it returns True the render stops with RequestTimeout. It is called from
-    libvips's threads, so it must be cheap and thread-safe (an Event's is_set).
+    it returns True the render stops with RequestTimeout. libvips may call it
+    from its own threads, so it must be cheap and thread-safe (an Event's is_set).
     """
     source_format = sniff(body)
     if source_format is None:

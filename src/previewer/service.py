@@ -18,6 +18,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from previewer.fetch import Fetcher
 from previewer.flight import SingleFlight
 from previewer.headers import Headers
 from previewer.options import PreviewOptions, SourceURL
-from previewer.storage import body_etag, key_digest
+from previewer.storage import Entry, body_etag, key_digest
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class PreviewService:
         self._renders = 0  # running or waiting for a render thread
         self._renders_lock = threading.Lock()
         self._max_renders = imaging_config.workers + imaging_config.queue_size
-        self._background: set[asyncio.Future[bool]] = set()
+        self._background: set[asyncio.Future[object]] = set()
 
     async def start(self) -> None:
         """Rebuild the LRU indexes from the cache directories."""
@@ -107,7 +108,14 @@ class PreviewService:
         self, options: PreviewOptions, headers: Headers, client_address: str | None
     ) -> Preview:
         digest = key_digest(options.cache_key())
-        entry = await asyncio.to_thread(self.previews.get, digest)
+        hot = self.previews.peek(digest)
+        entry: Entry | None
+        if hot is not None:
+            entry, record_use = hot
+            if record_use:
+                self._in_background(asyncio.to_thread(self.previews.record_use, digest))
+        else:
+            entry = await asyncio.to_thread(self.previews.get, digest)
         if entry is not None:
             self.counters.hits += 1
             return Preview(
@@ -174,12 +182,15 @@ class PreviewService:
         shareable = header_rules.is_shareable(headers, fetched.headers)
         if shareable and self.sources is not None:
             # stored in the background: the render need not wait for the write
-            put = asyncio.ensure_future(
+            self._in_background(
                 asyncio.to_thread(self.sources.put, digest, fetched.body, SOURCE_CONTENT_TYPE)
             )
-            self._background.add(put)
-            put.add_done_callback(self._background.discard)
         return _Source(fetched.body, shareable)
+
+    def _in_background(self, work: Coroutine[object, None, object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _render(
         self, body: bytes, job: imaging.RenderJob, abandoned: threading.Event

@@ -59,6 +59,11 @@ class Entry:
     created: float
     etag: str
 
+    @classmethod
+    def of(cls, body: bytes, content_type: str) -> Entry:
+        """The entry `write` is about to store now."""
+        return cls(body, content_type, time.time(), body_etag(body))
+
 
 @dataclass(frozen=True)
 class ScannedEntry:
@@ -85,14 +90,16 @@ class Storage:
             raise ValueError(f"path escapes the cache root: {path}")
         return path
 
-    def write(self, digest: str, body: bytes, content_type: str) -> int:
+    def write(
+        self, digest: str, body: bytes, content_type: str, created: float | None = None
+    ) -> int:
         """Store an entry atomically; returns its size on disk."""
         path = self.path_for(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         header = _HEADER.pack(
             _MAGIC,
             _FORMATS[content_type],
-            time.time(),
+            time.time() if created is None else created,
             len(body),
             hashlib.sha256(body).digest(),
         )
@@ -125,6 +132,11 @@ class Storage:
         with contextlib.suppress(OSError):
             os.utime(path)
         return entry
+
+    def touch(self, digest: str) -> None:
+        """Record a use of the entry (its mtime) without reading it."""
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.path_for(digest))
 
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -291,7 +291,7 @@ async def test_redirect_loop_gives_502(service: Service, origin: Origin) -> None
 @pytest.mark.parametrize(
     "location",
     [
-        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.169.254:1/latest/meta-data/",
         "file:///etc/passwd",
         "ftp://127.0.0.1/image.jpg",
         "http://[fe80::1]/x.jpg",

@@ -147,6 +147,7 @@ def test_every_option_is_read_from_its_variable() -> None:
         "allowed-sources": "example.com",
         "dns-cache-ttl": "0",
         "source-cache-size": "1MiB",
+        "memory-cache-size": "2MiB",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -234,6 +235,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("dns-cache-ttl", "-1"),
     ("source-cache-size", "-1"),
     ("source-cache-size", "big"),
+    ("memory-cache-size", "-1"),
     ("dns-cache-ttl", "1.5"),
     ("allow-private-networks", ""),
 ]
