@@ -13,6 +13,7 @@ file name or a Content-Type.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,7 @@ class Rendered:
     width: int
     height: int
     source_format: str
+    complete: bool = True  # False: the source was truncated; previewed as far as it decodes
 
 
 Cancelled = Callable[[], bool]  # true once the caller no longer wants the render
@@ -107,6 +109,7 @@ class _Work:
     source: Size = field(default_factory=lambda: Size(0, 0))  # after EXIF orientation
     image: Any = None  # a pyvips.Image once loaded
     cancelled: Cancelled | None = None
+    lenient: bool = False  # decode a truncated source as far as it goes
     # Images with an eval handler. pyvips keeps a handler only as long as the Python
     # object, but libvips signals for as long as any pipeline built on the image runs.
     watched: list[Any] = field(default_factory=list)
@@ -142,7 +145,11 @@ def _load_to_cover(work: _Work) -> None:
     work.image = _watched(
         work,
         pyvips.Image.thumbnail_buffer(
-            work.body, covered.width, height=covered.height, size="force"
+            work.body,
+            covered.width,
+            height=covered.height,
+            size="force",
+            option_string="" if work.lenient else "fail_on=truncated",
         ),
     )
 
@@ -226,7 +233,18 @@ def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> R
     source_format = sniff(body)
     if source_format is None:
         raise BadImage(detail="bytes match no supported image signature")
-    work = _Work(job=job, body=body, source_format=source_format, cancelled=cancelled)
+    try:
+        return _run(_Work(job=job, body=body, source_format=source_format, cancelled=cancelled))
+    except BadImage:
+        # Strict decoding failed. A truncated source (a JPEG cut short, one
+        # without its end marker) still gives a preview as far as it decodes,
+        # marked incomplete so that nobody caches it; anything else stays bad.
+        work = _Work(job, body, source_format, cancelled=cancelled, lenient=True)
+        rendered = _run(work)
+        return dataclasses.replace(rendered, complete=False)
+
+
+def _run(work: _Work) -> Rendered:
     try:
         for step in STEPS:
             _stop_if_cancelled(work)
@@ -234,6 +252,6 @@ def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> R
         _stop_if_cancelled(work)
         return _encode(work)
     except pyvips.Error as exc:
-        if cancelled is not None and cancelled():  # a killed evaluation fails like any other
+        if work.cancelled is not None and work.cancelled():  # a killed evaluation fails too
             raise RequestTimeout(detail=_ABANDONED) from exc
         raise BadImage(detail=f"libvips: {exc.message.strip()}") from exc

@@ -59,10 +59,12 @@ class Preview:
     shareable: bool  # may be stored by shared caches (and was offered to ours)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Source:
     body: bytes
     shareable: bool
+    digest: str
+    kept: bool  # in the source cache already (or being written there)
 
 
 class PreviewService:
@@ -89,6 +91,7 @@ class PreviewService:
         self._renders_lock = threading.Lock()
         self._max_renders = imaging_config.workers + imaging_config.queue_size
         self._background: set[asyncio.Future[object]] = set()
+        self._writing_sources: dict[str, bytes] = {}  # digest -> body being written
 
     async def start(self) -> None:
         """Rebuild the LRU indexes from the cache directories."""
@@ -149,7 +152,11 @@ class PreviewService:
             max_pixels=self.config.max_source_pixels,
         )
         rendered = await self._render(source.body, job, abandoned)
-        if source.shareable:
+        # an incomplete (truncated) source may be a transfer cut short: never keep it
+        shareable = source.shareable and rendered.complete
+        if shareable and not source.kept and self.sources is not None:
+            self._keep_source(source)
+        if shareable:
             await asyncio.to_thread(self.previews.put, digest, rendered.body, rendered.content_type)
         return Preview(
             body=rendered.body,
@@ -157,18 +164,22 @@ class PreviewService:
             etag=body_etag(rendered.body),
             last_modified=time.time(),
             hit=False,
-            shareable=source.shareable,
+            shareable=shareable,
         )
 
     async def _source(
         self, source: SourceURL, headers: Headers, client_address: str | None
     ) -> _Source:
         digest = key_digest(f"source|v1|{source}")
+        writing = self._writing_sources.get(digest)
+        if writing is not None:
+            self.counters.source_hits += 1
+            return _Source(writing, shareable=True, digest=digest, kept=True)
         if self.sources is not None:
             entry = await asyncio.to_thread(self.sources.get, digest)
             if entry is not None:
                 self.counters.source_hits += 1
-                return _Source(entry.body, shareable=True)
+                return _Source(entry.body, shareable=True, digest=digest, kept=True)
         return await self._source_flights.run(
             _flight_key(digest, headers),
             lambda _: self._fetch(source, digest, headers, client_address),
@@ -180,17 +191,27 @@ class PreviewService:
         self.counters.fetches += 1
         fetched = await self.fetcher.fetch(source, headers, client_address)
         shareable = header_rules.is_shareable(headers, fetched.headers)
-        if shareable and self.sources is not None:
-            # stored in the background: the render need not wait for the write
-            self._in_background(
-                asyncio.to_thread(self.sources.put, digest, fetched.body, SOURCE_CONTENT_TYPE)
-            )
-        return _Source(fetched.body, shareable)
+        return _Source(fetched.body, shareable, digest=digest, kept=False)
 
-    def _in_background(self, work: Coroutine[object, None, object]) -> None:
+    def _keep_source(self, source: _Source) -> None:
+        """Write a source to the source cache in the background.
+
+        The response need not wait for the write; until it lands, the body
+        stays reachable in memory so that the next size finds it anyway.
+        """
+        assert self.sources is not None
+        source.kept = True
+        self._writing_sources[source.digest] = source.body
+        task = self._in_background(
+            asyncio.to_thread(self.sources.put, source.digest, source.body, SOURCE_CONTENT_TYPE)
+        )
+        task.add_done_callback(lambda _: self._writing_sources.pop(source.digest, None))
+
+    def _in_background(self, work: Coroutine[object, None, object]) -> asyncio.Future[object]:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _render(
         self, body: bytes, job: imaging.RenderJob, abandoned: threading.Event

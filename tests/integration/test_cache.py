@@ -8,6 +8,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from aiohttp import web
+
 import images
 from conftest import ServiceFactory, ServiceProcess
 from origin import NginxOrigin, Origin
@@ -175,10 +177,24 @@ async def test_concurrent_sizes_of_one_source_share_one_fetch(
     start_service: ServiceFactory, origin: Origin
 ) -> None:
     service = await start_service(source_cache_size="0")
-    origin.add("/srcset.jpg", JPEG)
-    results = await asyncio.gather(
-        *(service.get(f"/fill/{w}/100/{origin.authority}/srcset.jpg") for w in (100, 200, 300, 400))
-    )
+    release = asyncio.Event()
+
+    async def gated(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(body=JPEG, content_type="image/jpeg")
+
+    origin.route("/srcset.jpg", gated)
+    tasks = [
+        asyncio.ensure_future(service.get(f"/fill/{w}/100/{origin.authority}/srcset.jpg"))
+        for w in (100, 200, 300, 400)
+    ]
+
+    async def all_four_waiting() -> bool:
+        return bool(json.loads((await service.get("/health"))[2])["counters"]["misses"] >= 4)
+
+    await until(all_four_waiting)
+    release.set()
+    results = await asyncio.gather(*tasks)
     assert [status for status, _, _ in results] == [200] * 4
     assert origin.hits["/srcset.jpg"] == 1
 
@@ -201,9 +217,12 @@ async def test_source_cache_bound_holds(
     for i in range(5):
         origin.add(f"/s{i}.jpg", JPEG)
         await service.get(f"/fill/50/50/{origin.authority}/s{i}.jpg")
-    await until(
-        lambda: len(_cache_files(tmp_path / "cache" / "sources")) == 2, within=5
-    )  # stores run in the background
+
+    async def all_stored() -> bool:  # sources are stored in the background
+        return bool(json.loads((await service.get("/health"))[2])["source_cache"]["stored"] == 5)
+
+    await until(all_stored)
+    assert len(_cache_files(tmp_path / "cache" / "sources")) == 2
     assert _disk_bytes(tmp_path / "cache" / "sources") <= bound
     await service.get(f"/fill/60/60/{origin.authority}/s4.jpg")
     assert origin.hits["/s4.jpg"] == 1  # the newest source was kept

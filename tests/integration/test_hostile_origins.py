@@ -548,3 +548,22 @@ async def test_eight_image_bombs_at_once_keep_memory_bounded(
     log.info("image bombs, VmHWM kB after each batch of 8: %s", peaks)
     assert max(peaks.values()) < RSS_LIMIT_KB
     await _serves_after(child, origin)
+
+
+@pytest.mark.parametrize("cut", ["half", "end-marker"])
+async def test_truncated_source_is_previewed_but_never_cached(
+    start_service: ServiceFactory, origin: Origin, cut: str
+) -> None:
+    # A body cut short without Content-Length looks complete to HTTP; caching
+    # its half-grey preview for a year would freeze a transient fault.
+    body = JPEG[: len(JPEG) // 2] if cut == "half" else JPEG[:-2]
+    origin.add("/cut.jpg", body)
+    service = await start_service()
+    for expected_hits in (1, 2):
+        status, headers, preview = await service.get(f"/fill/80/60/{origin.authority}/cut.jpg")
+        assert status == 200
+        assert headers["Cache-Control"] == "private, no-store"
+        assert headers["X-Cache"] == "MISS"
+        assert images.decode(preview).width == 80
+        assert origin.hits["/cut.jpg"] == expected_hits  # the source is not kept either
+    await still_serves(service, origin)

@@ -624,3 +624,12 @@ def test_cancelling_a_long_render_stops_libvips_midway(large_jpeg: bytes, gravit
     assert polls > len(imaging.STEPS) + 1
     # and libvips is left in a state that renders the next source normally
     check_output(render(photo(200, 150).jpegsave_buffer(), job(50, 50)), 50, 50)
+
+
+def test_complete_and_truncated_sources_are_told_apart() -> None:
+    source = photo(200, 150).jpegsave_buffer(Q=85)
+    assert render(source, job(50, 40)).complete is True
+    for cut in (source[: len(source) // 2], source[:-2]):
+        rendered = render(cut, job(50, 40))
+        assert rendered.complete is False
+        check_output(rendered, 50, 40)

@@ -1,0 +1,99 @@
+"""DiskCache and its HotSet on tmp_path: bounds, hot entries, faults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from previewer.cache import DiskCache, HotSet
+from previewer.cache_index import CacheIndex
+from previewer.storage import HEADER_SIZE, Entry, Storage, key_digest
+
+BODY = b"\xff\xd8\xff" + b"x" * 997
+
+
+def _cache(root: Path, max_bytes: int = 10_000, hot_bytes: int = 0) -> DiskCache:
+    return DiskCache("test", Storage(root), CacheIndex(max_bytes), hot_bytes=hot_bytes)
+
+
+def test_put_then_get_round_trip(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    digest = key_digest("a")
+    assert cache.put(digest, BODY, "image/jpeg")
+    entry = cache.get(digest)
+    assert entry is not None
+    assert entry.body == BODY
+    assert cache.index.total_bytes == HEADER_SIZE + len(BODY)
+
+
+def test_hot_set_serves_without_the_file(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, hot_bytes=5_000)
+    digest = key_digest("a")
+    cache.put(digest, BODY, "image/jpeg")
+    Storage(tmp_path).delete(digest)
+    found = cache.peek(digest)
+    assert found is not None
+    assert found[0].body == BODY
+    assert found[1] is False  # just written: no disk touch due yet
+
+
+def test_without_hot_set_peek_finds_nothing(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    digest = key_digest("a")
+    cache.put(digest, BODY, "image/jpeg")
+    assert cache.peek(digest) is None
+
+
+def test_disk_eviction_also_leaves_the_hot_set(tmp_path: Path) -> None:
+    size = HEADER_SIZE + len(BODY)
+    cache = _cache(tmp_path, max_bytes=2 * size, hot_bytes=10 * size)
+    digests = [key_digest(str(i)) for i in range(3)]
+    for digest in digests:
+        cache.put(digest, BODY, "image/jpeg")
+    assert cache.peek(digests[0]) is None  # evicted from disk, so from memory too
+    assert cache.peek(digests[2]) is not None
+
+
+def test_hot_set_bound_and_order() -> None:
+    hot = HotSet(2_500)
+    entries = {str(i): Entry.of(b"x" * 1000, "image/jpeg") for i in range(3)}
+    hot.add("0", entries["0"])
+    hot.add("1", entries["1"])
+    assert hot.get("0") is not None  # refresh 0: 1 is now the oldest
+    hot.add("2", entries["2"])
+    assert hot.get("1") is None
+    assert hot.get("0") is not None
+    assert hot.total_bytes == 2000
+    assert len(hot) == 2
+
+
+def test_hot_set_reports_when_a_disk_touch_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    hot = HotSet(10_000)
+    hot.add("k", Entry.of(b"x", "image/jpeg"))
+    found = hot.get("k")
+    assert found is not None
+    assert found[1] is False
+    monkeypatch.setattr(HotSet, "TOUCH_INTERVAL", 0.0)
+    found = hot.get("k")
+    assert found is not None
+    assert found[1] is True
+
+
+def test_hot_set_ignores_entries_larger_than_itself() -> None:
+    hot = HotSet(10)
+    hot.add("big", Entry.of(b"x" * 11, "image/jpeg"))
+    assert hot.get("big") is None
+
+
+def test_record_use_refreshes_mtime(tmp_path: Path) -> None:
+    import os
+
+    cache = _cache(tmp_path)
+    digest = key_digest("a")
+    cache.put(digest, BODY, "image/jpeg")
+    path = Storage(tmp_path).path_for(digest)
+    os.utime(path, (1_000_000, 1_000_000))
+    cache.record_use(digest)
+    assert path.stat().st_mtime > 1_000_000
+    cache.record_use(key_digest("never stored"))  # absent: no error
