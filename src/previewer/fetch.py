@@ -187,12 +187,16 @@ class Fetcher:
                 f"The source is larger than {limit} bytes.",
                 detail=f"Content-Length {declared} > {limit}",
             )
-        buffer = bytearray()
+        # Chunks joined once at the end: a growing bytearray would over-allocate
+        # and then be copied whole, up to three times the body at the peak.
+        chunks: list[bytes] = []
+        received = 0
         async for chunk in resp.content.iter_chunked(_CHUNK):
-            buffer += chunk
-            if len(buffer) > limit:
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > limit:
                 raise SourceTooLarge(
                     f"The source is larger than {limit} bytes.",
                     detail=f"body passed {limit} bytes while streaming",
                 )
-        return bytes(buffer)
+        return b"".join(chunks)

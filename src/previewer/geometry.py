@@ -62,6 +62,14 @@ def centre_crop(covered: Size, target: Size) -> Box:
     )
 
 
+def jpeg_shrink(source: Size, covered: Size) -> int:
+    """The largest JPEG load scale (1, 2, 4 or 8) whose result still covers `covered`."""
+    for shrink in (8, 4, 2):
+        if source.width // shrink >= covered.width and source.height // shrink >= covered.height:
+            return shrink
+    return 1
+
+
 def check_source_size(size: Size, max_pixels: int) -> None:
     """Refuse a source over the pixel limit before it is decoded."""
     if size.width < 1 or size.height < 1:

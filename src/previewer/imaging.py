@@ -20,8 +20,16 @@ from typing import Any
 
 import pyvips
 
+from previewer import jpeg
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
-from previewer.geometry import Size, centre_crop, check_source_size, cover, oriented
+from previewer.geometry import (
+    Size,
+    centre_crop,
+    check_source_size,
+    cover,
+    jpeg_shrink,
+    oriented,
+)
 
 _ALLOWED_LOADERS = (
     "VipsForeignLoadJpeg",
@@ -110,6 +118,7 @@ class _Work:
     image: Any = None  # a pyvips.Image once loaded
     cancelled: Cancelled | None = None
     lenient: bool = False  # decode a truncated source as far as it goes
+    plain_jpeg: bool = False  # sRGB JPEG without an ICC profile
     # Images with an eval handler. pyvips keeps a handler only as long as the Python
     # object, but libvips signals for as long as any pipeline built on the image runs.
     watched: list[Any] = field(default_factory=list)
@@ -137,21 +146,38 @@ def _read_header(work: _Work) -> None:
             detail=f"source declares {frames} frames",
         )
     work.source = oriented(size, _field(header, "orientation", 1))
+    # 8-bit YCbCr JPEG with no profile to apply: the DC-only fast path gives
+    # the same colours as the thumbnail path.
+    work.plain_jpeg = (
+        work.source_format == "jpeg"
+        and header.interpretation == "srgb"
+        and header.bands == 3
+        and not header.get_typeof("icc-profile-data")
+    )
 
 
 def _load_to_cover(work: _Work) -> None:
     """Shrink-on-load, apply the EXIF orientation, and scale to cover the target."""
     covered = cover(work.source, Size(work.job.width, work.job.height))
-    work.image = _watched(
-        work,
-        pyvips.Image.thumbnail_buffer(
+    strictness = "none" if work.lenient else "truncated"
+    dc_scans = (
+        jpeg.dc_only(work.body)
+        if work.plain_jpeg and jpeg_shrink(work.source, covered) == 8
+        else None
+    )
+    if dc_scans is not None:
+        # A 1/8 load uses only DC coefficients: leave the AC scans out (jpeg.py).
+        image = pyvips.Image.jpegload_buffer(dc_scans, shrink=8, fail_on=strictness).autorot()
+        image = image.resize(covered.width / image.width, vscale=covered.height / image.height)
+    else:
+        image = pyvips.Image.thumbnail_buffer(
             work.body,
             covered.width,
             height=covered.height,
             size="force",
-            option_string="" if work.lenient else "fail_on=truncated",
-        ),
-    )
+            option_string=f"fail_on={strictness}",
+        )
+    work.image = _watched(work, image)
 
 
 def _crop(work: _Work) -> None:
