@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt build clean system-deps soak
+.PHONY: run test check fmt build clean system-deps bench bench-smoke soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +19,18 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 check: $(STAMP)
-	$(BIN)/ruff format --check src tests
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 test: system-deps $(STAMP) check
 	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/coverage report  # fails under the floor set in pyproject.toml
+	$(MAKE) bench-smoke  # the benchmark harness must not rot
 
 # Ten minutes of mixed load; writes its table into docs/reliability.md. Not part of `test`.
 soak: $(STAMP)
@@ -40,3 +41,13 @@ build: $(STAMP)
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* src/*.egg-info .previewer-cache
+
+# Full benchmark against thumbor and nginx (20-40 minutes; not part of CI):
+# installs its peers, writes docs/benchmarks.md and docs/benchmarks.png.
+bench: $(STAMP)
+	VENV=$(VENV) PYTHON=$(PYTHON) bash bench/setup.sh
+	$(BIN)/python bench/run.py
+
+# A few seconds: previewer and a loopback origin through the bench harness.
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/smoke.py

@@ -17,10 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import images  # noqa: E402  (the test suite's image generator)
-
-from previewer import imaging  # noqa: E402
-from previewer.config import GRAVITIES  # noqa: E402
+import images  # the test suite's image generator
+from previewer import imaging
+from previewer.config import GRAVITIES
 
 SOURCES = [(1024, 504), (2000, 1333), (4000, 3000)]
 TARGETS = [(300, 200), (1024, 252), (200, 700)]

@@ -1,0 +1,551 @@
+"""docs/benchmarks.md and docs/benchmarks.png from one run's data.
+
+`write(data, docs)` renders what `run.py` gathered (a plain dict, also saved
+as bench/.work/results.json): medians with min-max spreads per peer, path
+and concurrency; the in-process limit; the ratios the issue sets targets for;
+quality, start-up and the profile. `ratio_rows` is also printed by run.py.
+Standard library plus matplotlib (Agg) for the chart.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import corpus
+from peers import PEERS
+
+Data = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    """The repetitions of one peer on one path at one concurrency, summarised."""
+
+    peer: str
+    path: str
+    concurrency: int
+    reps: int
+    rps: list[float]
+    p50: list[float]
+    p99: list[float]
+    errors: int
+    rss: list[float]
+    cpu_ms: list[float]
+    other_cpu: list[float]
+
+    @property
+    def label(self) -> str:
+        return label(self.peer)
+
+
+def label(peer: str) -> str:
+    """How a peer is named in the tables."""
+    if peer in PEERS:
+        return PEERS[peer].label
+    return {"pillow": "Pillow draft + fit (in process)"}.get(peer, peer)
+
+
+def _spread(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:,.{digits}f}"
+    return f"{med:,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
+
+
+def rows(results: Iterable[dict[str, Any]]) -> list[Row]:
+    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        grouped[(r["path"], r["peer"], r["concurrency"])].append(r)
+    out = []
+    for (path, peer, conc), runs in grouped.items():
+        out.append(
+            Row(
+                peer=peer,
+                path=path,
+                concurrency=conc,
+                reps=len(runs),
+                rps=[r["rps"] for r in runs],
+                p50=[r["p50_ms"] for r in runs],
+                p99=[r["p99_ms"] for r in runs],
+                errors=sum(r["errors"] for r in runs),
+                rss=[r["peak_rss_mb"] for r in runs],
+                cpu_ms=[r["cpu_ms_per_request"] for r in runs],
+                other_cpu=[r["other_cpu_pct"] for r in runs],
+            )
+        )
+    order = {name: i for i, name in enumerate(PEERS)}
+    out.sort(key=lambda r: (r.path != "miss", order.get(r.peer, 99), r.concurrency))
+    return out
+
+
+def _median(data: Data, path: str, peer: str, conc: int, field: str = "rps") -> float | None:
+    values = [
+        r[field]
+        for r in data["results"]
+        if r["path"] == path and r["peer"] == peer and r["concurrency"] == conc
+    ]
+    return statistics.median(values) if values else None
+
+
+def inprocess_median(data: Data, key: str) -> float | None:
+    values = [rep["previews_per_second"][key] for rep in data["inprocess"]]
+    return statistics.median(values) if values else None
+
+
+def _nthreads(data: Data) -> int:
+    return int(data["machine"]["cores"])
+
+
+def ratio_rows(data: Data) -> list[tuple[str, str, str, str]]:
+    """(what, measured, target, met) for each ratio the issue names."""
+    out: list[tuple[str, str, str, str]] = []
+    n = _nthreads(data)
+
+    def ratio(what: str, num: float | None, den: float | None, target: float, pct: bool) -> None:
+        if not num or not den:
+            out.append((what, "n/a", _fmt(target, pct), "-"))
+            return
+        value = num / den
+        out.append((what, _fmt(value, pct), _fmt(target, pct), "yes" if value >= target else "no"))
+
+    for conc in data["config"]["concurrency"]:
+        for gravity in ("centre", "attention"):
+            mine = _median(data, "miss", f"previewer-{gravity}", conc)
+            ratio(
+                f"miss c={conc}: previewer ({gravity}) / thumbor",
+                mine,
+                _median(data, "miss", "thumbor", conc),
+                2.3,
+                False,
+            )
+        mine = _median(data, "miss", "previewer-centre", conc)
+        limit = inprocess_median(data, f"previewer-{n}t")
+        ratio(
+            f"miss c={conc}: previewer (centre) / in-process previewer.imaging, {n} threads",
+            mine,
+            limit,
+            0.9,
+            True,
+        )
+        raw = inprocess_median(data, f"pyvips-{n}t")
+        ratio(
+            f"miss c={conc}: previewer (centre) / in-process pyvips, {n} threads",
+            mine,
+            raw,
+            0.9,
+            True,
+        )
+    for conc in data["config"]["concurrency"]:
+        mine = _median(data, "hit", "previewer-attention", conc)
+        ratio(
+            f"hit c={conc}: previewer / thumbor + result storage",
+            mine,
+            _median(data, "hit", "thumbor-rs", conc),
+            5.0,
+            False,
+        )
+        ratio(
+            f"hit c={conc}: previewer / nginx static",
+            mine,
+            _median(data, "hit", "static", conc),
+            0.15,
+            True,
+        )
+    top = max(data["config"]["concurrency"])
+    p99 = _median(data, "hit", "previewer-attention", top, "p99_ms")
+    if p99 is not None:
+        out.append(
+            (f"hit c={top}: previewer p99", f"{p99:.2f} ms", "≤ 5 ms", "yes" if p99 <= 5 else "no")
+        )
+    mine_rss = _median(data, "miss", "previewer-centre", top, "peak_rss_mb")
+    thumbor_rss = _median(data, "miss", "thumbor", top, "peak_rss_mb")
+    if mine_rss is not None:
+        limit_text = f"≤ thumbor ({thumbor_rss:.0f} MB)" if thumbor_rss else "≤ thumbor (n/a)"
+        met = "yes" if thumbor_rss and mine_rss <= thumbor_rss else ("no" if thumbor_rss else "-")
+        out.append(
+            (f"miss c={top}: previewer (centre) peak RSS", f"{mine_rss:.0f} MB", limit_text, met)
+        )
+    return out
+
+
+def _fmt(value: float, pct: bool) -> str:
+    return f"{value * 100:.0f}%" if pct else f"{value:.2f}x"
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def _results_table(data: Data) -> str:
+    body = []
+    for r in rows(data["results"]):
+        body.append(
+            [
+                r.path,
+                r.label,
+                str(r.concurrency),
+                _spread(r.rps),
+                _spread(r.p50, 2),
+                _spread(r.p99, 2),
+                str(r.errors),
+                _spread(r.rss, 0),
+                _spread(r.cpu_ms, 2),
+                f"{max(r.other_cpu):.1f}",
+            ]
+        )
+    header = ["path", "peer", "c", "req/s", "p50 ms", "p99 ms", "errors"]
+    header += ["peak RSS MB", "CPU ms/req", "other CPU % (max)"]
+    return _table(header, body)
+
+
+def _inprocess_table(data: Data) -> str:
+    keys = list(data["inprocess"][0]["previews_per_second"]) if data["inprocess"] else []
+    body = []
+    for key in keys:
+        engine, threads = key.rsplit("-", 1)
+        values = [rep["previews_per_second"][key] for rep in data["inprocess"]]
+        body.append([engine, threads.removesuffix("t"), _spread(values)])
+    return _table(["engine", "threads", "previews/s"], body)
+
+
+def _per_file_table(data: Data) -> str:
+    per_file = data["inprocess"][0].get("per_file_ms") if data["inprocess"] else None
+    if not per_file:
+        return "(not measured)"
+    photos = {p["file"]: p for p in data["corpus"]}
+    engines = list(per_file)
+    body = []
+    for name in sorted(photos, key=lambda f: photos[f]["width"] * photos[f]["height"]):
+        p = photos[name]
+        cells = [name, f"{p['width']}x{p['height']}", "yes" if p["progressive"] else "no"]
+        cells += [f"{per_file[e][name]:.1f}" for e in engines]
+        body.append(cells)
+    return _table(["file", "size", "progressive", *(f"{e} ms" for e in engines)], body)
+
+
+def _quality_table(data: Data) -> str:
+    body = []
+    order = {name: i for i, name in enumerate(PEERS)}
+    for peer, q in sorted(data["quality"].items(), key=lambda item: order.get(item[0], 99)):
+        worst = min(q["ssim"], key=q["ssim"].get) if q["ssim"] else None
+        body.append(
+            [
+                label(peer),
+                str(q["checked"]),
+                str(len(q["problems"])),
+                f"{q['ssim_mean']:.4f}" if q["ssim_mean"] is not None else "-",
+                f"{q['ssim_min']:.4f} ({worst})" if worst else "-",
+                f"{data['output_bytes'].get(peer, 0):,.0f}",
+            ]
+        )
+    header = ["peer", "previews checked", "problems", "SSIM mean", "SSIM min (file)"]
+    return _table([*header, "mean preview bytes"], body)
+
+
+def _experiments_table(data: Data) -> str:
+    body = []
+    for r in data.get("experiments", []):
+        body.append(
+            [
+                r["variant"],
+                f"{r['rps']:.1f}",
+                f"{r['p99_ms']:.0f}",
+                f"{r['peak_rss_mb']:.0f}",
+                f"{r['cpu_ms_per_request']:.1f}",
+                f"{r['other_cpu_pct']:.1f}",
+            ]
+        )
+    header = ["previewer variant (miss, centre)", "req/s", "p99 ms", "peak RSS MB"]
+    return _table([*header, "CPU ms/req", "other CPU %"], body)
+
+
+def _disturbed_text(data: Data) -> str:
+    bound = data["config"]["max_other_cpu"]
+    runs = [*data["results"], *data["inprocess"], *data.get("experiments", [])]
+    retried = sum(1 for r in runs if r.get("attempts", 1) > 1)
+    still = [r for r in runs if r.get("other_cpu_pct", 0) > bound]
+    text = f"In this run {retried} of {len(runs)} measurements were retried"
+    if still:
+        worst = max(r["other_cpu_pct"] for r in still)
+        return f"{text}, and {len(still)} stayed above the bound (worst {worst:.0f}%)."
+    return f"{text}; every kept measurement is under the bound."
+
+
+def _startup_text(data: Data) -> str:
+    s = data.get("startup")
+    if not s:
+        return "Not measured in this run."
+    if "error" in s:
+        return f"Failed: {s['error']}"
+    text = (
+        f"`previewer serve` over a cache of {s['entries']:,} entries, from exec until "
+        f"`/health` answers 200 (which then reports {', '.join(map(str, s['entries_reported']))} "
+        f"entries): **{s['warm_median']:.2f} s** median with the page cache warm "
+        f"(trials: {', '.join(f'{v:.2f}' for v in s['warm_seconds'])} s)"
+    )
+    if s.get("cold_median") is not None:
+        text += (
+            f", **{s['cold_median']:.2f} s** after dropping the page cache "
+            f"(trials: {', '.join(f'{v:.2f}' for v in s['cold_seconds'])} s)"
+        )
+    return text + ". Target: under 3 s."
+
+
+def _machine_text(data: Data) -> str:
+    m, v = data["machine"], data["versions"]
+    lines = [
+        f"- machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']:.1f} GiB, "
+        f"{m['os']}, Linux {m['kernel']}",
+        f"- previewer {v['previewer']} at {v['previewer_source']}, Python {v['python']}, "
+        f"aiohttp {v['aiohttp']}, pyvips {v['pyvips']}, libvips {v['libvips']}",
+        f"- Pillow for the in-process comparison: {v['pillow']}",
+        f"- thumbor {v['thumbor']} (Pillow {v['thumbor_pillow']}, Python {v['python']}), "
+        f"{v['nginx']}, {v['wrk']}, py-spy {v['py_spy']}",
+    ]
+    return "\n".join(lines)
+
+
+def markdown(data: Data) -> str:
+    cfg = data["config"]
+    photos = [corpus.Photo(**p) for p in data["corpus"]]
+    progressive = sum(p.progressive for p in photos)
+    big = sum(p.megapixels >= 12 for p in photos)
+    n = data["machine"]["cores"]
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` on {data['date']} (the run took {data['wall_minutes']:.0f} "
+        "minutes); do not edit by hand. Every number below comes from that one run, on one "
+        "machine, with every peer started by the harness on 127.0.0.1.",
+        "",
+        "Reproduce: `make bench` (installs wrk, nginx's image_filter module, the wallpaper "
+        "packages and thumbor, then runs `bench/run.py`). Quick try: "
+        "`BENCH_REPS=1 BENCH_DURATION=5 BENCH_INPROCESS_SECONDS=3 BENCH_STARTUP_ENTRIES=10000 "
+        "make bench`.",
+        f"This run: `BENCH_REPS={cfg['reps']} BENCH_DURATION={cfg['duration']:g} "
+        f"BENCH_CONCURRENCY={','.join(map(str, cfg['concurrency']))} "
+        f"BENCH_INPROCESS_SECONDS={cfg['inprocess_seconds']:g} "
+        f"BENCH_STARTUP_ENTRIES={cfg['startup_entries']}`.",
+        "",
+        "![req/s and p99 per peer and path](benchmarks.png)",
+        "",
+        "## Targets (issue 4)",
+        "",
+        _table(["ratio", "measured", "target", "met"], [list(r) for r in ratio_rows(data)]),
+        "",
+        "Ratios are of medians over the repetitions.",
+    ]
+    if data["failures"]:
+        parts += ["", "## Peers that did not run", ""]
+        parts += [f"- **{peer}**: {why}" for peer, why in data["failures"].items()]
+    parts += [
+        "",
+        "## Load results",
+        "",
+        f"Median over {cfg['reps']} repetitions of {cfg['duration']:g} s (min-max in "
+        "brackets); wrk with one thread per core, each connection cycling through the "
+        "corpus.",
+        "",
+        _results_table(data),
+        "",
+        "- **errors**: non-2xx answers plus socket errors and timeouts, summed over the "
+        "repetitions.",
+        "- **peak RSS**: the largest sum of VmRSS over the server's whole process tree "
+        "(thumbor: its processes and the nginx in front of them; nginx: master and workers), "
+        "sampled every 100 ms.",
+        "- **CPU ms/req**: utime + stime of that tree over the run, per request answered.",
+        "- **other CPU**: CPU time the rest of the machine used during the run (not the "
+        "server, the origin, wrk or the driver), as a share of all cores; more than a few "
+        "percent means something else disturbed the run.",
+        "",
+        "## In-process limit",
+        "",
+        "Previews per second rendering the corpus from memory, no HTTP "
+        "(`bench/inprocess.py`): `pyvips` is `thumbnail_buffer(body, 300, height=200, "
+        "crop='centre')` + `jpegsave_buffer(Q=80, optimize_coding=True, keep='none')`; "
+        "`previewer` is `previewer.imaging.render` with gravity centre, the engine the "
+        f"service runs. N = {n} threads of a `ThreadPoolExecutor`; the libvips operation "
+        "cache is off.",
+        "",
+        _inprocess_table(data),
+        "",
+        "One render of each file on one thread (median of 3, milliseconds):",
+        "",
+        _per_file_table(data),
+        "",
+        "## Quality",
+        "",
+        "Each peer's preview of every corpus file was fetched before the load and checked "
+        "to decode as a 300x200 JPEG (`bench/quality.py`). For the peers that crop at the "
+        "centre, SSIM on luma (11x11 Gaussian window) against a reference made from the "
+        "full-size decode, resized with lanczos3 to cover 300x200 and centre-cropped; best "
+        "of the crops shifted by up to one pixel, since peers round the crop box "
+        "differently. 1.0 is identical.",
+        "",
+        _quality_table(data),
+        "",
+        "## Start-up",
+        "",
+        _startup_text(data),
+        "",
+    ]
+    parts += _profile_sections(data)
+    parts += [
+        "## How it was measured",
+        "",
+        "- **origin**: nginx serving the corpus from disk (page cache), shared by all peers.",
+        f"- **thumbor**: {n} processes (one per core) behind an nginx upstream "
+        "(`least_conn`, keep-alive), `STORAGE = no_storage`, no result storage, "
+        "`/unsafe/300x200/<origin>/<file>`, pycurl loader, otherwise thumbor's defaults "
+        "(PIL engine, quality 80, progressive output). **thumbor + result storage** is the "
+        "same with `thumbor.result_storages.file_storage` (unsafe URLs stored).",
+        "- **nginx image_filter**: `proxy_pass` to the origin, `image_filter crop 300 200`, "
+        "`image_filter_buffer 64M`, `image_filter_jpeg_quality 80`.",
+        "- **nginx static**: one preview of about 20 KB (previewer's own output for one "
+        "corpus file) as a static file, `sendfile on`, access log off.",
+        "- **previewer**: `.venv/bin/previewer serve --allow-private-networks --cache-dir "
+        "<empty dir> --gravity attention|centre`, otherwise its defaults (render threads = "
+        "cores, access log at info to a file).",
+        "- **miss path**: every request carries a query string no other request had "
+        "(`?r=<run>-<thread>-<n>`, see `bench/cycle.lua`); origins ignore it, and it makes "
+        "the request its own cache key, so previewer fetches, renders and stores every one "
+        "and no two concurrent requests share a render. thumbor and image_filter store "
+        "nothing. Each run starts the peer fresh and warms it with one pass over the corpus.",
+        "- **hit path**: the peer is started fresh, every corpus preview is requested twice "
+        "(previewer's second answer must say `X-Cache: HIT`), then wrk cycles through the "
+        "same URLs.",
+        "- Within each repetition every peer runs in turn, at each concurrency; the "
+        "in-process limit runs once per repetition too.",
+        f"- **disturbance**: a run during which other programs used more than "
+        f"{cfg['max_other_cpu']:g}% of the machine's CPU is taken again after a pause, up "
+        f"to {cfg['retries']} times, and the least disturbed try is kept. "
+        f"{_disturbed_text(data)}",
+        "",
+        "## Machine and versions",
+        "",
+        _machine_text(data),
+        "",
+        "## Corpus",
+        "",
+        f"{len(photos)} JPEGs from the Debian packages lomiri-wallpapers, mate-backgrounds "
+        f"and plasma-workspace-wallpapers ({progressive} progressive, {big} of 12 MP or "
+        "more), chosen in `bench/corpus.py`, copied to `bench/.work/corpus/` with a "
+        "`manifest.json`; never committed.",
+        "",
+        corpus.markdown_table(photos),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _profile_sections(data: Data) -> list[str]:
+    parts = ["## Where the time goes", ""]
+    profiles = data.get("profiles", {})
+    if not profiles:
+        return [*parts, "No profile in this run.", ""]
+    parts += [
+        "py-spy (`--nonblocking`, 100 Hz, Python frames) on previewer during a run of the "
+        "stated kind; the run's own figures are perturbed by the sampling and are not in "
+        "the tables above. libvips does its pixel work on its own worker threads, which run "
+        "no Python: those samples have no frame to name.",
+        "",
+    ]
+    for title, text in profiles.items():
+        parts += [f"### {title}", "", text, ""]
+    if data.get("experiments"):
+        parts += [
+            "### Variants of previewer on the miss path",
+            "",
+            f"One run each, c={max(data['config']['concurrency'])}, gravity centre, "
+            "same method as above; for the profile's questions, not tuned defaults.",
+            "",
+            _experiments_table(data),
+            "",
+        ]
+    return parts
+
+
+def chart(data: Data, out: Path) -> None:
+    """Req/s and p99 per peer and path, bars at each concurrency with min-max whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import ticker
+
+    summary = rows(data["results"])
+    concs = data["config"]["concurrency"]
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    for row_index, path in enumerate(("miss", "hit")):
+        peers = list(dict.fromkeys(r.label for r in summary if r.path == path))
+        if path == "miss":
+            n = data["machine"]["cores"]
+            peers_rps = [*peers, f"in-process pyvips ({n} thr)"]
+        else:
+            peers_rps = peers
+        for col, (metric, unit) in enumerate((("rps", "req/s"), ("p99", "p99 latency, ms"))):
+            ax = axes[row_index][col]
+            names = peers_rps if metric == "rps" else peers
+            width = 0.8 / len(concs)
+            for ci, conc in enumerate(concs):
+                meds, lows, highs = [], [], []
+                for name in names:
+                    values = _chart_values(data, summary, path, name, conc, metric)
+                    med = statistics.median(values) if values else 0.0
+                    meds.append(med)
+                    lows.append(med - min(values) if values else 0.0)
+                    highs.append(max(values) - med if values else 0.0)
+                xs = [i + (ci - (len(concs) - 1) / 2) * width for i in range(len(names))]
+                ax.bar(xs, meds, width, yerr=[lows, highs], capsize=3, label=f"c={conc}")
+                for x, med in zip(xs, meds, strict=True):
+                    ax.annotate(
+                        f"{med:,.0f}" if med >= 100 else f"{med:.1f}",
+                        (x, med),
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                    )
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=15, ha="right", fontsize=8)
+            ax.set_title(f"{path} path: {unit}")
+            if path == "hit":
+                ax.set_yscale("log")
+                plain = ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+                ax.yaxis.set_major_formatter(plain)
+                ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.legend(fontsize=8)
+            ax.grid(axis="y", alpha=0.3)
+    cores, reps = data["machine"]["cores"], data["config"]["reps"]
+    fig.suptitle(f"300x200 fill, {cores} cores, medians of {reps} runs (whiskers: min-max)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _chart_values(
+    data: Data, summary: list[Row], path: str, name: str, conc: int, metric: str
+) -> list[float]:
+    if name.startswith("in-process"):
+        key = f"pyvips-{data['machine']['cores']}t"
+        return [rep["previews_per_second"][key] for rep in data["inprocess"]]
+    for r in summary:
+        if r.path == path and r.label == name and r.concurrency == conc:
+            return r.rps if metric == "rps" else r.p99
+    return []
+
+
+def write(data: Data, docs: Path) -> tuple[Path, Path]:
+    docs.mkdir(parents=True, exist_ok=True)
+    md, png = docs / "benchmarks.md", docs / "benchmarks.png"
+    md.write_text(markdown(data))
+    chart(data, png)
+    return md, png

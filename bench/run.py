@@ -1,0 +1,396 @@
+"""Benchmark driver: previewer against thumbor and nginx, in one run.
+
+    .venv/bin/python bench/run.py          (`make bench` runs bench/setup.sh first)
+    .venv/bin/python bench/run.py --report (rewrite the docs from the last run's data)
+
+Stages, all on 127.0.0.1, every server started and stopped here:
+
+1. corpus: copy the photos from the wallpaper packages (bench/corpus.py);
+2. check: start each peer once and fetch its preview of every corpus file;
+   `bench/quality.py` checks each is a 300x200 JPEG and scores SSIM. A peer
+   that cannot start or fails the check is left out, with the reason;
+3. load: per repetition, the in-process limit (`bench/inprocess.py`), then
+   every peer in turn on the miss and the hit path at each concurrency, each
+   run against a freshly started server (bench/load.py measures it);
+4. start-up over 100,000 cache entries (`bench/startup.py`);
+5. profile: py-spy on previewer under load, and a few previewer variants;
+6. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
+   and the ratio table on stdout.
+
+Settings come from the environment (defaults in brackets): BENCH_REPS [3],
+BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
+BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
+[10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_PROFILE [1],
+BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
+BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
+other programs used more than that share (%) of the machine's CPU is taken
+again, after a pause, up to that many times; the least disturbed one is kept.
+
+The driver itself uses the standard library and matplotlib only; the stages
+that need libvips run as child processes of the same Python.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import corpus
+import hotspots
+import peers
+import report
+from checks import check_peers, pillow_inprocess, warm
+from load import Result, measure
+from machine import machine, snapshot_previewer, versions
+from procs import OtherCpu, Server, get, python_json
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / ".work"
+RUN = WORK / "run"
+
+
+@dataclass(frozen=True)
+class Config:
+    reps: int
+    duration: float
+    concurrency: list[int]
+    peers: list[str]
+    inprocess_seconds: float
+    startup_entries: int
+    profile: bool
+    experiments: bool
+    docs: Path
+    max_other_cpu: float
+    retries: int
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str]) -> Config:
+        def flag(name: str, default: str) -> bool:
+            return environ.get(name, default).lower() in ("1", "true", "yes", "on")
+
+        names = [p for p in environ.get("BENCH_PEERS", ",".join(peers.PEERS)).split(",") if p]
+        unknown = sorted(set(names) - set(peers.PEERS))
+        if unknown:
+            raise SystemExit(f"BENCH_PEERS: unknown peers {unknown}; known: {list(peers.PEERS)}")
+        return cls(
+            reps=int(environ.get("BENCH_REPS", "3")),
+            duration=float(environ.get("BENCH_DURATION", "20")),
+            concurrency=[int(c) for c in environ.get("BENCH_CONCURRENCY", "4,16").split(",")],
+            peers=names,
+            inprocess_seconds=float(environ.get("BENCH_INPROCESS_SECONDS", "10")),
+            startup_entries=int(environ.get("BENCH_STARTUP_ENTRIES", "100000")),
+            profile=flag("BENCH_PROFILE", "1"),
+            experiments=flag("BENCH_EXPERIMENTS", "1"),
+            docs=Path(environ.get("BENCH_DOCS", str(HERE.parent / "docs"))),
+            max_other_cpu=float(environ.get("BENCH_MAX_OTHER_CPU", "10")),
+            retries=int(environ.get("BENCH_RETRIES", "2")),
+        )
+
+
+def log(message: str) -> None:
+    stamp = datetime.datetime.now().strftime("%H:%M:%S")
+    print(f"[bench {stamp}] {message}", flush=True)
+
+
+def steady(cfg: Config, what: str, attempt: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Measure until other programs leave the CPU alone, or the retries run out.
+
+    `attempt` returns a dict with `other_cpu_pct`; the least disturbed try is
+    kept, with the number of tries in `attempts`.
+    """
+    best: dict[str, Any] | None = None
+    for tries in range(1, cfg.retries + 2):
+        row = attempt()
+        row["attempts"] = tries
+        if best is None or row["other_cpu_pct"] < best["other_cpu_pct"]:
+            best = row
+        if row["other_cpu_pct"] <= cfg.max_other_cpu or tries > cfg.retries:
+            break
+        log(f"{what}: other programs took {row['other_cpu_pct']:.0f}% of the CPU; again in 20 s")
+        time.sleep(20)
+    assert best is not None
+    return best
+
+
+# --- load ---------------------------------------------------------------------------
+
+
+def _counters(server: Server, peer: peers.Peer) -> dict[str, int]:
+    if not peer.name.startswith("previewer"):
+        return {}
+    _, _, body = get(server.url + "/health")
+    counters: dict[str, int] = json.loads(body).get("counters", {})
+    return counters
+
+
+def one_run(
+    cfg: Config,
+    peer: peers.Peer,
+    path: str,
+    conc: int,
+    rep: int,
+    files: list[str],
+    origin: Server,
+    origin_port: int,
+    start: Callable[[], Server] | None = None,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Start the peer afresh, warm it, load it with wrk, stop it; the run's figures.
+
+    `start` replaces the peer's own start (previewer variants); with `profile`,
+    py-spy records the server into that file during the load.
+    """
+    server = start() if start else peer.start(RUN, origin_port)
+    try:
+        warm(server, peer, files, origin_port, hit=path == "hit")
+        before = _counters(server, peer)
+        outcome: list[Result] = []
+
+        def load() -> None:
+            outcome.append(
+                measure(
+                    peer=peer.name,
+                    path=path,
+                    rep=rep,
+                    url=server.url,
+                    paths=[peer.path(f, origin_port) for f in files],
+                    concurrency=conc,
+                    duration=cfg.duration,
+                    roots=server.roots,
+                    origin_roots=origin.roots,
+                    work=RUN,
+                    nonce=uuid.uuid4().hex[:8] if path == "miss" else None,
+                )
+            )
+
+        if profile is None:
+            load()
+        else:
+            loader = threading.Thread(target=load)
+            loader.start()
+            settle = min(2.0, cfg.duration / 4)
+            time.sleep(settle)
+            hotspots.record(server.roots[0], max(1.0, cfg.duration - 2 * settle), profile)
+            loader.join()
+        if not outcome:
+            raise RuntimeError("the load run failed; see the log above")
+        after = _counters(server, peer)
+    finally:
+        server.stop()
+    row = outcome[0].as_dict()
+    row["counters"] = {k: after[k] - before.get(k, 0) for k in after}
+    return row
+
+
+def load_stage(
+    cfg: Config, files: list[str], failures: dict[str, str], origin: Server, origin_port: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every repetition: the in-process limit, then each peer on each path and concurrency."""
+    results: list[dict[str, Any]] = []
+    inprocess: list[dict[str, Any]] = []
+    for rep in range(1, cfg.reps + 1):
+        log(f"rep {rep}/{cfg.reps}: in-process limit")
+        argv = [str(HERE / "inprocess.py"), str(corpus.DEFAULT_OUT), f"{cfg.inprocess_seconds:g}"]
+
+        def limits(argv: list[str] = argv, rep: int = rep) -> dict[str, Any]:
+            with OtherCpu() as other:
+                limit = python_json(argv + (["--per-file"] if rep == 1 else []), 1800)
+                pillow = pillow_inprocess(cfg.inprocess_seconds, RUN / "pillow-out")
+            if pillow is not None:
+                limit["previews_per_second"].update(pillow["previews_per_second"])
+                if limit.get("per_file_ms"):
+                    limit["per_file_ms"].update(pillow["per_file_ms"])
+                limit["pillow"] = f"{pillow['pillow']} (libjpeg-turbo {pillow['libjpeg']})"
+            limit["other_cpu_pct"] = round(other.percent, 1)
+            return limit
+
+        inprocess.append(steady(cfg, f"rep {rep}: in-process limit", limits))
+        log(f"  {inprocess[-1]['previews_per_second']}")
+        for path, names in (("miss", peers.MISS_PEERS), ("hit", peers.HIT_PEERS)):
+            for name in names:
+                if name not in cfg.peers or name in failures:
+                    continue
+                for conc in cfg.concurrency:
+                    peer = peers.PEERS[name]
+                    what = f"rep {rep}: {path} {name} c={conc}"
+                    try:
+                        row = steady(
+                            cfg,
+                            what,
+                            lambda peer=peer, path=path, conc=conc, rep=rep: one_run(
+                                cfg, peer, path, conc, rep, files, origin, origin_port
+                            ),
+                        )
+                    except Exception as exc:  # one broken run must not lose the others
+                        failures[f"{name} {path} c={conc} rep {rep}"] = str(exc)
+                        log(f"rep {rep}: {name} {path} c={conc} FAILED: {exc}")
+                        continue
+                    results.append(row)
+                    log(
+                        f"rep {rep}: {path:4} {name:20} c={conc:<3} {row['rps']:10.1f} req/s "
+                        f"p99 {row['p99_ms']:8.1f} ms  rss {row['peak_rss_mb']:6.0f} MB  "
+                        f"err {row['errors']}  other cpu {row['other_cpu_pct']:.1f}%"
+                    )
+    return results, inprocess
+
+
+# --- profile and variants -----------------------------------------------------------
+
+VARIANTS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
+    ("defaults (--workers = cores)", (), {}),
+    ("VIPS_CONCURRENCY=1", (), {"VIPS_CONCURRENCY": "1"}),
+    ("--workers 1", ("--workers", "1"), {}),
+    ("--workers 4", ("--workers", "4"), {}),
+    ("--workers 4, VIPS_CONCURRENCY=1", ("--workers", "4"), {"VIPS_CONCURRENCY": "1"}),
+    ("--log-level warning", ("--log-level", "warning"), {}),
+)
+
+
+def profile_stage(
+    cfg: Config, files: list[str], origin: Server, origin_port: int
+) -> dict[str, str]:
+    conc = max(cfg.concurrency)
+    plan = (
+        (f"Miss path, gravity centre, c={conc}", "previewer-centre", "miss"),
+        (f"Miss path, gravity attention, c={conc}", "previewer-attention", "miss"),
+        (f"Hit path, c={conc}", "previewer-attention", "hit"),
+    )
+    out = {}
+    for title, name, path in plan:
+        log(f"profile: {title}")
+        raw = WORK / f"profile-{name}-{path}.txt"
+        try:
+            row = one_run(
+                cfg, peers.PEERS[name], path, conc, 0, files, origin, origin_port, profile=raw
+            )
+        except Exception as exc:
+            out[title] = f"Failed: {exc}"
+            continue
+        text = hotspots.markdown(hotspots.summarise(raw))
+        out[title] = f"{text} The profiled run served {row['rps']:,.1f} req/s."
+    return out
+
+
+def experiment_stage(
+    cfg: Config, files: list[str], origin: Server, origin_port: int
+) -> list[dict[str, Any]]:
+    conc = max(cfg.concurrency)
+    peer = peers.PEERS["previewer-centre"]
+    rows = []
+    for i, (variant, extra, env) in enumerate(VARIANTS):
+        log(f"variant: {variant}")
+
+        def start(extra: tuple[str, ...] = extra, env: dict[str, str] = env, i: int = i) -> Server:
+            return peers.start_previewer(RUN, "centre", extra, env, name=f"variant-{i}")
+
+        try:
+            row = steady(
+                cfg,
+                f"variant {variant}",
+                lambda start=start: one_run(
+                    cfg, peer, "miss", conc, 0, files, origin, origin_port, start=start
+                ),
+            )
+        except Exception as exc:
+            log(f"variant {variant} failed: {exc}")
+            continue
+        row["variant"] = variant
+        rows.append(row)
+        log(f"  {row['rps']:.1f} req/s, p99 {row['p99_ms']:.0f} ms")
+    return rows
+
+
+# --- main -----------------------------------------------------------------------------
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def write_report(data: dict[str, Any], docs: Path) -> None:
+    md, png = report.write(data, docs)
+    print()
+    for what, measured, target, met in report.ratio_rows(data):
+        print(f"{what:75} {measured:>10}  target {target:>14}  met: {met}")
+    log(f"wrote {md}, {png} and {WORK / 'results.json'}")
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--report"]:
+        docs = Config.from_env(dict(os.environ)).docs
+        write_report(json.loads((WORK / "results.json").read_text()), docs)
+        return
+    # servers are stopped in `finally` blocks: let SIGTERM and SIGINT reach them
+    # (a shell starts background jobs with SIGINT ignored)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    cfg = Config.from_env(dict(os.environ))
+    started = time.monotonic()
+    shutil.rmtree(RUN, ignore_errors=True)
+    RUN.mkdir(parents=True)
+    photos = corpus.build()
+    files = [p.file for p in photos]
+    source = snapshot_previewer(RUN)
+    log(f"previewer under test: {source}")
+    log(f"corpus: {len(files)} files in {corpus.DEFAULT_OUT}")
+    origin = peers.start_origin(RUN / "origin", corpus.DEFAULT_OUT)
+    origin_port = int(origin.url.rsplit(":", 1)[1])
+    data: dict[str, Any] = {"profiles": {}, "experiments": [], "startup": None}
+    try:
+        failures, quality, sizes = check_peers(cfg.peers, files, RUN, origin_port, log)
+        for name, why in failures.items():
+            log(f"left out: {name}: {why}")
+        results, inprocess = load_stage(cfg, files, failures, origin, origin_port)
+        if cfg.startup_entries:
+            log(f"start-up over {cfg.startup_entries} entries")
+            try:
+                argv = [str(HERE / "startup.py"), str(WORK), "--entries", str(cfg.startup_entries)]
+                data["startup"] = python_json(argv, 1800)
+            except Exception as exc:
+                data["startup"] = {"error": str(exc)}
+            log(f"  {data['startup']}")
+        if cfg.profile and "previewer-centre" in cfg.peers:
+            data["profiles"] = profile_stage(cfg, files, origin, origin_port)
+        if cfg.experiments and "previewer-centre" in cfg.peers:
+            data["experiments"] = experiment_stage(cfg, files, origin, origin_port)
+    finally:
+        origin.stop()
+    data.update(
+        date=datetime.date.today().isoformat(),
+        wall_minutes=(time.monotonic() - started) / 60,
+        config={
+            "reps": cfg.reps,
+            "duration": cfg.duration,
+            "concurrency": cfg.concurrency,
+            "peers": cfg.peers,
+            "inprocess_seconds": cfg.inprocess_seconds,
+            "startup_entries": cfg.startup_entries,
+            "max_other_cpu": cfg.max_other_cpu,
+            "retries": cfg.retries,
+        },
+        machine=machine(),
+        versions={**versions(inprocess[0] if inprocess else {}), "previewer_source": source},
+        corpus=[vars(p) for p in photos],
+        failures=failures,
+        quality=quality,
+        output_bytes=sizes,
+        inprocess=inprocess,
+        results=results,
+    )
+    (WORK / "results.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    write_report(data, cfg.docs)
+
+
+if __name__ == "__main__":
+    main()

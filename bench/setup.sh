@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs what `make bench` needs; called by `make bench`, safe to run again.
+#
+#   - Debian packages: wrk (the load generator), nginx with its image_filter
+#     module (origin, static ceiling and the image_filter peer), and three
+#     wallpaper packages whose real photographs make the corpus;
+#   - thumbor in its own venv, bench/.work/thumbor-venv (its pinned Pillow and
+#     tornado must not meet previewer's dependencies);
+#   - matplotlib (the chart), numpy (SSIM) and py-spy (the profile) into the
+#     project's .venv.
+#
+# Each step is skipped when its result is already there.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+work="$here/.work"
+venv="${VENV:-$here/../.venv}"
+python="${PYTHON:-python3}"
+thumbor_version="${THUMBOR_VERSION:-7.8.0}"
+mkdir -p "$work"
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "bench setup: need root or sudo" >&2; exit 1; }
+  sudo="sudo"
+fi
+
+packages=(
+  wrk
+  nginx-light
+  libnginx-mod-http-image-filter
+  lomiri-wallpapers
+  mate-backgrounds
+  plasma-workspace-wallpapers
+)
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bench setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+thumbor_venv="$work/thumbor-venv"
+thumbor_log="$work/thumbor-install.log"
+if ! "$thumbor_venv/bin/thumbor" --help >/dev/null 2>&1 \
+  || ! "$thumbor_venv/bin/python" -c "import pycurl" >/dev/null 2>&1; then
+  # pycurl: thumbor advises it for its HTTP loader (it warns without it)
+  echo "bench setup: installing thumbor $thumbor_version and pycurl into $thumbor_venv"
+  rm -rf "$thumbor_venv"
+  if "$python" -m venv "$thumbor_venv" >"$thumbor_log" 2>&1 \
+    && "$thumbor_venv/bin/pip" install --quiet --upgrade pip >>"$thumbor_log" 2>&1 \
+    && "$thumbor_venv/bin/pip" install --quiet "thumbor==$thumbor_version" pycurl \
+      >>"$thumbor_log" 2>&1 \
+    && "$thumbor_venv/bin/thumbor" --help >>"$thumbor_log" 2>&1; then
+    :
+  else
+    # not fatal: bench/run.py reports thumbor as not run, with this log's tail
+    echo "bench setup: thumbor could not be installed; see $thumbor_log" >&2
+    tail -5 "$thumbor_log" >&2
+  fi
+fi
+
+if ! "$venv/bin/python" -c "import matplotlib, numpy" >/dev/null 2>&1 \
+  || ! [ -x "$venv/bin/py-spy" ]; then
+  echo "bench setup: installing matplotlib, numpy and py-spy into $venv"
+  if ! "$venv/bin/pip" install --quiet matplotlib numpy py-spy >"$work/venv-install.log" 2>&1; then
+    echo "bench setup: pip failed; see $work/venv-install.log" >&2
+    tail -5 "$work/venv-install.log" >&2
+    exit 1
+  fi
+fi
+echo "bench setup: ready"
