@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -224,3 +225,29 @@ class NginxOrigin:
         with contextlib.suppress(TimeoutError):
             await until(lambda: self.requests_for(path) >= count, within=5)
         return self.requests_for(path)
+
+
+class Gate:
+    """An origin handler that holds every request until released.
+
+    `all_arrived` is set once `expected` requests are being held, so a test
+    knows its requests are all in flight before it acts.
+    """
+
+    def __init__(self, body: bytes, expected: int = 1, content_type: str = "image/jpeg") -> None:
+        self.body = body
+        self.expected = expected
+        self.content_type = content_type
+        self.arrived = 0
+        self.all_arrived = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def handler(self, request: web.Request) -> web.Response:
+        self.arrived += 1
+        if self.arrived >= self.expected:
+            self.all_arrived.set()
+        await self.released.wait()
+        return web.Response(body=self.body, content_type=self.content_type)
+
+    def release(self) -> None:
+        self.released.set()

@@ -8,11 +8,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import web
-
 import images
 from conftest import ServiceFactory, ServiceProcess
-from origin import NginxOrigin, Origin
+from origin import Gate, NginxOrigin, Origin
 from previewer.storage import HEADER_SIZE
 from waiting import until
 
@@ -177,13 +175,8 @@ async def test_concurrent_sizes_of_one_source_share_one_fetch(
     start_service: ServiceFactory, origin: Origin
 ) -> None:
     service = await start_service(source_cache_size="0")
-    release = asyncio.Event()
-
-    async def gated(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(body=JPEG, content_type="image/jpeg")
-
-    origin.route("/srcset.jpg", gated)
+    gate = Gate(JPEG)
+    origin.route("/srcset.jpg", gate.handler)
     tasks = [
         asyncio.ensure_future(service.get(f"/fill/{w}/100/{origin.authority}/srcset.jpg"))
         for w in (100, 200, 300, 400)
@@ -193,7 +186,7 @@ async def test_concurrent_sizes_of_one_source_share_one_fetch(
         return bool(json.loads((await service.get("/health"))[2])["counters"]["misses"] >= 4)
 
     await until(all_four_waiting)
-    release.set()
+    gate.release()
     results = await asyncio.gather(*tasks)
     assert [status for status, _, _ in results] == [200] * 4
     assert origin.hits["/srcset.jpg"] == 1

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 import images
 from conftest import ServiceProcess
-from origin import Origin
+from origin import Gate, Origin
 from previewer.config import OPTIONS
 from waiting import until
 
@@ -65,20 +64,9 @@ def test_unknown_flag_is_refused() -> None:
 async def test_sigterm_finishes_requests_in_flight_and_exits_0(
     service_process: Callable[..., ServiceProcess], origin: Origin, tmp_path: Path
 ) -> None:
-    arrived = 0
-    all_arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def gated(request: web.Request) -> web.Response:
-        nonlocal arrived
-        arrived += 1
-        if arrived == 5:
-            all_arrived.set()
-        await release.wait()
-        return web.Response(body=images.jpeg(320, 240), content_type="image/jpeg")
-
+    gate = Gate(images.jpeg(320, 240), expected=5)
     for i in range(5):  # distinct sources: each request fetches on its own
-        origin.route(f"/g{i}.jpg", gated)
+        origin.route(f"/g{i}.jpg", gate.handler)
     proc = await asyncio.to_thread(
         service_process,
         ["--cache-dir", str(tmp_path / "c"), "--allow-private-networks"],
@@ -92,10 +80,10 @@ async def test_sigterm_finishes_requests_in_flight_and_exits_0(
                 return resp.status
 
         tasks = [asyncio.ensure_future(fetch(i)) for i in range(5)]
-        await asyncio.wait_for(all_arrived.wait(), 20)
+        await asyncio.wait_for(gate.all_arrived.wait(), 20)
         proc.proc.send_signal(signal.SIGTERM)
         await until(lambda: any("stopping" in line for line in proc.log_lines))
-        release.set()
+        gate.release()
         statuses = await asyncio.gather(*tasks)
     assert statuses == [200] * 5
     assert await asyncio.to_thread(proc.proc.wait, 20) == 0

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 import images
 from conftest import ServiceFactory, ServiceProcess
-from origin import Origin
+from origin import Gate, Origin
 from previewer.storage import Storage
 from waiting import until
 
@@ -182,20 +181,9 @@ async def test_kill_9_during_renders_loses_nothing(
 async def test_sigterm_with_100_requests_in_flight(
     service_process: Callable[..., ServiceProcess], origin: Origin, tmp_path: Path
 ) -> None:
-    arrived = 0
-    all_arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def gated(request: web.Request) -> web.Response:
-        nonlocal arrived
-        arrived += 1
-        if arrived == 100:
-            all_arrived.set()
-        await release.wait()
-        return web.Response(body=images.jpeg(200, 150), content_type="image/jpeg")
-
+    gate = Gate(images.jpeg(200, 150), expected=100)
     for i in range(100):  # distinct sources: each request fetches on its own
-        origin.route(f"/g{i}.jpg", gated)
+        origin.route(f"/g{i}.jpg", gate.handler)
     proc = await asyncio.to_thread(
         service_process,
         [
@@ -218,13 +206,13 @@ async def test_sigterm_with_100_requests_in_flight(
                 return r.status
 
         tasks = [asyncio.ensure_future(get(i)) for i in range(100)]
-        await asyncio.wait_for(all_arrived.wait(), 30)
+        await asyncio.wait_for(gate.all_arrived.wait(), 30)
         stopping_at = time.monotonic()
         proc.proc.send_signal(signal.SIGTERM)
         await until(lambda: any("stopping" in line for line in proc.log_lines))
         with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), 2):
             pass  # no new connections once stopping
-        release.set()
+        gate.release()
         statuses = await asyncio.gather(*tasks)
     assert statuses == [200] * 100
     assert await asyncio.to_thread(proc.proc.wait, 30) == 0
@@ -239,20 +227,9 @@ async def test_overload_answers_503_at_once_and_recovers(
     start_service: ServiceFactory, origin: Origin
 ) -> None:
     big = images.jpeg(3000, 3000)
-    release = asyncio.Event()
-    arrived = 0
-    all_arrived = asyncio.Event()
-
-    async def gated(request: web.Request) -> web.Response:
-        nonlocal arrived
-        arrived += 1
-        if arrived == 50:
-            all_arrived.set()
-        await release.wait()
-        return web.Response(body=big, content_type="image/jpeg")
-
+    gate = Gate(big, expected=50)
     for i in range(50):  # distinct sources: each request fetches on its own
-        origin.route(f"/big{i}.jpg", gated)
+        origin.route(f"/big{i}.jpg", gate.handler)
     origin.add("/big.jpg", big)
     service = await start_service(workers="1", queue_size="4")
 
@@ -261,9 +238,9 @@ async def test_overload_answers_503_at_once_and_recovers(
         return status, time.monotonic()
 
     tasks = [asyncio.ensure_future(timed(i)) for i in range(50)]
-    await all_arrived.wait()
+    await gate.all_arrived.wait()
     released_at = time.monotonic()
-    release.set()
+    gate.release()
     results = await asyncio.gather(*tasks)
     ok = [t - released_at for s, t in results if s == 200]
     refused = [t - released_at for s, t in results if s == 503]

@@ -16,7 +16,7 @@ from aiohttp import web
 
 import images
 from conftest import Service, ServiceFactory, ServiceProcess
-from origin import Origin, StubResolver
+from origin import Gate, Origin, StubResolver
 from previewer import signing
 from waiting import until
 
@@ -244,19 +244,12 @@ async def test_spellings_the_origin_cannot_tell_apart_share_a_preview(
 async def test_a_client_leaving_does_not_cancel_the_shared_render(
     service: Service, origin: Origin
 ) -> None:
-    arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def gated(request: web.Request) -> web.Response:
-        arrived.set()
-        await release.wait()
-        return web.Response(body=JPEG, content_type="image/jpeg")
-
-    origin.route("/g.jpg", gated)
+    gate = Gate(JPEG)
+    origin.route("/g.jpg", gate.handler)
     path = f"/fill/50/50/{origin.authority}/g.jpg"
     leaver = asyncio.ensure_future(service.get(path))
     stayer = asyncio.ensure_future(service.get(path))
-    await arrived.wait()
+    await gate.all_arrived.wait()
 
     async def both_waiting() -> bool:
         return bool(json.loads((await service.get("/health"))[2])["counters"]["misses"] >= 2)
@@ -265,7 +258,7 @@ async def test_a_client_leaving_does_not_cancel_the_shared_render(
     leaver.cancel()  # closes its connection mid-request
     with pytest.raises(asyncio.CancelledError):
         await leaver
-    release.set()
+    gate.release()
     status, _, body = await stayer
     assert status == 200
     assert images.decode(body).width == 50

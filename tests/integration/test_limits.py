@@ -10,7 +10,7 @@ from aiohttp import web
 
 import images
 from conftest import ServiceFactory
-from origin import Origin
+from origin import Gate, Origin
 from waiting import until
 
 BIG = images.jpeg(3000, 3000)
@@ -19,25 +19,14 @@ BIG = images.jpeg(3000, 3000)
 async def test_excess_renders_get_503_at_once_and_the_service_recovers(
     start_service: ServiceFactory, origin: Origin
 ) -> None:
-    release = asyncio.Event()
-    arrived = 0
-    all_arrived = asyncio.Event()
-
-    async def gated(request: web.Request) -> web.Response:
-        nonlocal arrived
-        arrived += 1
-        if arrived == 12:
-            all_arrived.set()
-        await release.wait()
-        return web.Response(body=BIG, content_type="image/jpeg")
-
+    gate = Gate(BIG, expected=12)
     for i in range(12):  # distinct sources: each request fetches on its own
-        origin.route(f"/big{i}.jpg", gated)
+        origin.route(f"/big{i}.jpg", gate.handler)
     service = await start_service(workers="1", queue_size="1", gravity="attention")
     paths = [f"/fill/{300 + i}/{200 + i}/{origin.authority}/big{i}.jpg" for i in range(12)]
     tasks = [asyncio.ensure_future(service.get(p)) for p in paths]
-    await all_arrived.wait()
-    release.set()  # twelve bodies arrive together; one thread, one queue slot
+    await gate.all_arrived.wait()
+    gate.release()  # twelve bodies arrive together; one thread, one queue slot
     results = await asyncio.gather(*tasks)
     statuses = sorted(status for status, _, _ in results)
     assert statuses.count(200) >= 2, statuses

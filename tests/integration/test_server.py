@@ -10,7 +10,7 @@ from aiohttp import web
 
 import images
 from conftest import Service, ServiceFactory
-from origin import Origin
+from origin import Gate, Origin
 from waiting import until
 
 JPEG = images.jpeg(640, 480)
@@ -246,24 +246,17 @@ async def test_shared_cache_rules(
 async def test_concurrent_identical_requests_share_one_fetch_and_render(
     service: Service, origin: Origin
 ) -> None:
-    arrived = asyncio.Event()
-    release = asyncio.Event()
-
-    async def gated(request: web.Request) -> web.Response:
-        arrived.set()
-        await release.wait()
-        return web.Response(body=JPEG, content_type="image/jpeg")
-
-    origin.route("/gated.jpg", gated)
+    gate = Gate(JPEG)
+    origin.route("/gated.jpg", gate.handler)
     path = f"/fill/100/80/{origin.authority}/gated.jpg"
     tasks = [asyncio.ensure_future(service.get(path)) for _ in range(50)]
-    await arrived.wait()
+    await gate.all_arrived.wait()
 
     async def all_waiting() -> bool:
         return bool(json.loads((await service.get("/health"))[2])["counters"]["misses"] >= 50)
 
     await until(all_waiting)  # every request has reached the service
-    release.set()
+    gate.release()
     results = await asyncio.gather(*tasks)
     assert {status for status, _, _ in results} == {200}
     assert len({body for _, _, body in results}) == 1
