@@ -5,7 +5,8 @@ the server is not paused; Python frames only) and keeps the collapsed
 stacks. `summarise` splits the samples by kind of thread, told apart by the
 bottom of each stack:
 
-- libvips worker threads run no Python code: their samples have no frames;
+- threads with no Python frame: libvips's worker threads (on a miss, where
+  the pixel work happens) and any other native thread;
 - executor threads (the render pool and the file I/O pool) start in
   `Thread._bootstrap`; while libvips works on such a thread the sample ends
   in the pyvips call that started it;
@@ -26,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-KINDS = ("libvips worker threads", "executor threads", "event loop thread")
+KINDS = ("threads with no Python frame", "executor threads", "event loop thread")
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
@@ -78,7 +79,7 @@ def summarise(raw: Path) -> Summary:
         else:
             continue
         if not frames:
-            kind, leaf = KINDS[0], "(libvips code, no Python frame)"
+            kind, leaf = KINDS[0], "(native code: libvips workers and the like)"
         elif frames[0].startswith("Thread._bootstrap"):
             kind, leaf = KINDS[1], frames[-1]
         else:

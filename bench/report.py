@@ -172,6 +172,18 @@ def ratio_rows(data: Data) -> list[tuple[str, str, str, str]]:
         out.append(
             (f"miss c={top}: previewer (centre) peak RSS", f"{mine_rss:.0f} MB", limit_text, met)
         )
+    startup = data.get("startup") or {}
+    for kind in ("warm", "cold"):
+        seconds = startup.get(f"{kind}_median")
+        if seconds is not None:
+            out.append(
+                (
+                    f"start-up over {startup['entries']:,} entries, page cache {kind}",
+                    f"{seconds:.2f} s",
+                    "< 3 s",
+                    "yes" if seconds < 3 else "no",
+                )
+            )
     return out
 
 
@@ -408,8 +420,10 @@ def markdown(data: Data) -> str:
         "`/unsafe/300x200/<origin>/<file>`, pycurl loader, otherwise thumbor's defaults "
         "(PIL engine, quality 80, progressive output). **thumbor + result storage** is the "
         "same with `thumbor.result_storages.file_storage` (unsafe URLs stored).",
-        "- **nginx image_filter**: `proxy_pass` to the origin, `image_filter crop 300 200`, "
-        "`image_filter_buffer 64M`, `image_filter_jpeg_quality 80`.",
+        f"- **nginx image_filter**: {n} single-worker nginx (one per core) behind the same "
+        "kind of balancer as thumbor, each with `proxy_pass` to the origin, `image_filter "
+        "crop 300 200`, `image_filter_buffer 64M`, `image_filter_jpeg_quality 80`. (wrk's 4 "
+        "connections, left to the kernel, can all land on one worker.)",
         "- **nginx static**: one preview of about 20 KB (previewer's own output for one "
         "corpus file) as a static file, `sendfile on`, access log off.",
         "- **previewer**: `.venv/bin/previewer serve --allow-private-networks --cache-dir "
@@ -456,7 +470,8 @@ def _profile_sections(data: Data) -> list[str]:
         "py-spy (`--nonblocking`, 100 Hz, Python frames) on previewer during a run of the "
         "stated kind; the run's own figures are perturbed by the sampling and are not in "
         "the tables above. libvips does its pixel work on its own worker threads, which run "
-        "no Python: those samples have no frame to name.",
+        "no Python: those samples have no frame to name. An executor thread's sample that "
+        "ends in a pyvips call is libvips working on that thread.",
         "",
     ]
     for title, text in profiles.items():

@@ -33,6 +33,7 @@ that need libvips run as child processes of the same Python.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
 import shutil
@@ -336,6 +337,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     cfg = Config.from_env(dict(os.environ))
+    WORK.mkdir(parents=True, exist_ok=True)
+    lock = open(WORK / "run.lock", "w")  # noqa: SIM115  (held until the process exits)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit("another bench run is in progress (bench/.work/run.lock)") from None
     started = time.monotonic()
     shutil.rmtree(RUN, ignore_errors=True)
     RUN.mkdir(parents=True)
@@ -388,7 +395,11 @@ def main() -> None:
         inprocess=inprocess,
         results=results,
     )
-    (WORK / "results.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+    text = json.dumps(data, indent=1, default=str) + "\n"
+    (WORK / "results.json").write_text(text)
+    history = WORK / "history"  # every run's data, kept: results.json is the latest only
+    history.mkdir(exist_ok=True)
+    (history / f"results-{datetime.datetime.now():%Y%m%d-%H%M%S}.json").write_text(text)
     write_report(data, cfg.docs)
 
 
