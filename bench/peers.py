@@ -282,6 +282,14 @@ PEERS: dict[str, Peer] = {
             lambda w, _p: start_previewer(w, "centre"),
             _previewer_path,
         ),
+        Peer(
+            "previewer-quiet",
+            "previewer (access log off)",
+            lambda w, _p: start_previewer(
+                w, "attention", extra=("--access-log", "off"), name="previewer-quiet"
+            ),
+            _previewer_path,
+        ),
     )
 }
 
@@ -289,4 +297,4 @@ PEERS: dict[str, Peer] = {
 # hit serves a stored preview. Gravity does not change a hit, so one
 # previewer runs there.
 MISS_PEERS = ("thumbor", "image_filter", "previewer-attention", "previewer-centre")
-HIT_PEERS = ("thumbor-rs", "previewer-attention", "static")
+HIT_PEERS = ("thumbor-rs", "previewer-attention", "previewer-quiet", "static")

@@ -142,28 +142,31 @@ def ratio_rows(data: Data) -> list[tuple[str, str, str, str]]:
             0.9,
             True,
         )
-    for conc in data["config"]["concurrency"]:
-        mine = _median(data, "hit", "previewer-attention", conc)
-        ratio(
-            f"hit c={conc}: previewer / thumbor + result storage",
-            mine,
-            _median(data, "hit", "thumbor-rs", conc),
-            5.0,
-            False,
-        )
-        ratio(
-            f"hit c={conc}: previewer / nginx static",
-            mine,
-            _median(data, "hit", "static", conc),
-            0.15,
-            True,
-        )
     top = max(data["config"]["concurrency"])
-    p99 = _median(data, "hit", "previewer-attention", top, "p99_ms")
-    if p99 is not None:
-        out.append(
-            (f"hit c={top}: previewer p99", f"{p99:.2f} ms", "≤ 5 ms", "yes" if p99 <= 5 else "no")
-        )
+    for name, label in (
+        ("previewer-attention", "previewer"),
+        ("previewer-quiet", "previewer, access log off"),
+    ):
+        for conc in data["config"]["concurrency"]:
+            mine = _median(data, "hit", name, conc)
+            ratio(
+                f"hit c={conc}: {label} / thumbor + result storage",
+                mine,
+                _median(data, "hit", "thumbor-rs", conc),
+                5.0,
+                False,
+            )
+            ratio(
+                f"hit c={conc}: {label} / nginx static",
+                mine,
+                _median(data, "hit", "static", conc),
+                0.15,
+                True,
+            )
+        p99 = _median(data, "hit", name, top, "p99_ms")
+        if p99 is not None:
+            met = "yes" if p99 <= 5 else "no"
+            out.append((f"hit c={top}: {label} p99", f"{p99:.2f} ms", "≤ 5 ms", met))
     mine_rss = _median(data, "miss", "previewer-centre", top, "peak_rss_mb")
     thumbor_rss = _median(data, "miss", "thumbor", top, "peak_rss_mb")
     if mine_rss is not None:

@@ -32,18 +32,29 @@ class CacheStats:
     dropped: int = 0  # entries found missing or damaged on read
 
 
+@dataclass
+class _Hot:
+    entry: Entry
+    used: float  # wall-clock time of the last use
+    recorded: float  # the last use written to the file's mtime
+
+
 class HotSet:
     """The most recently used entries, kept in memory under a byte bound.
 
     Serves the hottest previews without a thread hop, a file read or a
     checksum. Thread-safe: filled from I/O threads, read on the event loop.
+
+    A use is written to the file's mtime (the on-disk LRU order) at most once
+    per TOUCH_INTERVAL per entry; `unrecorded` lists the uses not yet
+    written, so that a clean stop can write them all.
     """
 
     TOUCH_INTERVAL = 60.0  # seconds between recording an entry's use on disk
 
     def __init__(self, max_bytes: int) -> None:
         self._index = CacheIndex(max_bytes)
-        self._entries: dict[str, tuple[Entry, float]] = {}  # digest -> entry, last disk touch
+        self._entries: dict[str, _Hot] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -56,16 +67,15 @@ class HotSet:
     def get(self, digest: str) -> tuple[Entry, bool] | None:
         """The entry and whether its use is due to be recorded on disk."""
         with self._lock:
-            found = self._entries.get(digest)
-            if found is None:
+            hot = self._entries.get(digest)
+            if hot is None:
                 return None
             self._index.touch(digest)
-            entry, touched = found
-            now = time.monotonic()
-            due = now - touched >= self.TOUCH_INTERVAL
+            hot.used = time.time()
+            due = hot.used - hot.recorded >= self.TOUCH_INTERVAL
             if due:
-                self._entries[digest] = (entry, now)
-            return entry, due
+                hot.recorded = hot.used
+            return hot.entry, due
 
     def add(self, digest: str, entry: Entry) -> None:
         with self._lock:
@@ -74,13 +84,24 @@ class HotSet:
                 return
             for key in evicted:
                 del self._entries[key]
-            self._entries[digest] = (entry, time.monotonic())
+            now = time.time()
+            self._entries[digest] = _Hot(entry, used=now, recorded=now)
 
     def discard(self, digests: list[str]) -> None:
         with self._lock:
             for digest in digests:
                 if self._entries.pop(digest, None) is not None:
                     self._index.remove(digest)
+
+    def unrecorded(self) -> list[tuple[str, float]]:
+        """(digest, time of last use) of each use not yet on disk; marks them recorded."""
+        with self._lock:
+            out = []
+            for digest, hot in self._entries.items():
+                if hot.used > hot.recorded:
+                    out.append((digest, hot.used))
+                    hot.recorded = hot.used
+            return out
 
 
 class DiskCache:
@@ -109,6 +130,22 @@ class DiskCache:
     def record_use(self, digest: str) -> None:
         """Refresh the file's mtime, the on-disk record of last use. Blocking."""
         self.storage.touch(digest)
+
+    def record_hot_uses(self) -> int:
+        """Write every use the hot set has not yet written to disk. Blocking.
+
+        Called at a clean stop, so that the LRU order rebuilt at the next
+        start includes the hits served from memory. Returns the count.
+        """
+        if self.hot is None:
+            return 0
+        uses = self.hot.unrecorded()
+        for digest, used in uses:
+            try:
+                self.storage.touch(digest, used)
+            except OSError as exc:
+                log.warning("%s cache: use of %s not recorded: %s", self.name, digest, exc)
+        return len(uses)
 
     def load(self) -> None:
         """Rebuild the index from the files on disk, oldest use first."""

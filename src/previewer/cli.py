@@ -127,7 +127,12 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
     service = PreviewService(
         imaging_config=settings.imaging,
         fetcher=fetcher,
-        previews=DiskCache("preview", Storage(cache.dir), CacheIndex(cache.size, cache.max_items)),
+        previews=DiskCache(
+            "preview",
+            Storage(cache.dir),
+            CacheIndex(cache.size, cache.max_items),
+            hot_bytes=cache.memory_size,
+        ),
         sources=(
             DiskCache("source", Storage(cache.dir / SOURCES_DIR), CacheIndex(cache.source_size))
             if cache.source_size
@@ -142,6 +147,7 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
         yield Running(service=service, url=url)
     finally:
         await server.stop()
+        await service.stop()
         await fetcher.close()
         executor.shutdown(wait=False, cancel_futures=True)
 
@@ -217,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # Records need no thread or process names (the format shows neither); not
+    # collecting them trims each access-log line's cost on the event loop.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatters at INFO
     if command == "serve":
         _tune_malloc()  # before any thread starts

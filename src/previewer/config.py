@@ -33,6 +33,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "info"
+    access_log: bool = True  # off: only failed requests are logged
     max_age: int = 31_536_000
     request_timeout: float = 30.0
     shutdown_timeout: float = 10.0
@@ -240,6 +241,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "server", "port", _int_in(0, 65535), "TCP port to listen on (0 picks one)"),
     Option(
         "log-level", "server", "log_level", _choice(*LOG_LEVELS), "debug, info, warning or error"
+    ),
+    Option(
+        "access-log",
+        "server",
+        "access_log",
+        parse_bool,
+        "log one line per request; off logs failed requests (4xx, 5xx) only",
+        shown_default="on",
     ),
     Option("max-age", "server", "max_age", _int_in(0), "seconds for Cache-Control: max-age"),
     Option(

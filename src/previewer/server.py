@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -32,7 +33,7 @@ from previewer.errors import (
     PreviewError,
     RequestTimeout,
 )
-from previewer.options import parse_request
+from previewer.options import PreviewOptions, parse_request
 from previewer.service import Preview, PreviewService
 
 log = logging.getLogger("previewer.access")
@@ -41,7 +42,10 @@ SERVER_NAME = f"previewer/{__version__}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SERVICE = web.AppKey("service", PreviewService)
 _SETTINGS = web.AppKey("settings", ServerConfig)
-_IMAGING = web.AppKey("imaging", ImagingConfig)
+_PARSE: web.AppKey[Callable[[str], PreviewOptions]] = web.AppKey("parse")
+# Paths parsed lately, remembered: hits repeat them. Errors are not remembered;
+# a path is at most 8 KB (aiohttp's request-line limit), so the memo stays small.
+PARSE_MEMO_SIZE = 1024
 
 
 def build_app(
@@ -50,7 +54,15 @@ def build_app(
     app = web.Application(middlewares=[_errors_and_logging])
     app[_SERVICE] = service
     app[_SETTINGS] = server_config
-    app[_IMAGING] = imaging_config
+    parse: Callable[[str], PreviewOptions] = functools.lru_cache(maxsize=PARSE_MEMO_SIZE)(
+        functools.partial(
+            parse_request,
+            max_dimension=imaging_config.max_dimension,
+            gravity=imaging_config.gravity,
+            quality=imaging_config.quality,
+        )
+    )
+    app[_PARSE] = parse
     app.router.add_get("/health", _health)
     app.router.add_get("/fill{tail:.*}", _fill)
     if server_config.signing_key:
@@ -86,6 +98,8 @@ async def _errors_and_logging(request: web.Request, handler: Handler) -> web.Str
         response = error_response(PreviewError())
         cause = " error=internal"
     response.headers["Server"] = SERVER_NAME
+    if response.status < 400 and not request.app[_SETTINGS].access_log:
+        return response
     log.info(
         "%s %s status=%d cache=%s ms=%.1f%s",
         request.method,
@@ -108,6 +122,8 @@ async def _health(request: web.Request) -> web.Response:
             "entries": len(cache.index),
             "bytes": cache.index.total_bytes,
             "max_bytes": cache.index.max_bytes,
+            "memory_entries": len(cache.hot) if cache.hot is not None else 0,
+            "memory_bytes": cache.hot.total_bytes if cache.hot is not None else 0,
             **dataclasses.asdict(cache.stats),
         }
         for name, cache in caches.items()
@@ -124,29 +140,25 @@ async def _health(request: web.Request) -> web.Response:
 
 async def _fill(request: web.Request) -> web.Response:
     config = request.app[_SETTINGS]
-    imaging_config = request.app[_IMAGING]
     path = request.raw_path
     if config.signing_key:
         path = signing.verify(path, config.signing_key, config.signing_salt)
-    options = parse_request(
-        path,
-        max_dimension=imaging_config.max_dimension,
-        gravity=imaging_config.gravity,
-        quality=imaging_config.quality,
-    )
+    options = request.app[_PARSE](path)
     service = request.app[_SERVICE]
-    try:
-        async with asyncio.timeout(config.request_timeout):
-            preview = await service.get(options, list(request.headers.items()), request.remote)
-    except TimeoutError:
-        raise RequestTimeout(detail=f"no preview within {config.request_timeout}s") from None
+    preview = service.cached(options)  # a hit in memory needs no deadline
+    if preview is None:
+        try:
+            async with asyncio.timeout(config.request_timeout):
+                preview = await service.get(options, list(request.headers.items()), request.remote)
+        except TimeoutError:
+            raise RequestTimeout(detail=f"no preview within {config.request_timeout}s") from None
     return _preview_response(request, preview, config)
 
 
 def _preview_response(request: web.Request, preview: Preview, config: ServerConfig) -> web.Response:
     headers = {
         "ETag": preview.etag,
-        "Last-Modified": formatdate(preview.last_modified, usegmt=True),
+        "Last-Modified": _http_date(int(preview.last_modified)),
         "Cache-Control": (
             f"public, max-age={config.max_age}" if preview.shareable else "private, no-store"
         ),
@@ -156,6 +168,11 @@ def _preview_response(request: web.Request, preview: Preview, config: ServerConf
     if _etag_matches(request.headers.getall("If-None-Match", []), preview.etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=preview.body, content_type=preview.content_type, headers=headers)
+
+
+@functools.lru_cache(maxsize=1024)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
 
 
 def _etag_matches(if_none_match: list[str], etag: str) -> bool:

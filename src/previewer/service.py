@@ -14,6 +14,7 @@ between requests that carry the same credentials.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import threading
@@ -99,6 +100,11 @@ class PreviewService:
         if self.sources is not None:
             await asyncio.to_thread(self.sources.load)
 
+    async def stop(self) -> None:
+        """Write to disk what only memory knows: the uses of hot previews."""
+        recorded = await asyncio.to_thread(self.previews.record_hot_uses)
+        log.debug("recorded %d uses of hot previews", recorded)
+
     @property
     def renders_in_progress(self) -> int:
         return self._renders
@@ -107,32 +113,45 @@ class PreviewService:
     def abandoned(self) -> int:
         return self._preview_flights.abandoned + self._source_flights.abandoned
 
+    def cached(self, options: PreviewOptions) -> Preview | None:
+        """The preview from the in-memory hot set, or None. Never blocks.
+
+        The hit path that needs no thread, no file and no deadline: the HTTP
+        front tries it before it arms the request timeout.
+        """
+        hot = self.previews.peek(_digest(options))
+        if hot is None:
+            return None
+        entry, record_use = hot
+        if record_use:
+            self._in_background(asyncio.to_thread(self.previews.record_use, _digest(options)))
+        return self._hit(entry)
+
     async def get(
         self, options: PreviewOptions, headers: Headers, client_address: str | None
     ) -> Preview:
-        digest = key_digest(options.cache_key())
-        hot = self.previews.peek(digest)
-        entry: Entry | None
-        if hot is not None:
-            entry, record_use = hot
-            if record_use:
-                self._in_background(asyncio.to_thread(self.previews.record_use, digest))
-        else:
-            entry = await asyncio.to_thread(self.previews.get, digest)
+        found = self.cached(options)
+        if found is not None:
+            return found
+        digest = _digest(options)
+        entry = await asyncio.to_thread(self.previews.get, digest)
         if entry is not None:
-            self.counters.hits += 1
-            return Preview(
-                body=entry.body,
-                content_type=entry.content_type,
-                etag=entry.etag,
-                last_modified=entry.created,
-                hit=True,
-                shareable=True,
-            )
+            return self._hit(entry)
         self.counters.misses += 1
         return await self._preview_flights.run(
             _flight_key(digest, headers),
             lambda abandoned: self._produce(options, digest, headers, client_address, abandoned),
+        )
+
+    def _hit(self, entry: Entry) -> Preview:
+        self.counters.hits += 1
+        return Preview(
+            body=entry.body,
+            content_type=entry.content_type,
+            etag=entry.etag,
+            last_modified=entry.created,
+            hit=True,
+            shareable=True,
         )
 
     async def _produce(
@@ -234,6 +253,12 @@ class PreviewService:
     def _render_finished(self, _: object) -> None:
         with self._renders_lock:
             self._renders -= 1
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest(options: PreviewOptions) -> str:
+    """The cache file name of a preview; memoised, as hits repeat the same options."""
+    return key_digest(options.cache_key())
 
 
 def _flight_key(digest: str, headers: Headers) -> str:

@@ -133,10 +133,10 @@ class Storage:
             os.utime(path)
         return entry
 
-    def touch(self, digest: str) -> None:
-        """Record a use of the entry (its mtime) without reading it."""
+    def touch(self, digest: str, when: float | None = None) -> None:
+        """Record a use of the entry (its mtime: now, or `when`) without reading it."""
         with contextlib.suppress(FileNotFoundError):
-            os.utime(self.path_for(digest))
+            os.utime(self.path_for(digest), None if when is None else (when, when))
 
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):

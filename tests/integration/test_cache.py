@@ -78,7 +78,8 @@ async def test_preview_larger_than_the_bound_is_served_not_stored(
 async def test_corrupt_entry_is_dropped_and_rendered_again(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
-    service = await start_service(source_cache_size="0")
+    # with the memory hot set off, so that the hit has to read the damaged file
+    service = await start_service(source_cache_size="0", memory_cache_size="0")
     origin.add("/c.jpg", JPEG)
     path = f"/fill/90/90/{origin.authority}/c.jpg"
     _, _, good = await service.get(path)
@@ -91,6 +92,70 @@ async def test_corrupt_entry_is_dropped_and_rendered_again(
     assert headers["X-Cache"] == "MISS"
     assert body == good
     assert origin.hits["/c.jpg"] == 2
+
+
+async def test_hot_previews_are_served_from_memory(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    """A hit in the hot set reads no file: it is served even with the file gone."""
+    service = await start_service(source_cache_size="0")
+    origin.add("/c.jpg", JPEG)
+    path = f"/fill/90/90/{origin.authority}/c.jpg"
+    _, _, first = await service.get(path)
+    (entry,) = _cache_files(tmp_path / "cache")
+    health = json.loads((await service.get("/health"))[2])["cache"]
+    assert health["memory_entries"] == 1
+    assert health["memory_bytes"] == entry.stat().st_size - HEADER_SIZE == len(first)
+    entry.unlink()
+    status, headers, body = await service.get(path)
+    assert (status, headers["X-Cache"], body) == (200, "HIT", first)
+    assert origin.hits["/c.jpg"] == 1
+
+
+async def test_without_the_hot_set_every_hit_reads_its_file(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    service = await start_service(source_cache_size="0", memory_cache_size="0")
+    origin.add("/c.jpg", JPEG)
+    path = f"/fill/90/90/{origin.authority}/c.jpg"
+    await service.get(path)
+    assert (await service.get(path))[1]["X-Cache"] == "HIT"
+    (entry,) = _cache_files(tmp_path / "cache")
+    entry.unlink()
+    assert (await service.get(path))[1]["X-Cache"] == "MISS"
+    assert origin.hits["/c.jpg"] == 2
+    assert json.loads((await service.get("/health"))[2])["cache"]["memory_entries"] == 0
+
+
+async def test_hot_set_holds_the_most_recent_previews_within_its_bound(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path
+) -> None:
+    bound = 12_000
+    service = await start_service(source_cache_size="0", memory_cache_size=str(bound))
+    origin.add("/c.jpg", JPEG)
+    paths = [f"/fill/{120 + i}/{100 + i}/{origin.authority}/c.jpg" for i in range(12)]
+    for path in paths:
+        assert (await service.get(path))[0] == 200
+        health = json.loads((await service.get("/health"))[2])["cache"]
+        assert 0 < health["memory_bytes"] <= bound
+    assert 1 < health["memory_entries"] < len(paths)  # it held several, and evicted
+    for entry in _cache_files(tmp_path / "cache"):
+        entry.unlink()  # from here on, only the hot set can answer a hit
+    assert (await service.get(paths[-1]))[1]["X-Cache"] == "HIT"
+    assert (await service.get(paths[0]))[1]["X-Cache"] == "MISS"
+
+
+async def test_evicted_previews_leave_the_hot_set_too(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    service = await start_service(cache_max_items="2", source_cache_size="0")
+    origin.add("/c.jpg", JPEG)
+    paths = [f"/fill/{60 + i}/60/{origin.authority}/c.jpg" for i in range(3)]
+    for path in paths:
+        await service.get(path)
+    health = json.loads((await service.get("/health"))[2])["cache"]
+    assert (health["entries"], health["memory_entries"]) == (2, 2)
+    assert (await service.get(paths[0]))[1]["X-Cache"] == "MISS"
 
 
 def _fetch(url: str) -> tuple[int, dict[str, str], bytes]:

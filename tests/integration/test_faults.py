@@ -49,7 +49,9 @@ async def test_cache_dir_replaced_by_a_file_serves_uncached_and_logs_once(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = tmp_path / "cache"
-    service = await start_service(source_cache_size="0")
+    # the memory hot set off: a preview held there would be served, correctly,
+    # as a hit, and this test is about what the disk does
+    service = await start_service(source_cache_size="0", memory_cache_size="0")
     origin.add("/a.jpg", JPEG)
     assert (await service.get(f"/fill/10/10/{origin.authority}/a.jpg"))[0] == 200
     shutil.rmtree(cache)
@@ -79,7 +81,7 @@ async def test_cache_dir_deleted_at_runtime_is_recreated(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
-    service = await start_service(source_cache_size="0")
+    service = await start_service(source_cache_size="0", memory_cache_size="0")
     origin.add("/a.jpg", JPEG)
     await service.get(f"/fill/10/10/{origin.authority}/a.jpg")
     shutil.rmtree(cache)

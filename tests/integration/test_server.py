@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 from aiohttp import web
@@ -87,6 +88,43 @@ async def test_health(service: Service) -> None:
     payload = json.loads(body)
     assert payload["status"] == "ok"
     assert payload["cache"]["entries"] == 0
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "previewer.access"]
+
+
+async def test_every_request_gets_an_access_log_line(
+    service: Service, origin: Origin, caplog: pytest.LogCaptureFixture
+) -> None:
+    origin.add("/p.jpg", JPEG)
+    caplog.set_level(logging.INFO, logger="previewer.access")
+    await service.get(f"/fill/120/90/{origin.authority}/p.jpg")
+    await service.get(f"/fill/120/90/{origin.authority}/p.jpg")
+    await service.get(f"/fill/120/90/{origin.authority}/missing.jpg")
+    lines = _access_lines(caplog)
+    assert len(lines) == 3
+    assert "status=200 cache=MISS" in lines[0]
+    assert "status=200 cache=HIT" in lines[1]
+    assert "status=404" in lines[2]
+    assert "error=source_status" in lines[2]
+
+
+async def test_access_log_off_still_logs_failures(
+    start_service: ServiceFactory, origin: Origin, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = await start_service(access_log="off")
+    origin.add("/p.jpg", JPEG)
+    caplog.set_level(logging.INFO, logger="previewer.access")
+    assert (await service.get(f"/fill/120/90/{origin.authority}/p.jpg"))[0] == 200
+    assert (await service.get(f"/fill/120/90/{origin.authority}/p.jpg"))[0] == 200
+    assert (await service.get(f"/fill/120/90/{origin.authority}/missing.jpg"))[0] == 404
+    assert (await service.get("/fill/abc/90/example.com/a.jpg"))[0] == 400
+    lines = _access_lines(caplog)
+    assert len(lines) == 2
+    assert "status=404" in lines[0]
+    assert "missing.jpg" in lines[0]
+    assert "status=400 cache=- " in lines[1]
 
 
 async def test_preview_headers(service: Service, origin: Origin) -> None:

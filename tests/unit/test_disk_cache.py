@@ -97,3 +97,22 @@ def test_record_use_refreshes_mtime(tmp_path: Path) -> None:
     cache.record_use(digest)
     assert path.stat().st_mtime > 1_000_000
     cache.record_use(key_digest("never stored"))  # absent: no error
+
+
+def test_hot_uses_are_written_to_disk_on_request(tmp_path: Path) -> None:
+    import os
+
+    cache = _cache(tmp_path, hot_bytes=10_000)
+    digests = [key_digest(str(i)) for i in range(3)]
+    for digest in digests:
+        cache.put(digest, BODY, "image/jpeg")
+    paths = [Storage(tmp_path).path_for(d) for d in digests]
+    for i, path in enumerate(paths):
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    assert cache.record_hot_uses() == 0  # nothing used since it was stored
+    assert cache.peek(digests[0]) is not None  # a hit from memory, not yet on disk
+    assert paths[0].stat().st_mtime == 1_000_000
+    assert cache.record_hot_uses() == 1
+    assert paths[0].stat().st_mtime > paths[2].stat().st_mtime  # now the most recent
+    assert paths[1].stat().st_mtime == 1_000_001  # unused: untouched
+    assert cache.record_hot_uses() == 0  # each use is written once
