@@ -181,7 +181,7 @@ def ratio_rows(data: Data) -> list[tuple[str, str, str, str]]:
         if seconds is not None:
             out.append(
                 (
-                    f"start-up over {startup['entries']:,} entries, page cache {kind}",
+                    f"start-up to serving over {startup['entries']:,} entries, page cache {kind}",
                     f"{seconds:.2f} s",
                     "< 3 s",
                     "yes" if seconds < 3 else "no",
@@ -303,16 +303,27 @@ def _startup_text(data: Data) -> str:
         return f"Failed: {s['error']}"
     text = (
         f"`previewer serve` over a cache of {s['entries']:,} entries, from exec until "
-        f"`/health` answers 200 (which then reports {', '.join(map(str, s['entries_reported']))} "
-        f"entries): **{s['warm_median']:.2f} s** median with the page cache warm "
-        f"(trials: {', '.join(f'{v:.2f}' for v in s['warm_seconds'])} s)"
+        f"`/health` answers 200, that is serving, hits included (the index loads in the "
+        f"background; until it has, a hit is read from disk directly): **{s['warm_median']:.2f} "
+        f"s** median with the page cache warm (trials: "
+        f"{', '.join(f'{v:.2f}' for v in s['warm_seconds'])} s)"
     )
     if s.get("cold_median") is not None:
         text += (
             f", **{s['cold_median']:.2f} s** after dropping the page cache "
             f"(trials: {', '.join(f'{v:.2f}' for v in s['cold_seconds'])} s)"
         )
-    return text + ". Target: under 3 s."
+    text += ". Target: under 3 s."
+    if s.get("warm_loaded_median") is not None:
+        text += (
+            f" Until the index was complete (and `/health` reported "
+            f"{', '.join(map(str, s['entries_reported']))} entries): "
+            f"{s['warm_loaded_median']:.2f} s warm"
+        )
+        if s.get("cold_loaded_median") is not None:
+            text += f", {s['cold_loaded_median']:.2f} s cold"
+        text += "."
+    return text
 
 
 def _machine_text(data: Data) -> str:

@@ -5,7 +5,9 @@
 Fills WORK_DIR/startup-cache with that many valid entries through previewer's
 public storage API (`Storage(root).write(key_digest(str(i)), body,
 "image/jpeg")`), once (a marker file remembers a finished fill), then times
-`previewer serve` from exec until `/health` answers 200 and checks that it
+`previewer serve` from exec until `/health` answers 200 (serving: the index
+loads in the background, and until it has, hits are read from disk directly)
+and until `/health` reports the index loaded, and checks that it then
 reports every entry. The entry body is one small real JPEG: start-up scans
 names and stats, never bodies, so body size does not change the time. Trials
 run with the page cache warm and, when this process may write
@@ -54,22 +56,32 @@ def _drop_page_cache() -> bool:
     return True
 
 
-def trial(binary: Path, cache: Path, log: Path) -> tuple[float, int]:
-    """Seconds from exec to /health 200, and the entry count /health reports."""
+def trial(binary: Path, cache: Path, log: Path) -> tuple[float, float, int]:
+    """Seconds from exec to /health 200 (serving, hits included) and to the index
+    being loaded, and the entry count /health then reports."""
     port = free_port()
     argv = [str(binary), "serve", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--cache-dir", str(cache), "--cache-size", "1GiB"]
+    health = f"http://127.0.0.1:{port}/health"
     started = time.monotonic()
     proc = spawn(argv, log)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/health", [proc], log, within=120)
-        seconds = time.monotonic() - started
-        _, _, body = get(f"http://127.0.0.1:{port}/health")
-        entries = int(json.loads(body)["cache"]["entries"])
+        wait_ready(health, [proc], log, within=120)
+        serving = time.monotonic() - started
+        while True:
+            _, _, body = get(health)
+            cache_state = json.loads(body)["cache"]
+            if cache_state["loaded"]:
+                loaded = time.monotonic() - started
+                break
+            if time.monotonic() - started > 120:
+                raise RuntimeError("the index did not load within 120 s")
+            time.sleep(0.005)
+        entries = int(cache_state["entries"])
     finally:
         proc.terminate()
         proc.wait(30)
-    return seconds, entries
+    return serving, loaded, entries
 
 
 def main() -> None:
@@ -82,27 +94,37 @@ def main() -> None:
     fill_seconds = fill(cache, args.entries)
     binary = Path(sys.executable).parent / "previewer"
     log = args.work / "startup.log"
-    warm, cold, counts = [], [], set()
+    warm: list[tuple[float, float]] = []
+    cold: list[tuple[float, float]] = []
+    counts = set()
     trial(binary, cache, log)  # first run after the fill: not counted
     for _ in range(args.trials):
-        seconds, count = trial(binary, cache, log)
-        warm.append(seconds)
+        serving, loaded, count = trial(binary, cache, log)
+        warm.append((serving, loaded))
         counts.add(count)
     can_drop = _drop_page_cache()
     if can_drop:
         for _ in range(args.trials):
             _drop_page_cache()
-            seconds, count = trial(binary, cache, log)
-            cold.append(seconds)
+            serving, loaded, count = trial(binary, cache, log)
+            cold.append((serving, loaded))
             counts.add(count)
+
+    def median(runs: list[tuple[float, float]], i: int) -> float | None:
+        return round(statistics.median(r[i] for r in runs), 3) if runs else None
+
     result = {
         "entries": args.entries,
         "entries_reported": sorted(counts),
         "fill_seconds": round(fill_seconds, 1),
-        "warm_seconds": [round(s, 3) for s in warm],
-        "warm_median": round(statistics.median(warm), 3),
-        "cold_seconds": [round(s, 3) for s in cold],
-        "cold_median": round(statistics.median(cold), 3) if cold else None,
+        "warm_seconds": [round(s, 3) for s, _ in warm],
+        "warm_median": median(warm, 0),
+        "warm_loaded_seconds": [round(s, 3) for _, s in warm],
+        "warm_loaded_median": median(warm, 1),
+        "cold_seconds": [round(s, 3) for s, _ in cold],
+        "cold_median": median(cold, 0),
+        "cold_loaded_seconds": [round(s, 3) for _, s in cold],
+        "cold_loaded_median": median(cold, 1),
     }
     print(json.dumps(result))
     if counts != {args.entries}:

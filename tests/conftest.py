@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +216,7 @@ async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
         resolver = resolver or StubResolver({"origin.test": ["127.0.0.1"]})
         settings = load({}, values)
         run = await stack.enter_async_context(running(settings, resolver))
+        await run.service.wait_loaded()  # tests start from a known index
         return Service(run, client, resolver)
 
     yield start
@@ -243,6 +246,21 @@ class ServiceProcess:
         self.close()
         return code
 
+    def health(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/health", timeout=10) as resp:
+            payload: dict[str, Any] = json.load(resp)
+            return payload
+
+    def wait_loaded(self, within: float = 30) -> None:
+        """Poll /health until every cache reports its index loaded."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            health = self.health()
+            if all(health[name]["loaded"] for name in ("cache", "source_cache") if name in health):
+                return
+            time.sleep(0.01)
+        raise TimeoutError(f"the cache index did not load within {within}s")
+
     def close(self) -> None:
         """Collect the rest of the log and release the pipe (after the process ended)."""
         if self.drain is not None:
@@ -260,8 +278,14 @@ def _drain(stream: IO[str], lines: list[str]) -> None:
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
-def spawn_service(args: list[str], env: dict[str, str] | None = None) -> ServiceProcess:
-    """Run `python -m previewer serve ARGS` and wait for its listening line."""
+def spawn_service(
+    args: list[str], env: dict[str, str] | None = None, wait_loaded: bool = True
+) -> ServiceProcess:
+    """Run `python -m previewer serve ARGS` and wait for its listening line.
+
+    The service serves before its cache index is loaded; unless `wait_loaded`
+    is false, this also waits until /health says the index is complete.
+    """
     full_env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
     full_env.update(env or {})
     proc = subprocess.Popen(
@@ -283,7 +307,10 @@ def spawn_service(args: list[str], env: dict[str, str] | None = None) -> Service
         if match:
             drain = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
             drain.start()
-            return ServiceProcess(proc, match.group(1), lines, drain)
+            process = ServiceProcess(proc, match.group(1), lines, drain)
+            if wait_loaded:
+                process.wait_loaded(deadline - time.monotonic())
+            return process
     proc.kill()
     proc.wait()
     proc.stderr.close()
@@ -294,8 +321,10 @@ def spawn_service(args: list[str], env: dict[str, str] | None = None) -> Service
 def service_process() -> Iterator[Callable[..., ServiceProcess]]:
     started: list[ServiceProcess] = []
 
-    def spawn(args: list[str], env: dict[str, str] | None = None) -> ServiceProcess:
-        process = spawn_service(args, env)
+    def spawn(
+        args: list[str], env: dict[str, str] | None = None, wait_loaded: bool = True
+    ) -> ServiceProcess:
+        process = spawn_service(args, env, wait_loaded)
         started.append(process)
         return process
 

@@ -11,6 +11,7 @@ fault, not once per request, and the cache goes on without storing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import threading
@@ -117,6 +118,10 @@ class DiskCache:
         self.hot = HotSet(hot_bytes) if hot_bytes else None
         self.stats = CacheStats()
         self._failing = False
+        # Set once `load` has rebuilt the index. Until then a file on disk may
+        # be missing from the index: `get` looks for it directly, and `put`
+        # waits, so that the bound is never exceeded by files not yet counted.
+        self.loaded = threading.Event()
 
     def peek(self, digest: str) -> tuple[Entry, bool] | None:
         """Non-blocking: the entry from the hot set, and whether `record_use` is due."""
@@ -148,11 +153,22 @@ class DiskCache:
         return len(uses)
 
     def load(self) -> None:
-        """Rebuild the index from the files on disk, oldest use first."""
+        """Rebuild the index from the files on disk, oldest use first. Blocking.
+
+        The service runs this in the background while it already serves; a
+        failed scan leaves the index empty and is logged, and the cache then
+        only counts what it writes.
+        """
         started = time.perf_counter()
-        scanned = self.storage.scan()
-        evicted = self.index.load((entry.digest, entry.size) for entry in scanned)
-        self._delete(evicted)
+        try:
+            scanned = self.storage.scan()
+            evicted = self.index.load((entry.digest, entry.size) for entry in scanned)
+            self._delete(evicted)
+        except OSError as exc:
+            log.error("%s cache: could not scan %s: %s", self.name, self.storage.root, exc)
+            return
+        finally:
+            self.loaded.set()
         log.info(
             "%s cache loaded: %d entries, %d bytes (%d evicted to fit the bounds) in %.2fs",
             self.name,
@@ -165,7 +181,9 @@ class DiskCache:
     def get(self, digest: str) -> Entry | None:
         """The verified entry, refreshed as most recently used; None on a miss."""
         if not self.index.touch(digest):
-            return None
+            if self.loaded.is_set():
+                return None
+            return self._read_unindexed(digest)
         try:
             entry = self.storage.read(digest)
         except (FileNotFoundError, CorruptEntry) as exc:
@@ -182,8 +200,35 @@ class DiskCache:
             return entry
         return None
 
+    def _read_unindexed(self, digest: str) -> Entry | None:
+        """A hit while the index is still loading: the file, if it is there and sound."""
+        try:
+            entry = self.storage.read(digest)
+        except FileNotFoundError:
+            return None
+        except CorruptEntry as exc:
+            log.warning("%s cache entry %s dropped: %s", self.name, digest, exc)
+            self.stats.dropped += 1
+            with contextlib.suppress(OSError):
+                self.storage.delete(digest)
+            return None
+        except OSError as exc:
+            log.warning("%s cache entry %s unreadable: %s", self.name, digest, exc)
+            return None
+        with contextlib.suppress(OSError):
+            self.storage.touch(digest)
+        if self.hot is not None:
+            self.hot.add(digest, entry)
+        return entry
+
     def put(self, digest: str, body: bytes, content_type: str) -> bool:
-        """Store an entry, evicting to make room first; False when not stored."""
+        """Store an entry, evicting to make room first; False when not stored.
+
+        Only after `load`: before it, files on disk are not yet counted and
+        the bound could not be kept (the service waits for the load).
+        """
+        if not self.loaded.is_set():
+            raise RuntimeError(f"{self.name} cache: put before the index was loaded")
         size = HEADER_SIZE + len(body)
         evicted = self.index.reserve(digest, size)
         if evicted is None:

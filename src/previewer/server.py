@@ -122,6 +122,7 @@ async def _health(request: web.Request) -> web.Response:
             "entries": len(cache.index),
             "bytes": cache.index.total_bytes,
             "max_bytes": cache.index.max_bytes,
+            "loaded": cache.loaded.is_set(),
             "memory_entries": len(cache.hot) if cache.hot is not None else 0,
             "memory_bytes": cache.hot.total_bytes if cache.hot is not None else 0,
             **dataclasses.asdict(cache.stats),

@@ -93,15 +93,34 @@ class PreviewService:
         self._max_renders = imaging_config.workers + imaging_config.queue_size
         self._background: set[asyncio.Future[object]] = set()
         self._writing_sources: dict[str, bytes] = {}  # digest -> body being written
+        self._loading: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
-        """Rebuild the LRU indexes from the cache directories."""
-        await asyncio.to_thread(self.previews.load)
-        if self.sources is not None:
-            await asyncio.to_thread(self.sources.load)
+        """Start rebuilding the LRU indexes from the cache directories, in the background.
+
+        The service serves at once: until an index is loaded, a hit is
+        looked up on disk directly, and new entries are stored once it is.
+        """
+        self._loading = asyncio.ensure_future(self._load())
+
+    async def _load(self) -> None:
+        for cache in (self.previews, self.sources):
+            if cache is None:
+                continue
+            try:
+                await asyncio.to_thread(cache.load)
+            except Exception:  # a bug; the cache still works, counting only new entries
+                log.exception("%s cache: loading the index failed", cache.name)
+                cache.loaded.set()
+
+    async def wait_loaded(self) -> None:
+        """Wait until both indexes are loaded (and so every file on disk is counted)."""
+        if self._loading is not None and not self._loading.done():
+            await asyncio.shield(self._loading)
 
     async def stop(self) -> None:
         """Write to disk what only memory knows: the uses of hot previews."""
+        await self.wait_loaded()
         recorded = await asyncio.to_thread(self.previews.record_hot_uses)
         log.debug("recorded %d uses of hot previews", recorded)
 
@@ -176,6 +195,7 @@ class PreviewService:
         if shareable and not source.kept and self.sources is not None:
             self._keep_source(source)
         if shareable:
+            await self.wait_loaded()
             await asyncio.to_thread(self.previews.put, digest, rendered.body, rendered.content_type)
         return Preview(
             body=rendered.body,
@@ -221,10 +241,13 @@ class PreviewService:
         assert self.sources is not None
         source.kept = True
         self._writing_sources[source.digest] = source.body
-        task = self._in_background(
-            asyncio.to_thread(self.sources.put, source.digest, source.body, SOURCE_CONTENT_TYPE)
-        )
+        task = self._in_background(self._put_source(source))
         task.add_done_callback(lambda _: self._writing_sources.pop(source.digest, None))
+
+    async def _put_source(self, source: _Source) -> None:
+        assert self.sources is not None
+        await self.wait_loaded()
+        await asyncio.to_thread(self.sources.put, source.digest, source.body, SOURCE_CONTENT_TYPE)
 
     def _in_background(self, work: Coroutine[object, None, object]) -> asyncio.Future[object]:
         task = asyncio.ensure_future(work)

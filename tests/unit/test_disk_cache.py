@@ -14,7 +14,9 @@ BODY = b"\xff\xd8\xff" + b"x" * 997
 
 
 def _cache(root: Path, max_bytes: int = 10_000, hot_bytes: int = 0) -> DiskCache:
-    return DiskCache("test", Storage(root), CacheIndex(max_bytes), hot_bytes=hot_bytes)
+    cache = DiskCache("test", Storage(root), CacheIndex(max_bytes), hot_bytes=hot_bytes)
+    cache.load()
+    return cache
 
 
 def test_put_then_get_round_trip(tmp_path: Path) -> None:
@@ -116,3 +118,30 @@ def test_hot_uses_are_written_to_disk_on_request(tmp_path: Path) -> None:
     assert paths[0].stat().st_mtime > paths[2].stat().st_mtime  # now the most recent
     assert paths[1].stat().st_mtime == 1_000_001  # unused: untouched
     assert cache.record_hot_uses() == 0  # each use is written once
+
+
+def test_before_the_index_is_loaded_hits_are_read_from_disk(tmp_path: Path) -> None:
+    _cache(tmp_path).put(key_digest("kept"), BODY, "image/jpeg")  # an earlier run's entry
+    cache = DiskCache("test", Storage(tmp_path), CacheIndex(10_000), hot_bytes=10_000)
+    entry = cache.get(key_digest("kept"))  # not indexed yet: read directly
+    assert entry is not None
+    assert entry.body == BODY
+    assert cache.get(key_digest("never stored")) is None
+    assert len(cache.index) == 0
+    with pytest.raises(RuntimeError, match="before the index was loaded"):
+        cache.put(key_digest("new"), BODY, "image/jpeg")
+    cache.load()
+    assert len(cache.index) == 1  # counted once, by the load
+    assert cache.put(key_digest("new"), BODY, "image/jpeg")
+    assert cache.index.total_bytes == 2 * (HEADER_SIZE + len(BODY))
+
+
+def test_before_the_index_is_loaded_a_damaged_file_is_dropped(tmp_path: Path) -> None:
+    digest = key_digest("damaged")
+    _cache(tmp_path).put(digest, BODY, "image/jpeg")
+    path = Storage(tmp_path).path_for(digest)
+    path.write_bytes(path.read_bytes()[:-1])
+    cache = DiskCache("test", Storage(tmp_path), CacheIndex(10_000))
+    assert cache.get(digest) is None
+    assert not path.exists()
+    assert cache.stats.dropped == 1
