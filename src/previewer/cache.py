@@ -11,7 +11,6 @@ fault, not once per request, and the cache goes on without storing.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import threading
@@ -179,19 +178,21 @@ class DiskCache:
         )
 
     def get(self, digest: str) -> Entry | None:
-        """The verified entry, refreshed as most recently used; None on a miss."""
-        if not self.index.touch(digest):
-            if self.loaded.is_set():
-                return None
-            return self._read_unindexed(digest)
+        """The verified entry, refreshed as most recently used; None on a miss.
+
+        While the index is still loading, an entry it does not list yet may
+        be on disk all the same: the file is looked for either way.
+        """
+        indexed = self.index.touch(digest)
+        if not indexed and self.loaded.is_set():
+            return None
         try:
-            entry = self.storage.read(digest)
-        except (FileNotFoundError, CorruptEntry) as exc:
-            log.warning("%s cache entry %s dropped: %s", self.name, digest, exc or "missing")
-            self.index.remove(digest)
-            if self.hot is not None:
-                self.hot.discard([digest])
-            self.stats.dropped += 1
+            entry = self.storage.read(digest)  # deletes a damaged file itself
+        except FileNotFoundError:
+            if indexed:
+                self._drop(digest, "missing")
+        except CorruptEntry as exc:
+            self._drop(digest, str(exc))
         except OSError as exc:
             log.warning("%s cache entry %s unreadable: %s", self.name, digest, exc)
         else:
@@ -200,26 +201,12 @@ class DiskCache:
             return entry
         return None
 
-    def _read_unindexed(self, digest: str) -> Entry | None:
-        """A hit while the index is still loading: the file, if it is there and sound."""
-        try:
-            entry = self.storage.read(digest)
-        except FileNotFoundError:
-            return None
-        except CorruptEntry as exc:
-            log.warning("%s cache entry %s dropped: %s", self.name, digest, exc)
-            self.stats.dropped += 1
-            with contextlib.suppress(OSError):
-                self.storage.delete(digest)
-            return None
-        except OSError as exc:
-            log.warning("%s cache entry %s unreadable: %s", self.name, digest, exc)
-            return None
-        with contextlib.suppress(OSError):
-            self.storage.touch(digest)
+    def _drop(self, digest: str, why: str) -> None:
+        log.warning("%s cache entry %s dropped: %s", self.name, digest, why)
+        self.index.remove(digest)
         if self.hot is not None:
-            self.hot.add(digest, entry)
-        return entry
+            self.hot.discard([digest])
+        self.stats.dropped += 1
 
     def put(self, digest: str, body: bytes, content_type: str) -> bool:
         """Store an entry, evicting to make room first; False when not stored.

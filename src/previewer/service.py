@@ -109,9 +109,8 @@ class PreviewService:
                 continue
             try:
                 await asyncio.to_thread(cache.load)
-            except Exception:  # a bug; the cache still works, counting only new entries
+            except Exception:  # a bug; the cache goes on counting only new entries
                 log.exception("%s cache: loading the index failed", cache.name)
-                cache.loaded.set()
 
     async def wait_loaded(self) -> None:
         """Wait until both indexes are loaded (and so every file on disk is counted)."""
@@ -138,12 +137,13 @@ class PreviewService:
         The hit path that needs no thread, no file and no deadline: the HTTP
         front tries it before it arms the request timeout.
         """
-        hot = self.previews.peek(_digest(options))
+        digest = _digest(options)
+        hot = self.previews.peek(digest)
         if hot is None:
             return None
         entry, record_use = hot
         if record_use:
-            self._in_background(asyncio.to_thread(self.previews.record_use, _digest(options)))
+            self._in_background(asyncio.to_thread(self.previews.record_use, digest))
         return self._hit(entry)
 
     async def get(

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import images
-from conftest import ServiceFactory, ServiceProcess
+from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Gate, NginxOrigin, Origin
 from previewer.storage import HEADER_SIZE
 from waiting import until
@@ -23,6 +23,20 @@ def _cache_files(root: Path) -> list[Path]:
 
 def _disk_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in _cache_files(root))
+
+
+async def _one_cached_preview(
+    start_service: ServiceFactory, origin: Origin, tmp_path: Path, **settings: str
+) -> tuple[Service, str, bytes, Path]:
+    """A service (no source cache) that has made and stored one preview:
+    the service, the preview's path, its bytes and its cache file."""
+    service = await start_service(source_cache_size="0", **settings)
+    origin.add("/c.jpg", JPEG)
+    path = f"/fill/90/90/{origin.authority}/c.jpg"
+    status, _, body = await service.get(path)
+    assert status == 200
+    (entry,) = _cache_files(tmp_path / "cache")
+    return service, path, body, entry
 
 
 async def test_byte_bound_holds_under_churn(
@@ -79,11 +93,9 @@ async def test_corrupt_entry_is_dropped_and_rendered_again(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
     # with the memory hot set off, so that the hit has to read the damaged file
-    service = await start_service(source_cache_size="0", memory_cache_size="0")
-    origin.add("/c.jpg", JPEG)
-    path = f"/fill/90/90/{origin.authority}/c.jpg"
-    _, _, good = await service.get(path)
-    (entry,) = _cache_files(tmp_path / "cache")
+    service, path, good, entry = await _one_cached_preview(
+        start_service, origin, tmp_path, memory_cache_size="0"
+    )
     data = bytearray(entry.read_bytes())
     data[HEADER_SIZE + 100] ^= 0xFF
     entry.write_bytes(bytes(data))
@@ -98,11 +110,7 @@ async def test_hot_previews_are_served_from_memory(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
     """A hit in the hot set reads no file: it is served even with the file gone."""
-    service = await start_service(source_cache_size="0")
-    origin.add("/c.jpg", JPEG)
-    path = f"/fill/90/90/{origin.authority}/c.jpg"
-    _, _, first = await service.get(path)
-    (entry,) = _cache_files(tmp_path / "cache")
+    service, path, first, entry = await _one_cached_preview(start_service, origin, tmp_path)
     health = json.loads((await service.get("/health"))[2])["cache"]
     assert health["memory_entries"] == 1
     assert health["memory_bytes"] == entry.stat().st_size - HEADER_SIZE == len(first)
@@ -115,12 +123,10 @@ async def test_hot_previews_are_served_from_memory(
 async def test_without_the_hot_set_every_hit_reads_its_file(
     start_service: ServiceFactory, origin: Origin, tmp_path: Path
 ) -> None:
-    service = await start_service(source_cache_size="0", memory_cache_size="0")
-    origin.add("/c.jpg", JPEG)
-    path = f"/fill/90/90/{origin.authority}/c.jpg"
-    await service.get(path)
+    service, path, _, entry = await _one_cached_preview(
+        start_service, origin, tmp_path, memory_cache_size="0"
+    )
     assert (await service.get(path))[1]["X-Cache"] == "HIT"
-    (entry,) = _cache_files(tmp_path / "cache")
     entry.unlink()
     assert (await service.get(path))[1]["X-Cache"] == "MISS"
     assert origin.hits["/c.jpg"] == 2
