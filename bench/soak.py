@@ -189,7 +189,8 @@ def _report(stats: Stats, duration: float, concurrency: int, pid: int) -> str:
             f"| peak RSS (VmHWM) | {_proc_status(pid, 'VmHWM') / 1024:.0f} MB |",
             f"| open fds start / end | {first['fds']:.0f} / {last['fds']:.0f} |",
             f"| cache bytes, peak / bound | {peak_cache:.0f} / {last['cache_max']:.0f} |",
-            f"| 5xx answers | {sum(v for k, v in stats.statuses.items() if k.startswith('5'))} |",
+            f"| 500 answers | {stats.statuses.get('500', 0)} "
+            "(502s answer the origin-error requests) |",
         ]
     )
 
