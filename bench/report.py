@@ -9,6 +9,7 @@ Standard library plus matplotlib (Agg) for the chart.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -17,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import corpus
+import srcset
 from peers import PEERS
 
 Data = dict[str, Any]
+
+# An earlier run's figures and hit-path profile, kept for the before/after section.
+BASELINE = Path(__file__).resolve().parent / "baseline.json"
 
 
 @dataclass(frozen=True)
@@ -326,6 +331,96 @@ def _startup_text(data: Data) -> str:
     return text
 
 
+def _engine_text(data: Data) -> str:
+    """The engine decision (libvips or Pillow for JPEG sources), from this run's figures."""
+    n = _nthreads(data)
+    mine = inprocess_median(data, f"previewer-{n}t")
+    pillow = inprocess_median(data, f"pillow-{n}t")
+    if not mine or not pillow:
+        return "The engine comparison did not run."
+    quality = data.get("quality", {})
+    ssim_mine = (quality.get("previewer-centre") or {}).get("ssim_mean")
+    ssim_pillow = (quality.get("pillow") or {}).get("ssim_mean")
+    same = (
+        f" at SSIM {ssim_mine:.4f} against Pillow's {ssim_pillow:.4f}"
+        if ssim_mine is not None and ssim_pillow is not None
+        else ""
+    )
+    if mine >= pillow:
+        verdict = (
+            "previewer keeps libvips for every source, JPEG included: its own path "
+            "(shrink-on-load, and a DC-only decode for large progressive JPEGs, see "
+            "docs/imaging.md) is faster than tuned Pillow"
+        )
+    else:
+        verdict = (
+            "Pillow is faster on this corpus; by the rule set for this benchmark it should "
+            "take over JPEG sources behind `previewer.imaging`"
+        )
+    return (
+        f"**Engine decision.** On {n} threads `previewer.imaging` renders {mine:.1f} "
+        f"previews/s and Pillow (JPEG `draft()` + `ImageOps.fit`, the fastest Pillow path, "
+        f"`bench/pillow_limit.py`) {pillow:.1f}/s ({mine / pillow:.2f}x){same}. {verdict}."
+    )
+
+
+def _srcset_text(data: Data) -> str:
+    s = data.get("srcset")
+    if not s:
+        return "Not measured in this run."
+    if "error" in s:
+        return f"Failed: {s['error']}"
+    return (
+        f"{len(s['sizes'])} sizes ({', '.join(s['sizes'])}) of each of the {s['photos']} "
+        f"corpus photos ({s['bytes'] / 1e6:.1f} MB in all), requested one at a time, every "
+        "one a miss, from a fresh previewer with the source cache at its default (256 MiB) "
+        "and with `--source-cache-size 0`; median of "
+        f"{s['repeats']} passes, interleaved (`bench/srcset.py`). Origin requests are "
+        "counted from the origin's access log. The 20 Mbit/s origin is nginx with "
+        "`limit_rate 2500k`, a stand-in for an origin across the internet (no added "
+        "round-trip time, so still a cheap fetch).\n\n" + srcset.markdown(s)
+    )
+
+
+def _baseline_text(data: Data) -> list[str]:
+    if not BASELINE.exists():
+        return []
+    base = json.loads(BASELINE.read_text())
+    body = []
+    for key, before in base["results"].items():
+        path, peer, conc = key.split("/")
+        now_rps = _median(data, path, peer, int(conc))
+        now_p99 = _median(data, path, peer, int(conc), "p99_ms")
+        if now_rps is None or now_p99 is None:
+            continue
+        body.append(
+            [
+                f"{path} c={conc}: {label(peer)}",
+                f"{before['rps']:,.1f}",
+                f"{now_rps:,.1f}",
+                f"{now_rps / before['rps']:.2f}x",
+                f"{before['p99_ms']:,.2f}",
+                f"{now_p99:,.2f}",
+            ]
+        )
+    parts = [
+        "### Before and after",
+        "",
+        f"Medians of the `make bench` run of {base['source']} ({base['date']}) against this "
+        f"run, same harness and settings. {base['note']} The changes and their reasons: "
+        "[performance.md](performance.md).",
+        "",
+        _table(
+            ["path: peer", "req/s before", "req/s now", "ratio", "p99 ms before", "p99 ms now"],
+            body,
+        ),
+        "",
+    ]
+    for title, text in base.get("profiles", {}).items():
+        parts += [f"#### {title}, before ({base['source']})", "", text, ""]
+    return parts
+
+
 def _machine_text(data: Data) -> str:
     m, v = data["machine"], data["versions"]
     lines = [
@@ -408,6 +503,8 @@ def markdown(data: Data) -> str:
         "",
         _per_file_table(data),
         "",
+        _engine_text(data),
+        "",
         "## Quality",
         "",
         "Each peer's preview of every corpus file was fetched before the load and checked "
@@ -422,6 +519,10 @@ def markdown(data: Data) -> str:
         "## Start-up",
         "",
         _startup_text(data),
+        "",
+        "## Second size of the same source (srcset)",
+        "",
+        _srcset_text(data),
         "",
     ]
     parts += _profile_sections(data)
@@ -490,6 +591,7 @@ def _profile_sections(data: Data) -> list[str]:
     ]
     for title, text in profiles.items():
         parts += [f"### {title}", "", text, ""]
+    parts += _baseline_text(data)
     if data.get("experiments"):
         parts += [
             "### Variants of previewer on the miss path",

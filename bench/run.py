@@ -13,14 +13,16 @@ Stages, all on 127.0.0.1, every server started and stopped here:
    every peer in turn on the miss and the hit path at each concurrency, each
    run against a freshly started server (bench/load.py measures it);
 4. start-up over 100,000 cache entries (`bench/startup.py`);
-5. profile: py-spy on previewer under load, and a few previewer variants;
-6. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
+5. srcset: four sizes of every corpus photo, with and without the source
+   cache, from a loopback and a 20 Mbit/s origin (`bench/srcset.py`);
+6. profile: py-spy on previewer under load, and a few previewer variants;
+7. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
    and the ratio table on stdout.
 
 Settings come from the environment (defaults in brackets): BENCH_REPS [3],
 BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
 BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
-[10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_PROFILE [1],
+[10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_PROFILE [1],
 BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
 BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
 other programs used more than that share (%) of the machine's CPU is taken
@@ -51,6 +53,7 @@ import corpus
 import hotspots
 import peers
 import report
+import srcset
 from checks import check_peers, pillow_inprocess, warm
 from load import Result, measure
 from machine import machine, snapshot_previewer, versions
@@ -69,6 +72,7 @@ class Config:
     peers: list[str]
     inprocess_seconds: float
     startup_entries: int
+    srcset: bool
     profile: bool
     experiments: bool
     docs: Path
@@ -91,6 +95,7 @@ class Config:
             peers=names,
             inprocess_seconds=float(environ.get("BENCH_INPROCESS_SECONDS", "10")),
             startup_entries=int(environ.get("BENCH_STARTUP_ENTRIES", "100000")),
+            srcset=flag("BENCH_SRCSET", "1"),
             profile=flag("BENCH_PROFILE", "1"),
             experiments=flag("BENCH_EXPERIMENTS", "1"),
             docs=Path(environ.get("BENCH_DOCS", str(HERE.parent / "docs"))),
@@ -353,7 +358,7 @@ def main() -> None:
     log(f"corpus: {len(files)} files in {corpus.DEFAULT_OUT}")
     origin = peers.start_origin(RUN / "origin", corpus.DEFAULT_OUT)
     origin_port = int(origin.url.rsplit(":", 1)[1])
-    data: dict[str, Any] = {"profiles": {}, "experiments": [], "startup": None}
+    data: dict[str, Any] = {"profiles": {}, "experiments": [], "startup": None, "srcset": None}
     try:
         failures, quality, sizes = check_peers(cfg.peers, files, RUN, origin_port, log)
         for name, why in failures.items():
@@ -367,6 +372,13 @@ def main() -> None:
             except Exception as exc:
                 data["startup"] = {"error": str(exc)}
             log(f"  {data['startup']}")
+        if cfg.srcset:
+            log("srcset: four sizes of each photo, with and without the source cache")
+            try:
+                data["srcset"] = srcset.measure(corpus.DEFAULT_OUT)
+            except Exception as exc:
+                data["srcset"] = {"error": str(exc)}
+            log(f"  {data['srcset']}")
         if cfg.profile and "previewer-centre" in cfg.peers:
             data["profiles"] = profile_stage(cfg, files, origin, origin_port)
         if cfg.experiments and "previewer-centre" in cfg.peers:

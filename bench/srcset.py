@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import peers
 from procs import free_port, get
@@ -71,19 +72,22 @@ def _run(
         server.stop()
 
 
-def main() -> None:
-    corpus = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/.work/corpus").resolve()
+def measure(corpus: Path, repeats: int = REPEATS) -> dict[str, Any]:
+    """Time the four sizes of every corpus photo, with and without the source cache.
+
+    Returns the corpus size and, for each origin, the median seconds and the
+    origin requests of each setting.
+    """
     files = sorted(p.name for p in corpus.glob("*.jpg"))
     if not files:
-        raise SystemExit(f"no corpus in {corpus}: run `make bench` once to build it")
-    count = len(files) * len(SIZES)
-    total_bytes = sum((corpus / name).stat().st_size for name in files)
-    print(
-        f"{len(files)} photos ({total_bytes / 1e6:.1f} MB) x {len(SIZES)} sizes = {count} "
-        f"misses, one at a time; median of {REPEATS} passes\n"
-    )
-    print("| origin | source cache | seconds | origin requests | speed-up |")
-    print("|---|---|---|---|---|")
+        raise RuntimeError(f"no corpus in {corpus}: run `make bench` once to build it")
+    out: dict[str, Any] = {
+        "photos": len(files),
+        "bytes": sum((corpus / name).stat().st_size for name in files),
+        "sizes": [f"{w}x{h}" for w, h in SIZES],
+        "repeats": repeats,
+        "origins": [],
+    }
     with tempfile.TemporaryDirectory(prefix="previewer-srcset-") as tmp:
         work = Path(tmp)
         for label, throttle in ORIGINS:
@@ -91,21 +95,53 @@ def main() -> None:
             try:
                 port = int(origin.url.rsplit(":", 1)[1])
                 runs: dict[str, list[Result]] = {"on": [], "off": []}
-                for _ in range(REPEATS):  # interleaved, so drift hits both alike
+                for _ in range(repeats):  # interleaved, so drift hits both alike
                     runs["on"].append(_run(work, files, port, access, ()))
                     runs["off"].append(
                         _run(work, files, port, access, ("--source-cache-size", "0"))
                     )
             finally:
                 origin.stop()
-            on = statistics.median(r.seconds for r in runs["on"])
-            off = statistics.median(r.seconds for r in runs["off"])
-            on_requests = max(r.origin_requests for r in runs["on"])
-            off_requests = min(r.origin_requests for r in runs["off"])
-            print(f"| {label} | on (default) | {on:.2f} | {on_requests} | {off / on:.2f}x |")
-            print(
-                f"| {label} | off (`--source-cache-size 0`) | {off:.2f} | {off_requests} | 1.00x |"
+            out["origins"].append(
+                {
+                    "origin": label,
+                    "on_seconds": statistics.median(r.seconds for r in runs["on"]),
+                    "off_seconds": statistics.median(r.seconds for r in runs["off"]),
+                    "on_requests": max(r.origin_requests for r in runs["on"]),
+                    "off_requests": min(r.origin_requests for r in runs["off"]),
+                }
             )
+    return out
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The table of a `measure` result."""
+    lines = [
+        "| origin | with source cache (default) | without (`--source-cache-size 0`) "
+        "| speed-up | origin requests (with / without) |",
+        "|---|---|---|---|---|",
+    ]
+    for o in result["origins"]:
+        lines.append(
+            f"| {o['origin']} | {o['on_seconds']:.2f} s | {o['off_seconds']:.2f} s "
+            f"| {o['off_seconds'] / o['on_seconds']:.2f}x "
+            f"| {o['on_requests']} / {o['off_requests']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    corpus = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/.work/corpus").resolve()
+    try:
+        result = measure(corpus)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
+    count = result["photos"] * len(SIZES)
+    print(
+        f"{result['photos']} photos ({result['bytes'] / 1e6:.1f} MB) x {len(SIZES)} sizes = "
+        f"{count} misses, one at a time; median of {result['repeats']} passes\n"
+    )
+    print(markdown(result))
 
 
 if __name__ == "__main__":
