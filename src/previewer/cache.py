@@ -246,7 +246,7 @@ class DiskCache:
 
     def _write(self, digest: str, entry: Entry, size: int) -> None:
         try:
-            self.storage.write(digest, entry.body, entry.content_type, entry.created)
+            self.storage.write_entry(digest, entry)
         except OSError as exc:
             if exc.errno not in _DISK_FULL:
                 raise
@@ -255,7 +255,7 @@ class DiskCache:
             if not freed:
                 raise
             self._delete(freed)
-            self.storage.write(digest, entry.body, entry.content_type, entry.created)
+            self.storage.write_entry(digest, entry)
 
     def _delete(self, digests: list[str]) -> None:
         if self.hot is not None:

@@ -49,7 +49,11 @@ def key_digest(cache_key: str) -> str:
 
 def body_etag(body: bytes) -> str:
     """A strong ETag: the first 128 bits of the body's SHA-256."""
-    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return _etag(hashlib.sha256(body).digest())
+
+
+def _etag(checksum: bytes) -> str:
+    return '"' + checksum[:16].hex() + '"'
 
 
 @dataclass(frozen=True)
@@ -57,12 +61,14 @@ class Entry:
     body: bytes
     content_type: str
     created: float
+    checksum: bytes  # SHA-256 of body: the file's integrity check and the ETag's source
     etag: str
 
     @classmethod
     def of(cls, body: bytes, content_type: str) -> Entry:
-        """The entry `write` is about to store now."""
-        return cls(body, content_type, time.time(), body_etag(body))
+        """The entry `write` is about to store now: the body is hashed once, here."""
+        checksum = hashlib.sha256(body).digest()
+        return cls(body, content_type, time.time(), checksum, _etag(checksum))
 
 
 @dataclass(frozen=True)
@@ -93,15 +99,23 @@ class Storage:
     def write(
         self, digest: str, body: bytes, content_type: str, created: float | None = None
     ) -> int:
-        """Store an entry atomically; returns its size on disk."""
+        """Store a body atomically; returns its size on disk."""
+        return self.write_entry(digest, Entry.of(body, content_type), created)
+
+    def write_entry(self, digest: str, entry: Entry, created: float | None = None) -> int:
+        """Store an entry atomically, with the checksum it carries; returns its size on disk.
+
+        A source of several megabytes is hashed once, in `Entry.of`, not again here.
+        """
         path = self.path_for(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
+        body = entry.body
         header = _HEADER.pack(
             _MAGIC,
-            _FORMATS[content_type],
-            time.time() if created is None else created,
+            _FORMATS[entry.content_type],
+            entry.created if created is None else created,
             len(body),
-            hashlib.sha256(body).digest(),
+            entry.checksum,
         )
         tmp = path.with_name(f"{digest}.{os.getpid()}.{time.monotonic_ns()}{TEMP_SUFFIX}")
         try:
@@ -191,5 +205,6 @@ def _decode(data: bytes) -> Entry:
         body=body,
         content_type=_CONTENT_TYPES[fmt],
         created=created,
-        etag='"' + digest.hex()[:32] + '"',
+        checksum=digest,
+        etag=_etag(digest),
     )

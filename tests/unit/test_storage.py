@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -12,6 +14,7 @@ import pytest
 from previewer.storage import (
     HEADER_SIZE,
     CorruptEntry,
+    Entry,
     Storage,
     body_etag,
     key_digest,
@@ -75,6 +78,25 @@ def test_round_trip_of_an_empty_body(storage: Storage) -> None:
     entry = storage.read(digest)
     assert entry.body == b""
     assert entry.etag == body_etag(b"")
+
+
+def test_write_entry_stores_the_checksum_the_entry_carries(storage: Storage) -> None:
+    entry = Entry.of(BODY, "application/octet-stream")
+    assert entry.checksum == hashlib.sha256(BODY).digest()
+    assert entry.etag == body_etag(BODY)
+    digest = key_digest("source")
+    assert storage.write_entry(digest, entry) == HEADER_SIZE + len(BODY)
+    assert storage.read(digest) == entry
+
+
+def test_a_wrong_checksum_given_to_write_entry_is_caught_on_read(storage: Storage) -> None:
+    # the write trusts the entry's checksum (the body is hashed once, in Entry.of);
+    # the read still verifies it against the bytes
+    entry = dataclasses.replace(Entry.of(BODY, "image/jpeg"), checksum=bytes(32))
+    digest = key_digest("lying entry")
+    storage.write_entry(digest, entry)
+    with pytest.raises(CorruptEntry):
+        storage.read(digest)
 
 
 def test_write_reports_the_size_on_disk(storage: Storage) -> None:
