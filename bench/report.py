@@ -386,6 +386,8 @@ def _baseline_text(data: Data) -> list[str]:
     if not BASELINE.exists():
         return []
     base = json.loads(BASELINE.read_text())
+    thumbor_before = base.get("yardsticks", {}).get("thumbor", {})
+    thumbor_now = {"miss": "thumbor", "hit": "thumbor-rs"}
     body = []
     for key, before in base["results"].items():
         path, peer, conc = key.split("/")
@@ -393,25 +395,47 @@ def _baseline_text(data: Data) -> list[str]:
         now_p99 = _median(data, path, peer, int(conc), "p99_ms")
         if now_rps is None or now_p99 is None:
             continue
+        then_t = thumbor_before.get(f"{path}/{conc}")
+        now_t = _median(data, path, thumbor_now[path], int(conc))
         body.append(
             [
                 f"{path} c={conc}: {label(peer)}",
                 f"{before['rps']:,.1f}",
                 f"{now_rps:,.1f}",
-                f"{now_rps / before['rps']:.2f}x",
+                f"{before['rps'] / then_t:.2f}x" if then_t else "-",
+                f"{now_rps / now_t:.2f}x" if now_t else "-",
                 f"{before['p99_ms']:,.2f}",
                 f"{now_p99:,.2f}",
             ]
+        )
+    n = _nthreads(data)
+    pace = ""
+    then_v = base.get("yardsticks", {}).get("inprocess", {}).get(f"pyvips-{n}t")
+    now_v = inprocess_median(data, f"pyvips-{n}t")
+    if then_v and now_v:
+        pace = (
+            f" The machine is shared: the same in-process pyvips render ran at {then_v:.1f} "
+            f"previews/s in that run and {now_v:.1f}/s in this one ({now_v / then_v:.0%}), so "
+            "raw rates from the two runs are not comparable; the ratios to thumbor, "
+            "measured in the same run as each figure, are."
         )
     parts = [
         "### Before and after",
         "",
         f"Medians of the `make bench` run of {base['source']} ({base['date']}) against this "
-        f"run, same harness and settings. {base['note']} The changes and their reasons: "
-        "[performance.md](performance.md).",
+        f"run, same harness and settings. {base['note']}{pace} The changes and their "
+        "reasons: [performance.md](performance.md).",
         "",
         _table(
-            ["path: peer", "req/s before", "req/s now", "ratio", "p99 ms before", "p99 ms now"],
+            [
+                "path: peer",
+                "req/s before",
+                "req/s now",
+                "/ thumbor before",
+                "/ thumbor now",
+                "p99 ms before",
+                "p99 ms now",
+            ],
             body,
         ),
         "",

@@ -260,6 +260,7 @@ VARIANTS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     ("--workers 4", ("--workers", "4"), {}),
     ("--workers 4, VIPS_CONCURRENCY=1", ("--workers", "4"), {"VIPS_CONCURRENCY": "1"}),
     ("--log-level warning", ("--log-level", "warning"), {}),
+    ("--source-cache-size 0", ("--source-cache-size", "0"), {}),
 )
 
 
