@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from previewer import __version__, imaging, signing
+from previewer.accesslog import AccessLog
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
 from previewer.config import OPTIONS, ConfigError, Settings, load
@@ -106,10 +107,11 @@ def sign_paths(paths: Sequence[str], key: bytes, salt: bytes) -> list[str]:
 
 @dataclass
 class Running:
-    """A started service and the URL it listens on."""
+    """A started service, the URL it listens on, and its access log."""
 
     service: PreviewService
     url: str
+    access_log: AccessLog
 
 
 @contextlib.asynccontextmanager
@@ -140,11 +142,14 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
         ),
         render_executor=executor,
     )
-    server = HttpServer(build_app(service, settings.server, settings.imaging), settings.server)
+    access_log = AccessLog(successes=settings.server.access_log)
+    server = HttpServer(
+        build_app(service, settings.server, settings.imaging, access_log), settings.server
+    )
     try:
         await service.start()
         url = await server.start()
-        yield Running(service=service, url=url)
+        yield Running(service=service, url=url, access_log=access_log)
     finally:
         await server.stop()
         await service.stop()

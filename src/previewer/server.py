@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from previewer import __version__, signing
+from previewer.accesslog import AccessLog
 from previewer.config import ImagingConfig, ServerConfig
 from previewer.errors import (
     MethodNotAllowed,
@@ -42,6 +43,7 @@ SERVER_NAME = f"previewer/{__version__}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SERVICE = web.AppKey("service", PreviewService)
 _SETTINGS = web.AppKey("settings", ServerConfig)
+_ACCESS_LOG = web.AppKey("access_log", AccessLog)
 _PARSE: web.AppKey[Callable[[str], PreviewOptions]] = web.AppKey("parse")
 # Paths parsed lately, remembered: hits repeat them. Errors are not remembered;
 # a path is at most 8 KB (aiohttp's request-line limit), so the memo stays small.
@@ -49,11 +51,17 @@ PARSE_MEMO_SIZE = 1024
 
 
 def build_app(
-    service: PreviewService, server_config: ServerConfig, imaging_config: ImagingConfig
+    service: PreviewService,
+    server_config: ServerConfig,
+    imaging_config: ImagingConfig,
+    access_log: AccessLog | None = None,
 ) -> web.Application:
+    """The routes; `access_log` defaults to one on stderr that follows `--access-log`."""
     app = web.Application(middlewares=[_errors_and_logging])
     app[_SERVICE] = service
     app[_SETTINGS] = server_config
+    app[_ACCESS_LOG] = access_log or AccessLog(successes=server_config.access_log)
+    app.on_cleanup.append(_flush_access_log)
     parse: Callable[[str], PreviewOptions] = functools.lru_cache(maxsize=PARSE_MEMO_SIZE)(
         functools.partial(
             parse_request,
@@ -98,10 +106,7 @@ async def _errors_and_logging(request: web.Request, handler: Handler) -> web.Str
         response = error_response(PreviewError())
         cause = " error=internal"
     response.headers["Server"] = SERVER_NAME
-    if response.status < 400 and not request.app[_SETTINGS].access_log:
-        return response
-    log.info(
-        "%s %s status=%d cache=%s ms=%.1f%s",
+    request.app[_ACCESS_LOG].record(
         request.method,
         request.raw_path,
         response.status,
@@ -110,6 +115,10 @@ async def _errors_and_logging(request: web.Request, handler: Handler) -> web.Str
         cause,
     )
     return response
+
+
+async def _flush_access_log(app: web.Application) -> None:
+    app[_ACCESS_LOG].flush()
 
 
 async def _health(request: web.Request) -> web.Response:

@@ -89,6 +89,10 @@ async def test_sigterm_finishes_requests_in_flight_and_exits_0(
     assert await asyncio.to_thread(proc.proc.wait, 20) == 0
     proc.close()
     assert any("stopped" in line for line in proc.log_lines)
+    # the access log's waiting lines are written before the process exits
+    served = [line for line in proc.log_lines if " INFO previewer.access GET /fill/" in line]
+    assert len(served) == 5
+    assert all("status=200 cache=MISS" in line for line in served)
 
 
 def test_sigint_exits_0(service_process: Callable[..., ServiceProcess], tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 
 import pytest
 from aiohttp import web
@@ -12,6 +13,7 @@ from aiohttp import web
 import images
 from conftest import Service, ServiceFactory
 from origin import Gate, Origin
+from previewer.accesslog import FLUSH_INTERVAL
 from waiting import until
 
 JPEG = images.jpeg(640, 480)
@@ -90,37 +92,72 @@ async def test_health(service: Service) -> None:
     assert payload["cache"]["entries"] == 0
 
 
-def _access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "previewer.access"]
+def _access_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    err = capsys.readouterr().err
+    return [line for line in err.splitlines() if " INFO previewer.access " in line]
+
+
+@pytest.fixture(autouse=True)
+def _access_level(caplog: pytest.LogCaptureFixture) -> None:
+    """The access log follows the level of its logger, as `--log-level info` sets it."""
+    caplog.set_level(logging.INFO, logger="previewer.access")
+
+
+async def test_no_access_lines_below_their_level(
+    service: Service,
+    origin: Origin,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="previewer.access")
+    await service.get(f"/fill/120/90/{origin.authority}/missing.jpg")
+    service.running.access_log.flush()
+    assert _access_lines(capsys) == []
 
 
 async def test_every_request_gets_an_access_log_line(
-    service: Service, origin: Origin, caplog: pytest.LogCaptureFixture
+    service: Service, origin: Origin, capsys: pytest.CaptureFixture[str]
 ) -> None:
     origin.add("/p.jpg", JPEG)
-    caplog.set_level(logging.INFO, logger="previewer.access")
     await service.get(f"/fill/120/90/{origin.authority}/p.jpg")
     await service.get(f"/fill/120/90/{origin.authority}/p.jpg")
+    # successful requests' lines wait to be written in one go...
+    assert service.running.access_log.waiting == 2
+    assert _access_lines(capsys) == []
+    # ...and a failure writes them all at once, in order
     await service.get(f"/fill/120/90/{origin.authority}/missing.jpg")
-    lines = _access_lines(caplog)
+    assert service.running.access_log.waiting == 0
+    lines = _access_lines(capsys)
     assert len(lines) == 3
     assert "status=200 cache=MISS" in lines[0]
     assert "status=200 cache=HIT" in lines[1]
     assert "status=404" in lines[2]
     assert "error=source_status" in lines[2]
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.match(stamp + " INFO previewer.access GET /fill/", lines[0])
+
+
+async def test_access_lines_of_successes_are_written_within_a_second(
+    service: Service, origin: Origin, capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin.add("/p.jpg", JPEG)
+    assert (await service.get(f"/fill/120/90/{origin.authority}/p.jpg"))[0] == 200
+    await asyncio.sleep(FLUSH_INTERVAL + 0.2)
+    assert service.running.access_log.waiting == 0
+    assert len(_access_lines(capsys)) == 1
 
 
 async def test_access_log_off_still_logs_failures(
-    start_service: ServiceFactory, origin: Origin, caplog: pytest.LogCaptureFixture
+    start_service: ServiceFactory, origin: Origin, capsys: pytest.CaptureFixture[str]
 ) -> None:
     service = await start_service(access_log="off")
     origin.add("/p.jpg", JPEG)
-    caplog.set_level(logging.INFO, logger="previewer.access")
     assert (await service.get(f"/fill/120/90/{origin.authority}/p.jpg"))[0] == 200
     assert (await service.get(f"/fill/120/90/{origin.authority}/p.jpg"))[0] == 200
     assert (await service.get(f"/fill/120/90/{origin.authority}/missing.jpg"))[0] == 404
     assert (await service.get("/fill/abc/90/example.com/a.jpg"))[0] == 400
-    lines = _access_lines(caplog)
+    service.running.access_log.flush()
+    lines = _access_lines(capsys)
     assert len(lines) == 2
     assert "status=404" in lines[0]
     assert "missing.jpg" in lines[0]
