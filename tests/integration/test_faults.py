@@ -19,7 +19,7 @@ import pytest
 import images
 from conftest import ServiceFactory, ServiceProcess
 from origin import Gate, Origin
-from previewer.storage import Storage
+from previewer.storage import TEMP_SUFFIX, Storage
 from waiting import until
 
 pytestmark = pytest.mark.fault
@@ -28,7 +28,12 @@ JPEG = images.jpeg(640, 480)
 
 
 def _entries(root: Path) -> list[Path]:
+    """Every file under the cache root, unfinished writes (`.tmp`) included."""
     return [p for p in root.rglob("*") if p.is_file()]
+
+
+def _complete_entries(root: Path) -> list[Path]:
+    return [p for p in _entries(root) if p.suffix != TEMP_SUFFIX]
 
 
 def _temp_files(root: Path) -> list[Path]:
@@ -153,7 +158,8 @@ async def test_kill_9_during_renders_loses_nothing(
                 pass  # the service dies under us: expected
 
         tasks = [asyncio.ensure_future(get(p)) for p in paths]
-        await until(lambda: len(_entries(cache)) >= 5, within=30)
+        # five finished entries: a write still in progress (.tmp) does not count
+        await until(lambda: len(_complete_entries(cache)) >= 5, within=30)
         proc.proc.kill()  # SIGKILL, mid-stream of writes
         await asyncio.gather(*tasks)
     await asyncio.to_thread(proc.proc.wait)
