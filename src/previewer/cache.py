@@ -208,7 +208,7 @@ class DiskCache:
             self.hot.discard([digest])
         self.stats.dropped += 1
 
-    def put(self, digest: str, body: bytes, content_type: str) -> bool:
+    def put(self, digest: str, entry: Entry) -> bool:
         """Store an entry, evicting to make room first; False when not stored.
 
         Only after `load`: before it, files on disk are not yet counted and
@@ -216,7 +216,7 @@ class DiskCache:
         """
         if not self.loaded.is_set():
             raise RuntimeError(f"{self.name} cache: put before the index was loaded")
-        size = HEADER_SIZE + len(body)
+        size = HEADER_SIZE + len(entry.body)
         evicted = self.index.reserve(digest, size)
         if evicted is None:
             log.info(
@@ -224,7 +224,6 @@ class DiskCache:
             )
             return False
         self._delete(evicted)
-        entry = Entry.of(body, content_type)
         try:
             self._write(digest, entry, size)
         except OSError as exc:
@@ -246,7 +245,7 @@ class DiskCache:
 
     def _write(self, digest: str, entry: Entry, size: int) -> None:
         try:
-            self.storage.write_entry(digest, entry)
+            self.storage.write(digest, entry)
         except OSError as exc:
             if exc.errno not in _DISK_FULL:
                 raise
@@ -255,7 +254,7 @@ class DiskCache:
             if not freed:
                 raise
             self._delete(freed)
-            self.storage.write_entry(digest, entry)
+            self.storage.write(digest, entry)
 
     def _delete(self, digests: list[str]) -> None:
         if self.hot is not None:

@@ -18,7 +18,6 @@ import functools
 import hashlib
 import logging
 import threading
-import time
 from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from previewer.fetch import Fetcher
 from previewer.flight import SingleFlight
 from previewer.headers import Headers
 from previewer.options import PreviewOptions, SourceURL
-from previewer.storage import Entry, body_etag, key_digest
+from previewer.storage import Entry, key_digest
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +193,15 @@ class PreviewService:
         shareable = source.shareable and rendered.complete
         if shareable and not source.kept and self.sources is not None:
             self._keep_source(source)
+        entry = Entry.of(rendered.body, rendered.content_type)
         if shareable:
             await self.wait_loaded()
-            await asyncio.to_thread(self.previews.put, digest, rendered.body, rendered.content_type)
+            await asyncio.to_thread(self.previews.put, digest, entry)
         return Preview(
-            body=rendered.body,
-            content_type=rendered.content_type,
-            etag=body_etag(rendered.body),
-            last_modified=time.time(),
+            body=entry.body,
+            content_type=entry.content_type,
+            etag=entry.etag,
+            last_modified=entry.created,
             hit=False,
             shareable=shareable,
         )
@@ -245,9 +245,14 @@ class PreviewService:
         task.add_done_callback(lambda _: self._writing_sources.pop(source.digest, None))
 
     async def _put_source(self, source: _Source) -> None:
-        assert self.sources is not None
+        sources = self.sources
+        assert sources is not None
         await self.wait_loaded()
-        await asyncio.to_thread(self.sources.put, source.digest, source.body, SOURCE_CONTENT_TYPE)
+
+        def store() -> None:  # on a thread: hashing megabytes would block the loop
+            sources.put(source.digest, Entry.of(source.body, SOURCE_CONTENT_TYPE))
+
+        await asyncio.to_thread(store)
 
     def _in_background(self, work: Coroutine[object, None, object]) -> asyncio.Future[object]:
         task = asyncio.ensure_future(work)

@@ -47,28 +47,22 @@ def key_digest(cache_key: str) -> str:
     return hashlib.sha256(cache_key.encode("utf-8")).hexdigest()
 
 
-def body_etag(body: bytes) -> str:
-    """A strong ETag: the first 128 bits of the body's SHA-256."""
-    return _etag(hashlib.sha256(body).digest())
-
-
-def _etag(checksum: bytes) -> str:
-    return '"' + checksum[:16].hex() + '"'
-
-
 @dataclass(frozen=True)
 class Entry:
     body: bytes
     content_type: str
     created: float
     checksum: bytes  # SHA-256 of body: the file's integrity check and the ETag's source
-    etag: str
 
     @classmethod
     def of(cls, body: bytes, content_type: str) -> Entry:
-        """The entry `write` is about to store now: the body is hashed once, here."""
-        checksum = hashlib.sha256(body).digest()
-        return cls(body, content_type, time.time(), checksum, _etag(checksum))
+        """An entry made now; the body is hashed here, once, for the file and the ETag."""
+        return cls(body, content_type, time.time(), hashlib.sha256(body).digest())
+
+    @property
+    def etag(self) -> str:
+        """A strong ETag: the first 128 bits of the body's SHA-256."""
+        return '"' + self.checksum[:16].hex() + '"'
 
 
 @dataclass(frozen=True)
@@ -96,26 +90,13 @@ class Storage:
             raise ValueError(f"path escapes the cache root: {path}")
         return path
 
-    def write(
-        self, digest: str, body: bytes, content_type: str, created: float | None = None
-    ) -> int:
-        """Store a body atomically; returns its size on disk."""
-        return self.write_entry(digest, Entry.of(body, content_type), created)
-
-    def write_entry(self, digest: str, entry: Entry, created: float | None = None) -> int:
-        """Store an entry atomically, with the checksum it carries; returns its size on disk.
-
-        A source of several megabytes is hashed once, in `Entry.of`, not again here.
-        """
+    def write(self, digest: str, entry: Entry) -> int:
+        """Store an entry atomically, with the checksum it carries; returns its size on disk."""
         path = self.path_for(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = entry.body
         header = _HEADER.pack(
-            _MAGIC,
-            _FORMATS[entry.content_type],
-            entry.created if created is None else created,
-            len(body),
-            entry.checksum,
+            _MAGIC, _FORMATS[entry.content_type], entry.created, len(body), entry.checksum
         )
         tmp = path.with_name(f"{digest}.{os.getpid()}.{time.monotonic_ns()}{TEMP_SUFFIX}")
         try:
@@ -206,5 +187,4 @@ def _decode(data: bytes) -> Entry:
         content_type=_CONTENT_TYPES[fmt],
         created=created,
         checksum=digest,
-        etag=_etag(digest),
     )

@@ -22,7 +22,7 @@ def _cache(root: Path, max_bytes: int = 10_000, hot_bytes: int = 0) -> DiskCache
 def test_put_then_get_round_trip(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     digest = key_digest("a")
-    assert cache.put(digest, BODY, "image/jpeg")
+    assert cache.put(digest, Entry.of(BODY, "image/jpeg"))
     entry = cache.get(digest)
     assert entry is not None
     assert entry.body == BODY
@@ -32,7 +32,7 @@ def test_put_then_get_round_trip(tmp_path: Path) -> None:
 def test_hot_set_serves_without_the_file(tmp_path: Path) -> None:
     cache = _cache(tmp_path, hot_bytes=5_000)
     digest = key_digest("a")
-    cache.put(digest, BODY, "image/jpeg")
+    cache.put(digest, Entry.of(BODY, "image/jpeg"))
     Storage(tmp_path).delete(digest)
     found = cache.peek(digest)
     assert found is not None
@@ -43,7 +43,7 @@ def test_hot_set_serves_without_the_file(tmp_path: Path) -> None:
 def test_without_hot_set_peek_finds_nothing(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
     digest = key_digest("a")
-    cache.put(digest, BODY, "image/jpeg")
+    cache.put(digest, Entry.of(BODY, "image/jpeg"))
     assert cache.peek(digest) is None
 
 
@@ -52,7 +52,7 @@ def test_disk_eviction_also_leaves_the_hot_set(tmp_path: Path) -> None:
     cache = _cache(tmp_path, max_bytes=2 * size, hot_bytes=10 * size)
     digests = [key_digest(str(i)) for i in range(3)]
     for digest in digests:
-        cache.put(digest, BODY, "image/jpeg")
+        cache.put(digest, Entry.of(BODY, "image/jpeg"))
     assert cache.peek(digests[0]) is None  # evicted from disk, so from memory too
     assert cache.peek(digests[2]) is not None
 
@@ -93,7 +93,7 @@ def test_record_use_refreshes_mtime(tmp_path: Path) -> None:
 
     cache = _cache(tmp_path)
     digest = key_digest("a")
-    cache.put(digest, BODY, "image/jpeg")
+    cache.put(digest, Entry.of(BODY, "image/jpeg"))
     path = Storage(tmp_path).path_for(digest)
     os.utime(path, (1_000_000, 1_000_000))
     cache.record_use(digest)
@@ -107,7 +107,7 @@ def test_hot_uses_are_written_to_disk_on_request(tmp_path: Path) -> None:
     cache = _cache(tmp_path, hot_bytes=10_000)
     digests = [key_digest(str(i)) for i in range(3)]
     for digest in digests:
-        cache.put(digest, BODY, "image/jpeg")
+        cache.put(digest, Entry.of(BODY, "image/jpeg"))
     paths = [Storage(tmp_path).path_for(d) for d in digests]
     for i, path in enumerate(paths):
         os.utime(path, (1_000_000 + i, 1_000_000 + i))
@@ -121,7 +121,7 @@ def test_hot_uses_are_written_to_disk_on_request(tmp_path: Path) -> None:
 
 
 def test_before_the_index_is_loaded_hits_are_read_from_disk(tmp_path: Path) -> None:
-    _cache(tmp_path).put(key_digest("kept"), BODY, "image/jpeg")  # an earlier run's entry
+    _cache(tmp_path).put(key_digest("kept"), Entry.of(BODY, "image/jpeg"))  # an earlier run's entry
     cache = DiskCache("test", Storage(tmp_path), CacheIndex(10_000), hot_bytes=10_000)
     entry = cache.get(key_digest("kept"))  # not indexed yet: read directly
     assert entry is not None
@@ -129,16 +129,16 @@ def test_before_the_index_is_loaded_hits_are_read_from_disk(tmp_path: Path) -> N
     assert cache.get(key_digest("never stored")) is None
     assert len(cache.index) == 0
     with pytest.raises(RuntimeError, match="before the index was loaded"):
-        cache.put(key_digest("new"), BODY, "image/jpeg")
+        cache.put(key_digest("new"), Entry.of(BODY, "image/jpeg"))
     cache.load()
     assert len(cache.index) == 1  # counted once, by the load
-    assert cache.put(key_digest("new"), BODY, "image/jpeg")
+    assert cache.put(key_digest("new"), Entry.of(BODY, "image/jpeg"))
     assert cache.index.total_bytes == 2 * (HEADER_SIZE + len(BODY))
 
 
 def test_before_the_index_is_loaded_a_damaged_file_is_dropped(tmp_path: Path) -> None:
     digest = key_digest("damaged")
-    _cache(tmp_path).put(digest, BODY, "image/jpeg")
+    _cache(tmp_path).put(digest, Entry.of(BODY, "image/jpeg"))
     path = Storage(tmp_path).path_for(digest)
     path.write_bytes(path.read_bytes()[:-1])
     cache = DiskCache("test", Storage(tmp_path), CacheIndex(10_000))

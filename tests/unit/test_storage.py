@@ -16,7 +16,6 @@ from previewer.storage import (
     CorruptEntry,
     Entry,
     Storage,
-    body_etag,
     key_digest,
 )
 
@@ -48,12 +47,18 @@ def test_key_digest_is_a_stable_hex_name() -> None:
     assert digest != key_digest("v1|fill|100x101|http://example.com/a.jpg")
 
 
-def test_body_etag_is_a_quoted_strong_etag() -> None:
-    etag = body_etag(BODY)
+def sha_etag(body: bytes) -> str:
+    """The ETag an entry must carry: the first 128 bits of its body's SHA-256, quoted."""
+    return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+
+def test_an_entrys_etag_is_a_quoted_strong_etag_of_its_body() -> None:
+    etag = Entry.of(BODY, "image/jpeg").etag
+    assert etag == sha_etag(BODY)
     assert etag.startswith('"')
     assert etag.endswith('"')
     assert not etag.startswith('W/"')
-    assert etag != body_etag(BODY + b"x")
+    assert etag != Entry.of(BODY + b"x", "image/jpeg").etag
 
 
 # --- write and read ---------------------------------------------------------------
@@ -63,38 +68,38 @@ def test_body_etag_is_a_quoted_strong_etag() -> None:
 def test_round_trip(storage: Storage, content_type: str) -> None:
     digest = key_digest("round trip")
     before = time.time()
-    storage.write(digest, BODY, content_type)
+    storage.write(digest, Entry.of(BODY, content_type))
     after = time.time()
     entry = storage.read(digest)
     assert entry.body == BODY
     assert entry.content_type == content_type
-    assert entry.etag == body_etag(BODY)
+    assert entry.etag == sha_etag(BODY)
     assert before <= entry.created <= after
 
 
 def test_round_trip_of_an_empty_body(storage: Storage) -> None:
     digest = key_digest("empty")
-    assert storage.write(digest, b"", "image/png") == HEADER_SIZE
+    assert storage.write(digest, Entry.of(b"", "image/png")) == HEADER_SIZE
     entry = storage.read(digest)
     assert entry.body == b""
-    assert entry.etag == body_etag(b"")
+    assert entry.etag == sha_etag(b"")
 
 
-def test_write_entry_stores_the_checksum_the_entry_carries(storage: Storage) -> None:
+def test_write_stores_the_checksum_the_entry_carries(storage: Storage) -> None:
     entry = Entry.of(BODY, "application/octet-stream")
     assert entry.checksum == hashlib.sha256(BODY).digest()
-    assert entry.etag == body_etag(BODY)
+    assert entry.etag == sha_etag(BODY)
     digest = key_digest("source")
-    assert storage.write_entry(digest, entry) == HEADER_SIZE + len(BODY)
+    assert storage.write(digest, entry) == HEADER_SIZE + len(BODY)
     assert storage.read(digest) == entry
 
 
-def test_a_wrong_checksum_given_to_write_entry_is_caught_on_read(storage: Storage) -> None:
+def test_a_wrong_checksum_given_to_write_is_caught_on_read(storage: Storage) -> None:
     # the write trusts the entry's checksum (the body is hashed once, in Entry.of);
     # the read still verifies it against the bytes
     entry = dataclasses.replace(Entry.of(BODY, "image/jpeg"), checksum=bytes(32))
     digest = key_digest("lying entry")
-    storage.write_entry(digest, entry)
+    storage.write(digest, entry)
     with pytest.raises(CorruptEntry):
         storage.read(digest)
 
@@ -102,14 +107,14 @@ def test_a_wrong_checksum_given_to_write_entry_is_caught_on_read(storage: Storag
 def test_write_reports_the_size_on_disk(storage: Storage) -> None:
     for n, body in enumerate([b"", b"x", BODY, bytes(range(256)) * 100]):
         digest = key_digest(f"size {n}")
-        size = storage.write(digest, body, "image/jpeg")
+        size = storage.write(digest, Entry.of(body, "image/jpeg"))
         assert size == storage.path_for(digest).stat().st_size
         assert size >= len(body)
 
 
 def test_entry_lives_at_its_sharded_path(storage: Storage) -> None:
     digest = key_digest("shard")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     path = storage.path_for(digest)
     assert path == storage.root / digest[:2] / digest[2:4] / digest
     assert path.is_file()
@@ -118,8 +123,8 @@ def test_entry_lives_at_its_sharded_path(storage: Storage) -> None:
 
 def test_rewrite_replaces_the_entry(storage: Storage) -> None:
     digest = key_digest("rewrite")
-    storage.write(digest, b"first", "image/jpeg")
-    storage.write(digest, b"second body", "image/png")
+    storage.write(digest, Entry.of(b"first", "image/jpeg"))
+    storage.write(digest, Entry.of(b"second body", "image/png"))
     entry = storage.read(digest)
     assert entry.body == b"second body"
     assert entry.content_type == "image/png"
@@ -128,7 +133,7 @@ def test_rewrite_replaces_the_entry(storage: Storage) -> None:
 
 def test_atomic_write_leaves_no_temporary_file(storage: Storage) -> None:
     for n in range(5):
-        storage.write(key_digest(f"atomic {n}"), BODY, "image/jpeg")
+        storage.write(key_digest(f"atomic {n}"), Entry.of(BODY, "image/jpeg"))
     files = all_files(storage.root)
     assert len(files) == 5
     assert not [f for f in files if f.name.endswith(".tmp")]
@@ -144,7 +149,7 @@ def test_failed_write_leaves_nothing_behind(
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(OSError, match="disk full"):
-        storage.write(digest, BODY, "image/jpeg")
+        storage.write(digest, Entry.of(BODY, "image/jpeg"))
     monkeypatch.undo()
     assert all_files(storage.root) == []
     with pytest.raises(FileNotFoundError):
@@ -155,14 +160,14 @@ def test_failed_rewrite_keeps_the_old_entry(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     digest = key_digest("keeps")
-    storage.write(digest, b"old", "image/jpeg")
+    storage.write(digest, Entry.of(b"old", "image/jpeg"))
 
     def refuse(src: object, dst: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", refuse)
     with pytest.raises(OSError, match="disk full"):
-        storage.write(digest, b"new", "image/jpeg")
+        storage.write(digest, Entry.of(b"new", "image/jpeg"))
     monkeypatch.undo()
     assert storage.read(digest).body == b"old"
     assert len(all_files(storage.root)) == 1
@@ -170,7 +175,7 @@ def test_failed_rewrite_keeps_the_old_entry(
 
 def test_unknown_content_type_is_refused(storage: Storage) -> None:
     with pytest.raises((KeyError, ValueError)):
-        storage.write(key_digest("gif"), BODY, "image/gif")
+        storage.write(key_digest("gif"), Entry.of(BODY, "image/gif"))
     assert all_files(storage.root) == []
 
 
@@ -181,7 +186,7 @@ def test_read_of_a_missing_entry(storage: Storage) -> None:
 
 def test_read_refreshes_the_last_use_time(storage: Storage) -> None:
     digest = key_digest("touch")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     path = storage.path_for(digest)
     set_mtime(path, 1_000_000)
     old = path.stat().st_mtime_ns
@@ -191,7 +196,7 @@ def test_read_refreshes_the_last_use_time(storage: Storage) -> None:
 
 def test_delete(storage: Storage) -> None:
     digest = key_digest("delete")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     storage.delete(digest)
     assert not storage.path_for(digest).exists()
     storage.delete(digest)  # deleting twice is fine
@@ -235,7 +240,7 @@ def test_corrupt_entries_raise_and_are_deleted(
     storage: Storage, damage: Callable[[bytes], bytes]
 ) -> None:
     digest = key_digest("corrupt")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     path = storage.path_for(digest)
     data = path.read_bytes()
     damaged = damage(data)
@@ -250,8 +255,8 @@ def test_corrupt_entries_raise_and_are_deleted(
 
 def test_a_corrupt_entry_does_not_affect_its_neighbours(storage: Storage) -> None:
     good, bad = key_digest("good"), key_digest("bad")
-    storage.write(good, BODY, "image/jpeg")
-    storage.write(bad, BODY, "image/jpeg")
+    storage.write(good, Entry.of(BODY, "image/jpeg"))
+    storage.write(bad, Entry.of(BODY, "image/jpeg"))
     storage.path_for(bad).write_bytes(b"garbage")
     with pytest.raises(CorruptEntry):
         storage.read(bad)
@@ -281,7 +286,7 @@ def test_path_for_rejects_non_hex_digests(storage: Storage, digest: str) -> None
     with pytest.raises(ValueError, match="digest"):
         storage.path_for(digest)
     with pytest.raises(ValueError, match="digest"):
-        storage.write(digest, BODY, "image/jpeg")
+        storage.write(digest, Entry.of(BODY, "image/jpeg"))
     with pytest.raises(ValueError, match="digest"):
         storage.read(digest)
     with pytest.raises(ValueError, match="digest"):
@@ -310,7 +315,7 @@ def test_scan_reports_digest_and_size(storage: Storage) -> None:
     sizes = {}
     for n in range(4):
         digest = key_digest(f"scan {n}")
-        sizes[digest] = storage.write(digest, BODY * (n + 1), "image/jpeg")
+        sizes[digest] = storage.write(digest, Entry.of(BODY * (n + 1), "image/jpeg"))
     scanned = storage.scan()
     assert {entry.digest: entry.size for entry in scanned} == sizes
 
@@ -318,7 +323,7 @@ def test_scan_reports_digest_and_size(storage: Storage) -> None:
 def test_scan_orders_by_last_use(storage: Storage) -> None:
     a, b, c = key_digest("a"), key_digest("b"), key_digest("c")
     for digest in (a, b, c):
-        storage.write(digest, BODY, "image/jpeg")
+        storage.write(digest, Entry.of(BODY, "image/jpeg"))
     set_mtime(storage.path_for(a), 3_000_000)
     set_mtime(storage.path_for(b), 1_000_000)
     set_mtime(storage.path_for(c), 2_000_000)
@@ -330,7 +335,7 @@ def test_scan_orders_by_last_use(storage: Storage) -> None:
 
 def test_scan_last_used_matches_the_file(storage: Storage) -> None:
     digest = key_digest("mtime")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     set_mtime(storage.path_for(digest), 1_234_567)
     (entry,) = storage.scan()
     assert entry.last_used_ns == 1_234_567 * 1_000_000_000
@@ -338,7 +343,7 @@ def test_scan_last_used_matches_the_file(storage: Storage) -> None:
 
 def test_scan_removes_temporary_and_stray_files(storage: Storage) -> None:
     digest = key_digest("kept")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     shard = storage.path_for(digest).parent
     temp = shard / f"{digest}.123.456.tmp"
     temp.write_bytes(b"half a write")
@@ -363,7 +368,7 @@ def test_scan_removes_temporary_and_stray_files(storage: Storage) -> None:
 def test_scan_removes_an_entry_outside_its_shard(storage: Storage) -> None:
     """A digest file that path_for() would never find could be neither read nor evicted."""
     digest = key_digest("misplaced")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     wrong = "00" if digest[:2] != "00" else "11"
     misplaced = storage.root / wrong / digest[2:4] / digest
     misplaced.parent.mkdir(parents=True, exist_ok=True)
@@ -375,7 +380,7 @@ def test_scan_removes_an_entry_outside_its_shard(storage: Storage) -> None:
 
 def test_scan_leaves_other_directories_alone(storage: Storage) -> None:
     digest = key_digest("kept")
-    storage.write(digest, BODY, "image/jpeg")
+    storage.write(digest, Entry.of(BODY, "image/jpeg"))
     other = storage.root / "lost+found"
     other.mkdir()
     (other / "file").write_bytes(b"x")
@@ -395,7 +400,7 @@ def test_scan_then_read_everything(storage: Storage) -> None:
     for n in range(10):
         digest = key_digest(f"bulk {n}")
         body = bytes([n]) * (n * 10)
-        storage.write(digest, body, "image/png")
+        storage.write(digest, Entry.of(body, "image/png"))
         written[digest] = body
     for entry in storage.scan():
         assert storage.read(entry.digest).body == written[entry.digest]
