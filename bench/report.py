@@ -300,12 +300,19 @@ def _disturbed_text(data: Data) -> str:
     return f"{text}; every kept measurement is under the bound."
 
 
+def _stage_problem(stage: dict[str, Any] | None) -> str | None:
+    """What to print instead of an optional stage's figures, if it has none."""
+    if not stage:
+        return "Not measured in this run."
+    if "error" in stage:
+        return f"Failed: {stage['error']}"
+    return None
+
+
 def _startup_text(data: Data) -> str:
     s = data.get("startup")
-    if not s:
-        return "Not measured in this run."
-    if "error" in s:
-        return f"Failed: {s['error']}"
+    if problem := _stage_problem(s):
+        return problem
     text = (
         f"`previewer serve` over a cache of {s['entries']:,} entries, from exec until "
         f"`/health` answers 200, that is serving, hits included (the index loads in the "
@@ -366,10 +373,8 @@ def _engine_text(data: Data) -> str:
 
 def _srcset_text(data: Data) -> str:
     s = data.get("srcset")
-    if not s:
-        return "Not measured in this run."
-    if "error" in s:
-        return f"Failed: {s['error']}"
+    if problem := _stage_problem(s):
+        return problem
     return (
         f"{len(s['sizes'])} sizes ({', '.join(s['sizes'])}) of each of the {s['photos']} "
         f"corpus photos ({s['bytes'] / 1e6:.1f} MB in all), requested one at a time, every "
