@@ -628,8 +628,14 @@ def test_cancelling_a_long_render_stops_libvips_midway(large_jpeg: bytes, gravit
 
 def test_complete_and_truncated_sources_are_told_apart() -> None:
     source = photo(200, 150).jpegsave_buffer(Q=85)
-    assert render(source, job(50, 40)).complete is True
-    for cut in (source[: len(source) // 2], source[:-2]):
-        rendered = render(cut, job(50, 40))
-        assert rendered.complete is False
-        check_output(rendered, 50, 40)
+    complete = render(source, job(50, 40))
+    assert complete.complete is True
+    half = render(source[: len(source) // 2], job(50, 40))
+    assert half.complete is False
+    check_output(half, 50, 40)
+    # Without only its end marker, a JPEG may still hold every coded bit: libjpeg
+    # then decodes it without a warning (about 1 noise image in 25). It must be
+    # marked incomplete, or be exactly the complete source's preview.
+    no_end = render(source[:-2], job(50, 40))
+    check_output(no_end, 50, 40)
+    assert no_end.complete is False or no_end.body == complete.body
