@@ -46,7 +46,6 @@ _CHUNK = 64 * 1024
 class FetchResult:
     body: bytes
     headers: Headers  # the origin's response headers
-    url: str  # after redirects
 
 
 class PolicyResolver(AbstractResolver):
@@ -166,7 +165,7 @@ class Fetcher:
                 if resp.status not in _SUCCESS:
                     raise SourceStatus(resp.status, detail=f"{url} answered {resp.status}")
                 body = await self._read_capped(resp)
-                return FetchResult(body=body, headers=list(resp.headers.items()), url=str(url))
+                return FetchResult(body=body, headers=list(resp.headers.items()))
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _check_url(self, url: URL) -> None:
