@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt build clean system-deps bench bench-smoke soak
+.PHONY: run test check fmt docs build clean system-deps bench bench-smoke soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: system-deps $(STAMP) check
 # Ten minutes of mixed load; writes its table into docs/reliability.md. Not part of `test`.
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --duration 600 --report docs/reliability.md
+
+# The README's configuration table, generated from the settings declared in config.py.
+docs: $(STAMP)
+	$(BIN)/python -m previewer.config_doc README.md
 
 build: $(STAMP)
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .

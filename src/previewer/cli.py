@@ -3,8 +3,8 @@
     previewer serve [--flags]     run the HTTP service
     previewer sign PATH...        print signed request paths
 
-Each flag of `serve` comes from `config.OPTIONS` and has a `PREVIEWER_*`
-variable; a flag wins over its variable. Nothing imports this module.
+Each command's flags are the settings config.py declares for it; each has a
+`PREVIEWER_*` variable, and a flag wins over its variable. Nothing imports this module.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 from previewer import __version__, imaging, signing
 from previewer.accesslog import AccessLog
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
-from previewer.config import OPTIONS, ConfigError, Settings, load
+from previewer.config import SERVE, ConfigError, Option, Settings, load, options_for
 from previewer.fetch import Fetcher, Resolver
 from previewer.server import HttpServer, build_app
 from previewer.service import PreviewService
@@ -37,6 +38,34 @@ log = logging.getLogger("previewer")
 SOURCES_DIR = "sources"  # under --cache-dir; preview shards are two-character names
 
 
+_COMMANDS = {
+    SERVE: (
+        "run the HTTP service",
+        "Run the HTTP service. Every flag also reads PREVIEWER_<FLAG> "
+        "from the environment; a flag wins over its variable.",
+    ),
+    "sign": (
+        "print signed request paths",
+        "Print the signed form of each request path or URL, e.g. "
+        "`previewer sign /fill/300/200/example.com/a.jpg`. Every flag also reads "
+        "PREVIEWER_<FLAG> from the environment; a flag wins over its variable.",
+    ),
+}
+
+
+def _add_settings(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
+    """One flag per setting, its help text, variable and default from config.py."""
+    for opt in options:
+        text = f"{opt.help.replace('`', '')} [{opt.env_var}] (default: {opt.default_text()})"
+        text = text.replace("%", "%%")  # argparse formats help with %
+        if opt.is_switch:
+            parser.add_argument(
+                f"--{opt.flag}", action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            parser.add_argument(f"--{opt.flag}", metavar="VALUE", default=None, help=text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="previewer",
@@ -44,33 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"previewer {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    serve = commands.add_parser(
-        "serve",
-        help="run the HTTP service",
-        description="Run the HTTP service. Every flag also reads PREVIEWER_<FLAG> "
-        "from the environment; a flag wins over its variable.",
-    )
-    for opt in OPTIONS:
-        text = f"{opt.help} [{opt.env_var}] (default: {opt.default_text()})"
-        if opt.is_switch:
-            serve.add_argument(
-                f"--{opt.flag}",
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=text,
-            )
-        else:
-            serve.add_argument(f"--{opt.flag}", metavar="VALUE", default=None, help=text)
-    sign = commands.add_parser(
-        "sign",
-        help="print signed request paths",
-        description="Print the signed form of each request path or URL, e.g. "
-        "`previewer sign /fill/300/200/example.com/a.jpg`. The key and salt come "
-        "from the flags or from PREVIEWER_SIGNING_KEY and PREVIEWER_SIGNING_SALT.",
-    )
-    for flag in ("signing-key", "signing-salt"):
-        sign.add_argument(f"--{flag}", metavar="HEX", default=None)
-    sign.add_argument("paths", metavar="PATH_OR_URL", nargs="+")
+    for command, (summary, description) in _COMMANDS.items():
+        sub = commands.add_parser(command, help=summary, description=description)
+        _add_settings(sub, options_for(command))
+        if command == "sign":
+            sub.add_argument("paths", metavar="PATH_OR_URL", nargs="+")
     return parser
 
 
@@ -81,27 +88,31 @@ class Invocation(NamedTuple):
 
 
 def parse_args(argv: Sequence[str], environ: dict[str, str]) -> Invocation:
+    """The command, and the settings it takes from `environ` and its flags."""
     args = _parser().parse_args(argv)
     overrides: dict[str, str] = {}
-    for opt in OPTIONS:
-        value = getattr(args, opt.flag.replace("-", "_"), None)
+    for opt in options_for(args.command):
+        value = getattr(args, opt.flag.replace("-", "_"))
         if value is not None:
             overrides[opt.flag] = ("true" if value else "false") if opt.is_switch else value
-    return Invocation(args.command, load(environ, overrides), getattr(args, "paths", []))
+    settings = load(environ, overrides, command=args.command)
+    return Invocation(args.command, settings, getattr(args, "paths", []))
 
 
 def sign_paths(paths: Sequence[str], key: bytes, salt: bytes) -> list[str]:
-    """Signed forms of `/fill/...` paths, or of URLs whose path starts with `/fill/`."""
+    """Signed forms of `/fill/...` paths, or of URLs whose path starts with `/fill/`.
+
+    The signed text is the path and query as they are sent (a fragment never is).
+    """
     signed = []
     for text in paths:
-        prefix, path = "", text
-        if "://" in text:
-            scheme, _, rest = text.partition("://")
-            authority, slash, path = rest.partition("/")
-            prefix, path = f"{scheme}://{authority}", slash + path
-        if not path.startswith("/fill/"):
+        parts = urlsplit(text)
+        if not parts.path.startswith("/fill/"):
             raise ConfigError(f"not a /fill/ path or URL: {text}")
-        signed.append(prefix + signing.signed_path(path, key, salt))
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        signed_target = signing.signed_path(target, key, salt)
+        path, _, query = signed_target.partition("?")
+        signed.append(urlunsplit(parts._replace(path=path, query=query)))
     return signed
 
 

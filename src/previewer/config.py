@@ -1,9 +1,13 @@
 """Typed settings; the only module that reads the environment.
 
-`load(environ, overrides)` builds `Settings` from `PREVIEWER_*` variables and
-from command-line values (which win). One table, `OPTIONS`, names every
-setting once: its flag, its variable, its parser and its help text, so the
-CLI, the environment and the docs cannot drift apart.
+Each setting is declared once, as a field of a section dataclass, through
+`setting()`: its type (the annotation), its default, its parser and its help
+text. The `--flag` table and `--help` of each command (cli.py), the
+`PREVIEWER_*` variables read by `load()` and the README's configuration table
+(`config_doc.py`) are all derived from those declarations.
+
+A section names the commands that take its settings (`COMMANDS`); a field may
+narrow or widen that with `commands=`. Adding a setting is adding one field.
 
 Imports nothing that touches the network, the disk or libvips.
 """
@@ -12,213 +16,293 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar, overload
+
+from previewer.config_values import (
+    choice,
+    hex_secret,
+    int_in,
+    non_empty,
+    parse_bool,
+    parse_bytes,
+    parse_header_names,
+    parse_host_patterns,
+    path,
+    positive_bytes,
+    seconds,
+)
 
 ENV_PREFIX = "PREVIEWER_"
+SERVE = "serve"
 
 GRAVITIES = ("attention", "centre")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConfigError(ValueError):
-    """A setting has a bad value; the message names the flag and the variable."""
+    """A setting has a bad value; the message names the flag or the variable."""
+
+
+# --- declaring a setting ---------------------------------------------------------
+
+_SPEC = "previewer.setting"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Spec:
+    parse: Callable[[str], Any]
+    help: str
+    flag: str | None
+    shown_default: str | None
+    switch: bool
+    commands: tuple[str, ...] | None
+
+
+@overload
+def setting(
+    default: T,
+    *,
+    parse: Callable[[str], T],
+    help: str,
+    flag: str | None = ...,
+    shown_default: str | None = ...,
+    switch: bool = ...,
+    commands: Iterable[str] | None = ...,
+) -> T: ...
+
+
+@overload
+def setting(
+    *,
+    default_factory: Callable[[], T],
+    parse: Callable[[str], T],
+    help: str,
+    flag: str | None = ...,
+    shown_default: str | None = ...,
+    switch: bool = ...,
+    commands: Iterable[str] | None = ...,
+) -> T: ...
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    default_factory: Any = MISSING,
+    parse: Callable[[str], Any],
+    help: str,
+    flag: str | None = None,
+    shown_default: str | None = None,
+    switch: bool = False,
+    commands: Iterable[str] | None = None,
+) -> Any:
+    """A dataclass field that is also a setting.
+
+    `parse` turns the text of a flag or variable into the value (raising
+    ValueError with a message for the user); `help` is the one description
+    shown by `--help` and the README (backticks mark literals). `flag`
+    defaults to the field name with dashes; the variable is `PREVIEWER_` and
+    the flag in capitals. `shown_default` replaces the printed default where
+    the value itself reads badly (`1GiB` for 1073741824). A `switch` is a
+    boolean flag (`--x` / `--no-x`). `commands` overrides the section's.
+    """
+    spec = _Spec(parse, help, flag, shown_default, switch, tuple(commands) if commands else None)
+    metadata = {_SPEC: spec}
+    if default_factory is not MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# --- the settings ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    log_level: str = "info"
-    access_log: bool = True  # off: only failed requests are logged
-    max_age: int = 31_536_000
-    request_timeout: float = 30.0
-    shutdown_timeout: float = 10.0
-    signing_key: bytes = b""  # empty: URL signing off
-    signing_salt: bytes = b""
+    """The HTTP front: address, logging, response headers, deadlines, signing."""
 
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
 
-@dataclass(frozen=True)
-class FetchConfig:
-    timeout: float = 10.0
-    max_redirects: int = 5
-    max_source_bytes: int = 50 * 1024 * 1024
-    drop_headers: frozenset[str] = frozenset()
-    allow_private_networks: bool = False
-    allowed_sources: tuple[str, ...] = ()  # host patterns; empty: any host the policy allows
-    dns_cache_ttl: int = 10  # seconds a checked DNS answer is reused; 0 disables
+    host: str = setting("127.0.0.1", parse=non_empty, help="address to listen on")
+    port: int = setting(8080, parse=int_in(0, 65535), help="TCP port (0 picks a free one)")
+    log_level: str = setting(
+        "info", parse=choice(*LOG_LEVELS), help="`debug`, `info`, `warning` or `error`"
+    )
+    access_log: bool = setting(
+        True,
+        parse=parse_bool,
+        help="one log line per request, on stderr; lines of successful requests are written "
+        "in batches, within a second (failures at once); `off` logs failed requests "
+        "(4xx, 5xx) only",
+    )
+    max_age: int = setting(31_536_000, parse=int_in(0), help="seconds in `Cache-Control: max-age`")
+    request_timeout: float = setting(
+        30.0, parse=seconds, help="seconds for a whole request: queue wait, fetch and render"
+    )
+    shutdown_timeout: float = setting(
+        10.0,
+        parse=seconds,
+        help="seconds requests in flight get to finish after SIGTERM or SIGINT",
+    )
+    signing_key: bytes = setting(
+        b"",
+        parse=hex_secret,
+        help="hex HMAC-SHA256 key; when set, requests must be signed (see docs/security.md)",
+        shown_default="none (signing off)",
+        commands=(SERVE, "sign"),
+    )
+    signing_salt: bytes = setting(
+        b"",
+        parse=hex_secret,
+        help="hex salt prepended to the signed path",
+        shown_default="none",
+        commands=(SERVE, "sign"),
+    )
 
 
 @dataclass(frozen=True)
 class CacheConfig:
-    dir: Path = Path(".previewer-cache")
-    size: int = 1024 * 1024 * 1024
-    max_items: int = 0
-    source_size: int = 256 * 1024 * 1024  # 0: no source cache
-    memory_size: int = 32 * 1024 * 1024  # hot previews kept in memory too; 0: none
+    """The disk cache of previews and of sources, and the in-memory hot set."""
+
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
+
+    dir: Path = setting(
+        Path(".previewer-cache"), parse=path, flag="cache-dir", help="directory of the disk cache"
+    )
+    size: int = setting(
+        1024**3,
+        parse=positive_bytes,
+        flag="cache-size",
+        help="byte bound of the cache; units `B`, `KB`, `MB`, `GB`, `TB` (powers of 1000) "
+        "and `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024)",
+        shown_default="1GiB",
+    )
+    max_items: int = setting(
+        0, parse=int_in(0), flag="cache-max-items", help="entry bound; 0 means none"
+    )
+    memory_size: int = setting(
+        32 * 1024**2,
+        parse=parse_bytes,
+        flag="memory-cache-size",
+        help="bytes of recent previews also kept in memory; 0 turns it off",
+        shown_default="32MiB",
+    )
+    source_size: int = setting(
+        256 * 1024**2,
+        parse=parse_bytes,
+        flag="source-cache-size",
+        help="byte bound of the cache of fetched sources (`<cache-dir>/sources`); 0 turns it off",
+        shown_default="256MiB",
+    )
 
 
 @dataclass(frozen=True)
 class ImagingConfig:
-    max_dimension: int = 4096
-    quality: int = 80
-    gravity: str = "attention"
-    max_source_pixels: int = 50_000_000
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    queue_size: int = 64
+    """What a render may produce and how many run at once."""
+
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
+
+    max_dimension: int = setting(
+        4096, parse=int_in(1, 16384), help="largest width or height a client may ask for"
+    )
+    quality: int = setting(80, parse=int_in(1, 100), help="JPEG quality")
+    gravity: str = setting(
+        "attention",
+        parse=choice(*GRAVITIES, aliases={"center": "centre"}),
+        help="crop gravity: `attention` (libvips's content-aware crop) or `centre` "
+        "(also spelt `center`)",
+    )
+    max_source_pixels: int = setting(
+        50_000_000,
+        parse=int_in(1),
+        help="largest source image, in pixels, checked from its header before decoding",
+    )
+    workers: int = setting(
+        default_factory=lambda: os.cpu_count() or 1,
+        parse=int_in(1, 256),
+        help="render threads",
+        shown_default="CPU count",
+    )
+    queue_size: int = setting(
+        64, parse=int_in(0), help="renders that may wait for a thread; beyond that, 503 at once"
+    )
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """Fetching sources: deadlines, limits, forwarded headers, allowed addresses."""
+
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
+
+    timeout: float = setting(
+        10.0,
+        parse=seconds,
+        flag="fetch-timeout",
+        help="seconds for a whole fetch: connect, redirects, headers and body",
+    )
+    max_redirects: int = setting(
+        5, parse=int_in(0, 50), help="redirects followed; each hop is re-checked"
+    )
+    max_source_bytes: int = setting(
+        50 * 1024**2,
+        parse=positive_bytes,
+        help="largest source body, checked against `Content-Length` and while streaming "
+        "(units as for `--cache-size`)",
+        shown_default="50MiB",
+    )
+    drop_headers: frozenset[str] = setting(
+        frozenset(),
+        parse=parse_header_names,
+        help="comma-separated request headers never forwarded to origins",
+        shown_default="none",
+    )
+    allow_private_networks: bool = setting(
+        False,
+        parse=parse_bool,
+        switch=True,
+        help="allow loopback and private source addresses (local use and tests only; "
+        "see docs/security.md)",
+    )
+    allowed_sources: tuple[str, ...] = setting(
+        (),
+        parse=parse_host_patterns,
+        help="comma-separated source hosts, `example.com` or `*.example.com`; empty: any",
+        shown_default="any",
+    )
+    dns_cache_ttl: int = setting(
+        10,
+        parse=int_in(0, 3600),
+        help="seconds a checked DNS answer is reused; 0 resolves every new connection",
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every section; the order here is the order of `--help` and the README table."""
+
     server: ServerConfig = field(default_factory=ServerConfig)
-    fetch: FetchConfig = field(default_factory=FetchConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     imaging: ImagingConfig = field(default_factory=ImagingConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
 
 
-# --- value parsers -----------------------------------------------------------
-
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
-
-
-def parse_bytes(text: str) -> int:
-    """`512MB` -> 512_000_000, `2GiB` -> 2_147_483_648, `1000` -> 1000."""
-    match = _SIZE_RE.match(text)
-    if not match or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"not a byte size: {text!r} (use e.g. 1000, 512MB or 2GiB)")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
-def parse_bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {text!r} (use 1/true/yes/on or 0/false/no/off)")
-
-
-def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        if not re.fullmatch(r"-?[0-9]+", text.strip()):
-            raise ValueError(f"not an integer: {text!r}")
-        value = int(text.strip())
-        if value < low or (high is not None and value > high):
-            bound = f"{low}..{high}" if high is not None else f">= {low}"
-            raise ValueError(f"{value} is out of range ({bound})")
-        return value
-
-    return parse
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise ValueError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def _choice(*choices: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value == "center":
-            value = "centre"
-        if value not in choices:
-            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
-        return value
-
-    return parse
-
-
-_TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-def parse_header_names(text: str) -> frozenset[str]:
-    """A comma-separated list of header names, lower-cased."""
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
-    for name in names:
-        if not _TOKEN_RE.match(name):
-            raise ValueError(f"not a header name: {name!r}")
-    return frozenset(names)
-
-
-def _non_empty(text: str) -> str:
-    if not text.strip():
-        raise ValueError("must not be empty")
-    return text.strip()
-
-
-def _hex_secret(text: str) -> bytes:
-    try:
-        value = bytes.fromhex(text.strip())
-    except ValueError:
-        raise ValueError("must be hex-encoded, e.g. the output of `openssl rand -hex 32`") from None
-    return value
-
-
-_HOST_PATTERN_RE = re.compile(
-    r"(\*\.)?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*"
-)
-
-
-def parse_host_patterns(text: str) -> tuple[str, ...]:
-    """`example.com,*.cdn.example.com`: exact hosts, or `*.` for any subdomain."""
-    patterns = [part.strip().lower().removesuffix(".") for part in text.split(",") if part.strip()]
-    for pattern in patterns:
-        if not _HOST_PATTERN_RE.fullmatch(pattern):
-            raise ValueError(f"not a host pattern: {pattern!r} (use example.com or *.example.com)")
-    return tuple(patterns)
-
-
-def _path(text: str) -> Path:
-    if not text.strip():
-        raise ValueError("must not be empty")
-    return Path(text)
-
-
-def _positive_bytes(text: str) -> int:
-    value = parse_bytes(text)
-    if value < 1:
-        raise ValueError("must be at least 1 byte")
-    return value
-
-
-# --- the option table --------------------------------------------------------
+# --- the derived option table ----------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: `--flag`, `PREVIEWER_FLAG`, and where it lands in Settings."""
+    """One setting as the outside sees it: `--flag`, `PREVIEWER_FLAG`, and its field."""
 
     flag: str
     section: str
     name: str
     parse: Callable[[str], Any]
     help: str
-    is_switch: bool = False
-    shown_default: str | None = None  # how --help shows the default, when not str(default)
+    is_switch: bool
+    shown_default: str | None
+    commands: tuple[str, ...]
 
     @property
     def env_var(self) -> str:
@@ -228,183 +312,80 @@ class Option:
         return getattr(getattr(Settings(), self.section), self.name)
 
     def default_text(self) -> str:
+        """The default as `--help` and the README print it."""
         if self.shown_default is not None:
             return self.shown_default
         value = self.default()
-        if isinstance(value, frozenset):
-            return ",".join(sorted(value)) or "none"
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, float):
+            return f"{value:g}"
         return str(value)
 
-
-OPTIONS: tuple[Option, ...] = (
-    Option("host", "server", "host", _non_empty, "address to listen on"),
-    Option("port", "server", "port", _int_in(0, 65535), "TCP port to listen on (0 picks one)"),
-    Option(
-        "log-level", "server", "log_level", _choice(*LOG_LEVELS), "debug, info, warning or error"
-    ),
-    Option(
-        "access-log",
-        "server",
-        "access_log",
-        parse_bool,
-        "log one line per request; off logs failed requests (4xx, 5xx) only",
-        shown_default="on",
-    ),
-    Option("max-age", "server", "max_age", _int_in(0), "seconds for Cache-Control: max-age"),
-    Option(
-        "request-timeout",
-        "server",
-        "request_timeout",
-        _seconds,
-        "deadline in seconds for a whole request: queue wait, fetch and render",
-    ),
-    Option(
-        "shutdown-timeout",
-        "server",
-        "shutdown_timeout",
-        _seconds,
-        "seconds to let requests in flight finish after SIGTERM",
-    ),
-    Option(
-        "signing-key",
-        "server",
-        "signing_key",
-        _hex_secret,
-        "hex HMAC key; when set, every request must carry a valid signature",
-        shown_default="none (signing off)",
-    ),
-    Option(
-        "signing-salt",
-        "server",
-        "signing_salt",
-        _hex_secret,
-        "hex salt prepended to the signed path",
-        shown_default="none",
-    ),
-    Option("cache-dir", "cache", "dir", _path, "directory of the disk cache"),
-    Option(
-        "cache-size",
-        "cache",
-        "size",
-        _positive_bytes,
-        "byte bound of the disk cache, e.g. 512MB or 2GiB",
-        shown_default="1GiB",
-    ),
-    Option("cache-max-items", "cache", "max_items", _int_in(0), "entry bound; 0 means none"),
-    Option(
-        "source-cache-size",
-        "cache",
-        "source_size",
-        parse_bytes,
-        "byte bound of the cache of fetched sources (in <cache-dir>/sources); 0 turns it off",
-        shown_default="256MiB",
-    ),
-    Option(
-        "memory-cache-size",
-        "cache",
-        "memory_size",
-        parse_bytes,
-        "bytes of the most recently used previews also kept in memory; 0 turns it off",
-        shown_default="32MiB",
-    ),
-    Option(
-        "max-dimension",
-        "imaging",
-        "max_dimension",
-        _int_in(1, 16384),
-        "largest width or height a client may ask for",
-    ),
-    Option("quality", "imaging", "quality", _int_in(1, 100), "JPEG quality of previews"),
-    Option(
-        "gravity", "imaging", "gravity", _choice(*GRAVITIES), "crop gravity: attention or centre"
-    ),
-    Option(
-        "max-source-pixels",
-        "imaging",
-        "max_source_pixels",
-        _int_in(1),
-        "largest source image, in pixels, checked before decoding",
-    ),
-    Option(
-        "workers",
-        "imaging",
-        "workers",
-        _int_in(1, 256),
-        "render threads",
-        shown_default="the CPU count",
-    ),
-    Option(
-        "queue-size",
-        "imaging",
-        "queue_size",
-        _int_in(0),
-        "renders that may wait for a thread before the service answers 503",
-    ),
-    Option("fetch-timeout", "fetch", "timeout", _seconds, "deadline in seconds for a whole fetch"),
-    Option("max-redirects", "fetch", "max_redirects", _int_in(0, 50), "redirects followed"),
-    Option(
-        "max-source-bytes",
-        "fetch",
-        "max_source_bytes",
-        _positive_bytes,
-        "largest source body in bytes (units as for --cache-size)",
-        shown_default="50MiB",
-    ),
-    Option(
-        "drop-headers",
-        "fetch",
-        "drop_headers",
-        parse_header_names,
-        "comma-separated request headers never forwarded to the origin",
-    ),
-    Option(
-        "allowed-sources",
-        "fetch",
-        "allowed_sources",
-        parse_host_patterns,
-        "comma-separated source hosts allowed (example.com, *.example.com); empty: any",
-        shown_default="any",
-    ),
-    Option(
-        "dns-cache-ttl",
-        "fetch",
-        "dns_cache_ttl",
-        _int_in(0, 3600),
-        "seconds a checked DNS answer is reused; 0 resolves every new connection",
-    ),
-    Option(
-        "allow-private-networks",
-        "fetch",
-        "allow_private_networks",
-        parse_bool,
-        "allow loopback and private source addresses (local use and tests only)",
-        is_switch=True,
-    ),
-)
+    def default_is_literal(self) -> bool:
+        """Whether `default_text()` is a value one could pass (`1GiB`), not prose (`any`)."""
+        try:
+            return bool(self.parse(self.default_text()) == self.default())
+        except ValueError:
+            return False
 
 
-def load(environ: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
+def _sections() -> list[tuple[str, type[Any]]]:
+    return [(f.name, f.default_factory) for f in dataclasses.fields(Settings)]  # type: ignore[misc]
+
+
+def _options() -> tuple[Option, ...]:
+    options = []
+    for section, cls in _sections():
+        for f in dataclasses.fields(cls):
+            spec: _Spec = f.metadata[_SPEC]
+            options.append(
+                Option(
+                    flag=spec.flag or f.name.replace("_", "-"),
+                    section=section,
+                    name=f.name,
+                    parse=spec.parse,
+                    help=spec.help,
+                    is_switch=spec.switch,
+                    shown_default=spec.shown_default,
+                    commands=spec.commands or cls.COMMANDS,
+                )
+            )
+    return tuple(options)
+
+
+OPTIONS: tuple[Option, ...] = _options()
+
+
+def options_for(command: str) -> tuple[Option, ...]:
+    """The settings `command` takes, in declaration order."""
+    return tuple(opt for opt in OPTIONS if command in opt.commands)
+
+
+def load(
+    environ: Mapping[str, str],
+    overrides: Mapping[str, str] | None = None,
+    command: str | None = None,
+) -> Settings:
     """Build Settings from `PREVIEWER_*` variables, then `overrides` (by flag name).
 
-    Raises ConfigError naming the flag and variable of the first bad value.
+    With `command`, only the settings that command takes are read (the rest
+    keep their defaults, so a bad variable of another command does not stop
+    it). Raises ConfigError naming the flag or variable of the first bad value.
     """
     overrides = overrides or {}
-    unknown = set(overrides) - {opt.flag for opt in OPTIONS}
+    options = OPTIONS if command is None else options_for(command)
+    unknown = set(overrides) - {opt.flag for opt in options}
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    sections: dict[str, dict[str, Any]] = {f.name: {} for f in dataclasses.fields(Settings)}
-    for opt in OPTIONS:
+    values: dict[str, dict[str, Any]] = {name: {} for name, _ in _sections()}
+    for opt in options:
         raw = overrides.get(opt.flag, environ.get(opt.env_var))
         if raw is None:
             continue
         where = f"--{opt.flag}" if opt.flag in overrides else opt.env_var
         try:
-            sections[opt.section][opt.name] = opt.parse(raw)
+            values[opt.section][opt.name] = opt.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    return Settings(
-        server=ServerConfig(**sections["server"]),
-        fetch=FetchConfig(**sections["fetch"]),
-        cache=CacheConfig(**sections["cache"]),
-        imaging=ImagingConfig(**sections["imaging"]),
-    )
+    return Settings(**{name: cls(**values[name]) for name, cls in _sections()})

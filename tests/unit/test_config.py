@@ -1,4 +1,4 @@
-"""previewer.config.load (from a plain dict, never os.environ) and previewer.cli arguments."""
+"""previewer.config.load (from a plain dict, never os.environ), the README table, cli arguments."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ from typing import Any
 
 import pytest
 
-from previewer import cli
-from previewer.config import (
-    OPTIONS,
-    ConfigError,
-    Settings,
-    load,
-    parse_bool,
-    parse_bytes,
-    parse_header_names,
-)
+from previewer import cli, config_doc
+from previewer.config import OPTIONS, ConfigError, Settings, load, options_for
+from previewer.config_values import choice, parse_bool, parse_bytes, parse_header_names
+
+README = Path(__file__).parents[2] / "README.md"
 
 # --- defaults ---------------------------------------------------------------------
 
@@ -466,3 +461,86 @@ def test_main_reports_a_bad_flag_and_returns_2(capsys: pytest.CaptureFixture[str
     assert "--port" in captured.err
     assert "nope" in captured.err
     assert captured.out == ""
+
+
+# --- one declaration per setting ----------------------------------------------------
+
+
+def test_readme_table_is_generated_from_the_declarations() -> None:
+    readme = README.read_text(encoding="utf-8")
+    assert config_doc.with_table(readme, config_doc.markdown_table()) == readme, (
+        "README.md's configuration table is out of date: run `make docs`"
+    )
+
+
+def test_readme_table_has_a_row_per_setting_with_its_default() -> None:
+    table = config_doc.markdown_table()
+    for opt in options_for("serve"):
+        (row,) = [line for line in table.splitlines() if line.startswith(f"| `--{opt.flag}`")]
+        assert f"`{opt.env_var}`" in row
+        assert opt.default_text() in row
+    assert "| `--cache-size` | `PREVIEWER_CACHE_SIZE` | `1GiB` |" in table
+    assert "| `--workers` | `PREVIEWER_WORKERS` | CPU count |" in table  # prose, not a value
+
+
+def test_make_docs_rewrites_only_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stale = tmp_path / "README.md"
+    stale.write_text(
+        f"# title\n\n{config_doc.BEGIN}\n| old | table |\n{config_doc.END}\n\n## after\n",
+        encoding="utf-8",
+    )
+    assert config_doc.main([str(stale)]) == 0
+    text = stale.read_text(encoding="utf-8")
+    assert text.startswith(f"# title\n\n{config_doc.BEGIN}\n| flag |")
+    assert text.endswith(f"{config_doc.END}\n\n## after\n")
+    assert "| old |" not in text
+    assert "updated" in capsys.readouterr().out
+    assert config_doc.main([str(stale)]) == 0  # a second run changes nothing
+    assert capsys.readouterr().out == ""
+
+
+def test_a_readme_without_markers_is_refused() -> None:
+    with pytest.raises(ValueError, match="markers"):
+        config_doc.with_table("# no table here\n", config_doc.markdown_table())
+
+
+def test_only_gravity_takes_the_center_spelling() -> None:
+    assert load({"PREVIEWER_GRAVITY": "center"}).imaging.gravity == "centre"
+    with pytest.raises(ValueError, match="not one of"):
+        choice("centre", "other")("center")
+    assert choice("centre", aliases={"center": "centre"})("Center") == "centre"
+
+
+def test_each_command_takes_its_own_settings() -> None:
+    assert {opt.flag for opt in options_for("sign")} == {"signing-key", "signing-salt"}
+    assert options_for("serve") == OPTIONS
+    assert options_for("no-such-command") == ()
+
+
+def test_a_command_reads_only_the_variables_of_its_settings() -> None:
+    environ = {"PREVIEWER_PORT": "not a port", "PREVIEWER_SIGNING_KEY": "00ff"}
+    settings = load(environ, command="sign")
+    assert settings.server.signing_key == b"\x00\xff"
+    assert settings.server.port == Settings().server.port
+    with pytest.raises(ConfigError, match="PREVIEWER_PORT"):
+        load(environ, command="serve")
+    with pytest.raises(ConfigError, match="port"):
+        load({}, {"port": "1"}, command="sign")
+
+
+def test_sign_takes_no_serve_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.parse_args(["sign", "--port", "1", "/fill/1/1/a/b"], {})
+    assert info.value.code == 2
+    assert "--port" in capsys.readouterr().err
+
+
+def test_defaults_are_printed_as_values_or_prose() -> None:
+    by_flag = {opt.flag: opt for opt in OPTIONS}
+    assert by_flag["request-timeout"].default_text() == "30"
+    assert by_flag["access-log"].default_text() == "on"
+    assert by_flag["cache-size"].default_is_literal()
+    assert not by_flag["signing-key"].default_is_literal()
+    assert not by_flag["allowed-sources"].default_is_literal()  # "any" would be a host

@@ -67,9 +67,20 @@ def test_sign_paths_handles_paths_and_urls() -> None:
     assert url == "https://previews.example:8443" + path
 
 
-def test_sign_paths_refuses_other_paths() -> None:
-    with pytest.raises(ConfigError):
-        cli.sign_paths(["/health"], KEY, SALT)
+def test_a_signed_url_verifies_and_keeps_its_fragment_unsigned() -> None:
+    (url,) = cli.sign_paths(["http://[::1]:8080" + PATH + "#top"], KEY, SALT)
+    assert url.startswith("http://[::1]:8080/")
+    assert url.endswith("#top")
+    sent = url.removeprefix("http://[::1]:8080").removesuffix("#top")  # what a client sends
+    assert signing.verify(sent, KEY, SALT) == PATH
+
+
+@pytest.mark.parametrize(
+    "text", ["/health", "https://previews.example/health", "https://previews.example", "fill/1/1/a"]
+)
+def test_sign_paths_refuses_other_paths(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a /fill/ path"):
+        cli.sign_paths([text], KEY, SALT)
 
 
 def test_sign_command_prints_signed_paths(capsys: pytest.CaptureFixture[str]) -> None:
