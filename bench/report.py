@@ -1,202 +1,33 @@
-"""docs/benchmarks.md and docs/benchmarks.png from one run's data.
+"""docs/benchmarks.md from one run's data: the Markdown text around the tables.
 
-`write(data, docs)` renders what `run.py` gathered (a plain dict, also saved
-as bench/.work/results.json): medians with min-max spreads per peer, path
-and concurrency; the in-process limit; the ratios the issue sets targets for;
-quality, start-up and the profile. `ratio_rows` is also printed by run.py.
-Standard library plus matplotlib (Agg) for the chart.
+`write(data, docs)` renders what `run.py` gathered: the targets table
+(figures.py), medians with min-max spreads per peer, path and concurrency; the
+in-process limit; quality, start-up and the profile; then the chart (chart.py).
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import chart
 import corpus
 import srcset
+from figures import (
+    Data,
+    cores,
+    inprocess_median,
+    label,
+    median,
+    outcomes,
+    rows,
+    spread,
+)
 from peers import PEERS
-
-Data = dict[str, Any]
 
 # An earlier run's figures and hit-path profile, kept for the before/after section.
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
-
-
-@dataclass(frozen=True)
-class Row:
-    """The repetitions of one peer on one path at one concurrency, summarised."""
-
-    peer: str
-    path: str
-    concurrency: int
-    reps: int
-    rps: list[float]
-    p50: list[float]
-    p99: list[float]
-    errors: int
-    rss: list[float]
-    cpu_ms: list[float]
-    other_cpu: list[float]
-
-    @property
-    def label(self) -> str:
-        return label(self.peer)
-
-
-def label(peer: str) -> str:
-    """How a peer is named in the tables."""
-    if peer in PEERS:
-        return PEERS[peer].label
-    return {"pillow": "Pillow draft + fit (in process)"}.get(peer, peer)
-
-
-def _spread(values: list[float], digits: int = 1) -> str:
-    if not values:
-        return "-"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return f"{med:,.{digits}f}"
-    return f"{med:,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
-
-
-def rows(results: Iterable[dict[str, Any]]) -> list[Row]:
-    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
-    for r in results:
-        grouped[(r["path"], r["peer"], r["concurrency"])].append(r)
-    out = []
-    for (path, peer, conc), runs in grouped.items():
-        out.append(
-            Row(
-                peer=peer,
-                path=path,
-                concurrency=conc,
-                reps=len(runs),
-                rps=[r["rps"] for r in runs],
-                p50=[r["p50_ms"] for r in runs],
-                p99=[r["p99_ms"] for r in runs],
-                errors=sum(r["errors"] for r in runs),
-                rss=[r["peak_rss_mb"] for r in runs],
-                cpu_ms=[r["cpu_ms_per_request"] for r in runs],
-                other_cpu=[r["other_cpu_pct"] for r in runs],
-            )
-        )
-    order = {name: i for i, name in enumerate(PEERS)}
-    out.sort(key=lambda r: (r.path != "miss", order.get(r.peer, 99), r.concurrency))
-    return out
-
-
-def _median(data: Data, path: str, peer: str, conc: int, field: str = "rps") -> float | None:
-    values = [
-        r[field]
-        for r in data["results"]
-        if r["path"] == path and r["peer"] == peer and r["concurrency"] == conc
-    ]
-    return statistics.median(values) if values else None
-
-
-def inprocess_median(data: Data, key: str) -> float | None:
-    values = [rep["previews_per_second"][key] for rep in data["inprocess"]]
-    return statistics.median(values) if values else None
-
-
-def _nthreads(data: Data) -> int:
-    return int(data["machine"]["cores"])
-
-
-def ratio_rows(data: Data) -> list[tuple[str, str, str, str]]:
-    """(what, measured, target, met) for each ratio the issue names."""
-    out: list[tuple[str, str, str, str]] = []
-    n = _nthreads(data)
-
-    def ratio(what: str, num: float | None, den: float | None, target: float, pct: bool) -> None:
-        if not num or not den:
-            out.append((what, "n/a", _fmt(target, pct), "-"))
-            return
-        value = num / den
-        out.append((what, _fmt(value, pct), _fmt(target, pct), "yes" if value >= target else "no"))
-
-    for conc in data["config"]["concurrency"]:
-        for gravity in ("centre", "attention"):
-            mine = _median(data, "miss", f"previewer-{gravity}", conc)
-            ratio(
-                f"miss c={conc}: previewer ({gravity}) / thumbor",
-                mine,
-                _median(data, "miss", "thumbor", conc),
-                2.3,
-                False,
-            )
-        mine = _median(data, "miss", "previewer-centre", conc)
-        limit = inprocess_median(data, f"previewer-{n}t")
-        ratio(
-            f"miss c={conc}: previewer (centre) / in-process previewer.imaging, {n} threads",
-            mine,
-            limit,
-            0.9,
-            True,
-        )
-        raw = inprocess_median(data, f"pyvips-{n}t")
-        ratio(
-            f"miss c={conc}: previewer (centre) / in-process pyvips, {n} threads",
-            mine,
-            raw,
-            0.9,
-            True,
-        )
-    top = max(data["config"]["concurrency"])
-    for name, label in (
-        ("previewer-attention", "previewer"),
-        ("previewer-quiet", "previewer, access log off"),
-    ):
-        for conc in data["config"]["concurrency"]:
-            mine = _median(data, "hit", name, conc)
-            ratio(
-                f"hit c={conc}: {label} / thumbor + result storage",
-                mine,
-                _median(data, "hit", "thumbor-rs", conc),
-                5.0,
-                False,
-            )
-            ratio(
-                f"hit c={conc}: {label} / nginx static",
-                mine,
-                _median(data, "hit", "static", conc),
-                0.15,
-                True,
-            )
-        p99 = _median(data, "hit", name, top, "p99_ms")
-        if p99 is not None:
-            met = "yes" if p99 <= 5 else "no"
-            out.append((f"hit c={top}: {label} p99", f"{p99:.2f} ms", "≤ 5 ms", met))
-    mine_rss = _median(data, "miss", "previewer-centre", top, "peak_rss_mb")
-    thumbor_rss = _median(data, "miss", "thumbor", top, "peak_rss_mb")
-    if mine_rss is not None:
-        limit_text = f"≤ thumbor ({thumbor_rss:.0f} MB)" if thumbor_rss else "≤ thumbor (n/a)"
-        met = "yes" if thumbor_rss and mine_rss <= thumbor_rss else ("no" if thumbor_rss else "-")
-        out.append(
-            (f"miss c={top}: previewer (centre) peak RSS", f"{mine_rss:.0f} MB", limit_text, met)
-        )
-    startup = data.get("startup") or {}
-    for kind in ("warm", "cold"):
-        seconds = startup.get(f"{kind}_median")
-        if seconds is not None:
-            out.append(
-                (
-                    f"start-up to serving over {startup['entries']:,} entries, page cache {kind}",
-                    f"{seconds:.2f} s",
-                    "< 3 s",
-                    "yes" if seconds < 3 else "no",
-                )
-            )
-    return out
-
-
-def _fmt(value: float, pct: bool) -> str:
-    return f"{value * 100:.0f}%" if pct else f"{value:.2f}x"
 
 
 def _table(header: list[str], body: list[list[str]]) -> str:
@@ -213,12 +44,12 @@ def _results_table(data: Data) -> str:
                 r.path,
                 r.label,
                 str(r.concurrency),
-                _spread(r.rps),
-                _spread(r.p50, 2),
-                _spread(r.p99, 2),
+                spread(r.rps),
+                spread(r.p50, 2),
+                spread(r.p99, 2),
                 str(r.errors),
-                _spread(r.rss, 0),
-                _spread(r.cpu_ms, 2),
+                spread(r.rss, 0),
+                spread(r.cpu_ms, 2),
                 f"{max(r.other_cpu):.1f}",
             ]
         )
@@ -233,7 +64,7 @@ def _inprocess_table(data: Data) -> str:
     for key in keys:
         engine, threads = key.rsplit("-", 1)
         values = [rep["previews_per_second"][key] for rep in data["inprocess"]]
-        body.append([engine, threads.removesuffix("t"), _spread(values)])
+        body.append([engine, threads.removesuffix("t"), spread(values)])
     return _table(["engine", "threads", "previews/s"], body)
 
 
@@ -300,19 +131,20 @@ def _disturbed_text(data: Data) -> str:
     return f"{text}; every kept measurement is under the bound."
 
 
-def _stage_problem(stage: dict[str, Any] | None) -> str | None:
-    """What to print instead of an optional stage's figures, if it has none."""
+def _stage(data: Data, name: str) -> dict[str, Any] | str:
+    """An optional stage's figures, or what to print instead if it has none."""
+    stage: dict[str, Any] | None = data.get(name)
     if not stage:
         return "Not measured in this run."
     if "error" in stage:
         return f"Failed: {stage['error']}"
-    return None
+    return stage
 
 
 def _startup_text(data: Data) -> str:
-    s = data.get("startup")
-    if problem := _stage_problem(s):
-        return problem
+    s = _stage(data, "startup")
+    if isinstance(s, str):
+        return s
     text = (
         f"`previewer serve` over a cache of {s['entries']:,} entries, from exec until "
         f"`/health` answers 200, that is serving, hits included (the index loads in the "
@@ -340,7 +172,7 @@ def _startup_text(data: Data) -> str:
 
 def _engine_text(data: Data) -> str:
     """The engine decision (libvips or Pillow for JPEG sources), from this run's figures."""
-    n = _nthreads(data)
+    n = cores(data)
     mine = inprocess_median(data, f"previewer-{n}t")
     pillow = inprocess_median(data, f"pillow-{n}t")
     if not mine or not pillow:
@@ -372,9 +204,9 @@ def _engine_text(data: Data) -> str:
 
 
 def _srcset_text(data: Data) -> str:
-    s = data.get("srcset")
-    if problem := _stage_problem(s):
-        return problem
+    s = _stage(data, "srcset")
+    if isinstance(s, str):
+        return s
     return (
         f"{len(s['sizes'])} sizes ({', '.join(s['sizes'])}) of each of the {s['photos']} "
         f"corpus photos ({s['bytes'] / 1e6:.1f} MB in all), requested one at a time, every "
@@ -396,12 +228,12 @@ def _baseline_text(data: Data) -> list[str]:
     body = []
     for key, before in base["results"].items():
         path, peer, conc = key.split("/")
-        now_rps = _median(data, path, peer, int(conc))
-        now_p99 = _median(data, path, peer, int(conc), "p99_ms")
+        now_rps = median(data, path, peer, int(conc))
+        now_p99 = median(data, path, peer, int(conc), "p99_ms")
         if now_rps is None or now_p99 is None:
             continue
         then_t = thumbor_before.get(f"{path}/{conc}")
-        now_t = _median(data, path, thumbor_now[path], int(conc))
+        now_t = median(data, path, thumbor_now[path], int(conc))
         body.append(
             [
                 f"{path} c={conc}: {label(peer)}",
@@ -413,7 +245,7 @@ def _baseline_text(data: Data) -> list[str]:
                 f"{now_p99:,.2f}",
             ]
         )
-    n = _nthreads(data)
+    n = cores(data)
     pace = ""
     then_v = base.get("yardsticks", {}).get("inprocess", {}).get(f"pyvips-{n}t")
     now_v = inprocess_median(data, f"pyvips-{n}t")
@@ -488,9 +320,12 @@ def markdown(data: Data) -> str:
         "",
         "![req/s and p99 per peer and path](benchmarks.png)",
         "",
-        "## Targets (issue 4)",
+        "## Targets",
         "",
-        _table(["ratio", "measured", "target", "met"], [list(r) for r in ratio_rows(data)]),
+        _table(
+            ["figure", "measured", "target", "met"],
+            [[o.what, o.measured, o.target, o.met] for o in outcomes(data)],
+        ),
         "",
         "Ratios are of medians over the repetitions.",
     ]
@@ -634,78 +469,9 @@ def _profile_sections(data: Data) -> list[str]:
     return parts
 
 
-def chart(data: Data, out: Path) -> None:
-    """Req/s and p99 per peer and path, bars at each concurrency with min-max whiskers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib import ticker
-
-    summary = rows(data["results"])
-    concs = data["config"]["concurrency"]
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
-    for row_index, path in enumerate(("miss", "hit")):
-        peers = list(dict.fromkeys(r.label for r in summary if r.path == path))
-        if path == "miss":
-            n = data["machine"]["cores"]
-            peers_rps = [*peers, f"in-process pyvips ({n} thr)"]
-        else:
-            peers_rps = peers
-        for col, (metric, unit) in enumerate((("rps", "req/s"), ("p99", "p99 latency, ms"))):
-            ax = axes[row_index][col]
-            names = peers_rps if metric == "rps" else peers
-            width = 0.8 / len(concs)
-            for ci, conc in enumerate(concs):
-                meds, lows, highs = [], [], []
-                for name in names:
-                    values = _chart_values(data, summary, path, name, conc, metric)
-                    med = statistics.median(values) if values else 0.0
-                    meds.append(med)
-                    lows.append(med - min(values) if values else 0.0)
-                    highs.append(max(values) - med if values else 0.0)
-                xs = [i + (ci - (len(concs) - 1) / 2) * width for i in range(len(names))]
-                ax.bar(xs, meds, width, yerr=[lows, highs], capsize=3, label=f"c={conc}")
-                for x, med in zip(xs, meds, strict=True):
-                    ax.annotate(
-                        f"{med:,.0f}" if med >= 100 else f"{med:.1f}",
-                        (x, med),
-                        ha="center",
-                        va="bottom",
-                        fontsize=7,
-                    )
-            ax.set_xticks(range(len(names)))
-            ax.set_xticklabels(names, rotation=15, ha="right", fontsize=8)
-            ax.set_title(f"{path} path: {unit}")
-            if path == "hit":
-                ax.set_yscale("log")
-                plain = ticker.FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}")
-                ax.yaxis.set_major_formatter(plain)
-                ax.yaxis.set_minor_formatter(ticker.NullFormatter())
-            ax.legend(fontsize=8)
-            ax.grid(axis="y", alpha=0.3)
-    cores, reps = data["machine"]["cores"], data["config"]["reps"]
-    fig.suptitle(f"300x200 fill, {cores} cores, medians of {reps} runs (whiskers: min-max)")
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-
-
-def _chart_values(
-    data: Data, summary: list[Row], path: str, name: str, conc: int, metric: str
-) -> list[float]:
-    if name.startswith("in-process"):
-        key = f"pyvips-{data['machine']['cores']}t"
-        return [rep["previews_per_second"][key] for rep in data["inprocess"]]
-    for r in summary:
-        if r.path == path and r.label == name and r.concurrency == conc:
-            return r.rps if metric == "rps" else r.p99
-    return []
-
-
 def write(data: Data, docs: Path) -> tuple[Path, Path]:
     docs.mkdir(parents=True, exist_ok=True)
     md, png = docs / "benchmarks.md", docs / "benchmarks.png"
     md.write_text(markdown(data))
-    chart(data, png)
+    chart.draw(data, png)
     return md, png
