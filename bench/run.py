@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import corpus
+import figures
 import hotspots
 import peers
 import report
@@ -234,8 +236,8 @@ def load_stage(
                         row = steady(
                             cfg,
                             what,
-                            lambda peer=peer, path=path, conc=conc, rep=rep: one_run(
-                                cfg, peer, path, conc, rep, files, origin, origin_port
+                            functools.partial(
+                                one_run, cfg, peer, path, conc, rep, files, origin, origin_port
                             ),
                         )
                     except Exception as exc:  # one broken run must not lose the others
@@ -305,8 +307,8 @@ def experiment_stage(
             row = steady(
                 cfg,
                 f"variant {variant}",
-                lambda start=start: one_run(
-                    cfg, peer, "miss", conc, 0, files, origin, origin_port, start=start
+                functools.partial(
+                    one_run, cfg, peer, "miss", conc, 0, files, origin, origin_port, start=start
                 ),
             )
         except Exception as exc:
@@ -328,8 +330,8 @@ def _stop(signum: int, frame: object) -> None:
 def write_report(data: dict[str, Any], docs: Path) -> None:
     md, png = report.write(data, docs)
     print()
-    for what, measured, target, met in report.ratio_rows(data):
-        print(f"{what:75} {measured:>10}  target {target:>14}  met: {met}")
+    for o in figures.outcomes(data):
+        print(f"{o.what:75} {o.measured:>10}  target {o.target:>14}  met: {o.met}")
     log(f"wrote {md}, {png} and {WORK / 'results.json'}")
 
 
