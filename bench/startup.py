@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyvips
 
-from previewer.storage import Storage, key_digest
+from previewer.storage import Entry, Storage, key_digest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -41,8 +41,9 @@ def fill(root: Path, entries: int) -> float:
     started = time.monotonic()
     body = pyvips.Image.black(64, 64).draw_circle([200, 120, 40], 32, 32, 20).jpegsave_buffer()
     storage = Storage(root)
+    entry = Entry.of(body, "image/jpeg")
     for i in range(entries):
-        storage.write(key_digest(str(i)), body, "image/jpeg")
+        storage.write(key_digest(str(i)), entry)
     marker.write_text("")  # not a digest name, two levels up: scan never sees it
     return time.monotonic() - started
 
