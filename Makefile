@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -49,7 +49,7 @@ clean:
 # Full benchmark against thumbor and nginx (20-40 minutes; not part of CI):
 # installs its peers, writes docs/benchmarks.md and docs/benchmarks.png.
 bench: $(STAMP)
-	VENV=$(VENV) PYTHON=$(PYTHON) bash bench/setup.sh
+	PYTHON=$(PYTHON) bash bench/setup.sh
 	$(BIN)/python bench/run.py
 
 # A few seconds: previewer and a loopback origin through the bench harness.

@@ -18,6 +18,7 @@ from typing import Any
 
 import hotspots
 import peers
+import psutil
 
 
 def snapshot_previewer(run: Path) -> str:
@@ -65,16 +66,11 @@ def machine() -> dict[str, Any]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    mem_kib = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal:")
-    )
     debian = Path("/etc/debian_version")
     return {
         "cores": os.cpu_count() or 1,
         "cpu": cpu,
-        "memory_gib": mem_kib / 2**20,
+        "memory_gib": psutil.virtual_memory().total / 2**30,
         "kernel": platform.release(),
         "os": f"Debian {debian.read_text().strip()}" if debian.exists() else platform.platform(),
     }

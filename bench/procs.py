@@ -1,9 +1,9 @@
 """Processes for the benchmark: start and stop servers, and measure their trees.
 
-Standard library only (Linux /proc). A server under test is a set of root
-processes (nginx master, thumbor processes, previewer) and all their
-descendants; its memory is the sum of VmRSS over that tree, sampled every
-100 ms, and its CPU time the sum of utime + stime from /proc/<pid>/stat.
+A server under test is a set of root processes (nginx master, thumbor
+processes, previewer) and all their descendants, found with psutil; its
+memory is the sum of resident set sizes over that tree, sampled every 100 ms,
+and its CPU time the sum of user + system time.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_TICKS = os.sysconf("SC_CLK_TCK")
+import psutil
 
 
 def free_port() -> int:
@@ -36,64 +35,54 @@ def free_port() -> int:
         return port
 
 
-def _parents() -> dict[int, int]:
-    """pid -> parent pid for every process visible in /proc."""
-    found: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = Path(entry.path, "stat").read_text()
-            # the command name may hold spaces and parentheses: split after the last ")"
-            found[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+def _processes(pids: Iterable[int]) -> list[psutil.Process]:
+    """The processes of `pids` that still exist."""
+    found = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found.append(psutil.Process(pid))
     return found
 
 
 def tree(roots: Iterable[int]) -> set[int]:
     """The root pids and all their living descendants."""
-    parents = _parents()
-    members = {pid for pid in roots if pid in parents}
-    grew = True
-    while grew:
-        children = {pid for pid, ppid in parents.items() if ppid in members} - members
-        members |= children
-        grew = bool(children)
+    members: set[int] = set()
+    for root in _processes(roots):
+        with contextlib.suppress(psutil.Error):
+            members |= {root.pid, *(child.pid for child in root.children(recursive=True))}
     return members
 
 
 def rss_bytes(pids: Iterable[int]) -> int:
     total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-                    break
+    for proc in _processes(pids):
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
     return total
 
 
 def cpu_seconds(pids: Iterable[int]) -> float:
-    """utime + stime of the processes, in seconds."""
-    ticks = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / _TICKS
+    """user + system CPU time of the processes, in seconds."""
+    total = 0.0
+    for proc in _processes(pids):
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def machine_busy_seconds() -> float:
     """CPU seconds spent by all cores outside idle and iowait since boot."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / _TICKS
+    times = psutil.cpu_times()
+    # guest time is already inside user and nice, as in /proc/stat
+    busy = ("user", "nice", "system", "irq", "softirq", "steal")
+    return sum(getattr(times, name, 0.0) for name in busy)
 
 
 def _own_cpu() -> float:
     """CPU seconds of this process and of the children it has waited for."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    times = psutil.Process().cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 @dataclass
@@ -220,7 +209,7 @@ def wait_ready(
     while time.monotonic() - started < within:
         for proc in procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited with {proc.returncode}: {_tail(log)}")
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}: {_tail(log)}")
         with contextlib.suppress(OSError):
             status, _, _ = get(url, timeout=2)
             if status == 200:

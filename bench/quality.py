@@ -22,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pyvips
 
 WIDTH, HEIGHT = 300, 200
 CENTRE_PEERS = ("thumbor", "image_filter", "previewer-centre", "pillow")
 
 
-def _luma(image: Any) -> np.ndarray:
+Plane = npt.NDArray[np.float64]  # one image plane, one float per pixel
+
+
+def _luma(image: Any) -> Plane:
     if image.hasalpha():
         image = image.flatten()
     grey = image.colourspace("b-w").cast("uchar")
@@ -38,22 +42,24 @@ def _luma(image: Any) -> np.ndarray:
     return data.reshape(grey.height, grey.width).astype(np.float64)
 
 
-def _gaussian(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+def _gaussian(size: int = 11, sigma: float = 1.5) -> Plane:
     x = np.arange(size) - (size - 1) / 2
-    kernel = np.exp(-(x**2) / (2 * sigma**2))
-    return kernel / kernel.sum()
+    kernel: Plane = np.exp(-(x**2) / (2 * sigma**2))
+    normalised: Plane = kernel / kernel.sum()
+    return normalised
 
 
 _KERNEL = _gaussian()
 
 
-def _blur(image: np.ndarray) -> np.ndarray:
+def _blur(image: Plane) -> Plane:
     """Separable Gaussian filter, 'valid' region only."""
     rows = np.lib.stride_tricks.sliding_window_view(image, _KERNEL.size, axis=1) @ _KERNEL
-    return np.lib.stride_tricks.sliding_window_view(rows, _KERNEL.size, axis=0) @ _KERNEL
+    blurred: Plane = np.lib.stride_tricks.sliding_window_view(rows, _KERNEL.size, axis=0) @ _KERNEL
+    return blurred
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
+def ssim(a: Plane, b: Plane) -> float:
     """Mean structural similarity of two greyscale images of one size (0..255)."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_a, mu_b = _blur(a), _blur(b)
@@ -65,7 +71,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(num / den))
 
 
-def covered_reference(body: bytes) -> np.ndarray:
+def covered_reference(body: bytes) -> Plane:
     """Luma of the full-size decode resized (lanczos3) to cover the target, uncropped."""
     full = pyvips.Image.new_from_buffer(body, "")  # no shrink-on-load: every pixel decoded
     scale = max(WIDTH / full.width, HEIGHT / full.height)
@@ -75,7 +81,7 @@ def covered_reference(body: bytes) -> np.ndarray:
     return _luma(resized)
 
 
-def best_ssim(reference: np.ndarray, preview: np.ndarray) -> float:
+def best_ssim(reference: Plane, preview: Plane) -> float:
     """SSIM against the centre crop of `reference`, best over one-pixel shifts."""
     height, width = reference.shape
     left, top = (width - WIDTH) // 2, (height - HEIGHT) // 2
@@ -109,7 +115,7 @@ def main() -> None:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("outputs", type=Path)
     args = parser.parse_args()
-    references: dict[str, np.ndarray] = {}
+    references: dict[str, Plane] = {}
     report: dict[str, dict[str, Any]] = {}
     for peer_dir in sorted(p for p in args.outputs.iterdir() if p.is_dir()):
         problems: dict[str, str] = {}

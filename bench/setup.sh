@@ -6,15 +6,14 @@
 #     wallpaper packages whose real photographs make the corpus;
 #   - thumbor in its own venv, bench/.work/thumbor-venv (its pinned Pillow and
 #     tornado must not meet previewer's dependencies);
-#   - matplotlib (the chart), numpy (SSIM) and py-spy (the profile) into the
-#     project's .venv.
+#   - (matplotlib, numpy, psutil and py-spy come with the project's .venv,
+#     from pyproject.toml's `bench` extra.)
 #
 # Each step is skipped when its result is already there.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$here/.work"
-venv="${VENV:-$here/../.venv}"
 python="${PYTHON:-python3}"
 thumbor_version="${THUMBOR_VERSION:-7.8.0}"
 mkdir -p "$work"
@@ -64,13 +63,4 @@ if ! "$thumbor_venv/bin/thumbor" --help >/dev/null 2>&1 \
   fi
 fi
 
-if ! "$venv/bin/python" -c "import matplotlib, numpy" >/dev/null 2>&1 \
-  || ! [ -x "$venv/bin/py-spy" ]; then
-  echo "bench setup: installing matplotlib, numpy and py-spy into $venv"
-  if ! "$venv/bin/pip" install --quiet matplotlib numpy py-spy >"$work/venv-install.log" 2>&1; then
-    echo "bench setup: pip failed; see $work/venv-install.log" >&2
-    tail -5 "$work/venv-install.log" >&2
-    exit 1
-  fi
-fi
 echo "bench setup: ready"

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -51,6 +52,7 @@ class Stats:
 
 
 def _proc_status(pid: int, key: str) -> int:
+    """A kB figure of /proc/<pid>/status (VmHWM, the peak RSS, which psutil lacks)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1])  # kB
@@ -58,7 +60,7 @@ def _proc_status(pid: int, key: str) -> int:
 
 
 def _fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return psutil.Process(pid).num_fds()
 
 
 async def _start_origin() -> Origin:
@@ -150,7 +152,7 @@ async def _sampler(
         stats.samples.append(
             {
                 "t": time.monotonic() - started,
-                "rss_mb": _proc_status(pid, "VmRSS") / 1024,
+                "rss_mb": psutil.Process(pid).memory_info().rss / 2**20,
                 "fds": _fds(pid),
                 "cache_bytes": health["cache"]["bytes"],
                 "cache_max": health["cache"]["max_bytes"],

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import peers
-from procs import free_port, get
+from procs import Server, free_port, get
 
 SIZES = ((320, 213), (640, 427), (960, 640), (1280, 853))
 ORIGINS = (("loopback", ""), ("20 Mbit/s", "limit_rate 2500k;"))
@@ -45,7 +45,7 @@ class Result:
     origin_requests: int
 
 
-def _origin(prefix: Path, root: Path, throttle: str) -> tuple[peers.Server, Path]:
+def _origin(prefix: Path, root: Path, throttle: str) -> tuple[Server, Path]:
     access = prefix / "access.log"
     body = f"location / {{ root {root}; access_log {access}; {throttle} }}"
     return peers.nginx(prefix, free_port(), body), access
