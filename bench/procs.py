@@ -224,10 +224,23 @@ def _tail(log: Path, lines: int = 15) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def python_json(argv: list[str], timeout: float, python: str = sys.executable) -> dict[str, Any]:
-    """Run a bench script (with this Python by default) and parse the JSON it prints last."""
+def python_json(
+    argv: list[str],
+    timeout: float,
+    python: str = sys.executable,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a bench script (with this Python by default) and parse the JSON it prints last.
+
+    `env` is added to this process's environment for the script.
+    """
     done = subprocess.run(
-        [python, *argv], capture_output=True, text=True, timeout=timeout, check=False
+        [python, *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **env} if env else None,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()[-800:]}")

@@ -1,19 +1,22 @@
 """Cost of one fill render by crop gravity, in process (no HTTP).
 
-    .venv/bin/python bench/render_cost.py [--repeat N]
+    .venv/bin/python bench/render_cost.py [--repeat N] [--json]
 
 Renders photo-like JPEGs made here (no files needed) with previewer's own
 imaging pipeline, for each gravity, and prints the median milliseconds per
-render on one thread.
+render on one thread: a Markdown table, or with --json one JSON object.
+Run by `make bench` (bench/run.py's render stage).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -25,28 +28,42 @@ SOURCES = [(1024, 504), (2000, 1333), (4000, 3000)]
 TARGETS = [(300, 200), (1024, 252), (200, 700)]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=15)
-    args = parser.parse_args()
+def measure(repeat: int) -> dict[str, Any]:
+    """Median milliseconds of one render, per source size, target size and gravity."""
     imaging.configure()
-    print("| source | target | " + " | ".join(f"{g} ms" for g in GRAVITIES) + " | ratio |")
-    print("|---|---|" + "---|" * (len(GRAVITIES) + 1))
+    rows = []
     for sw, sh in SOURCES:
         body = images.jpeg(sw, sh)
         for tw, th in TARGETS:
-            medians = []
+            medians = {}
             for gravity in GRAVITIES:
                 job = imaging.RenderJob(tw, th, gravity, 80, 100_000_000)
                 imaging.render(body, job)  # warm-up
                 times = []
-                for _ in range(args.repeat):
+                for _ in range(repeat):
                     started = time.perf_counter()
                     imaging.render(body, job)
                     times.append((time.perf_counter() - started) * 1000)
-                medians.append(statistics.median(times))
-            cells = " | ".join(f"{m:.1f}" for m in medians)
-            print(f"| {sw}x{sh} | {tw}x{th} | {cells} | {medians[0] / medians[1]:.2f} |")
+                medians[gravity] = round(statistics.median(times), 2)
+            rows.append({"source": f"{sw}x{sh}", "target": f"{tw}x{th}", "ms": medians})
+    return {"repeat": repeat, "gravities": list(GRAVITIES), "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    result = measure(args.repeat)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print("| source | target | " + " | ".join(f"{g} ms" for g in GRAVITIES) + " | ratio |")
+    print("|---|---|" + "---|" * (len(GRAVITIES) + 1))
+    for row in result["rows"]:
+        ms = [row["ms"][g] for g in GRAVITIES]
+        cells = " | ".join(f"{m:.1f}" for m in ms)
+        print(f"| {row['source']} | {row['target']} | {cells} | {ms[0] / ms[1]:.2f} |")
 
 
 if __name__ == "__main__":

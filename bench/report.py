@@ -13,6 +13,7 @@ from typing import Any
 
 import chart
 import corpus
+import fastpath
 import srcset
 from figures import (
     Data,
@@ -219,6 +220,38 @@ def _srcset_text(data: Data) -> str:
     )
 
 
+def _fastpath_text(data: Data) -> str:
+    s = _stage(data, "fastpath")
+    if isinstance(s, str):
+        return f"The JPEG fast path: {s}"
+    return (
+        "Each corpus photo as a 300x200 centre fill, in process with `VIPS_CONCURRENCY=1`, "
+        "best of three: a plain `thumbnail_buffer` against `previewer.imaging.render`, which "
+        "decodes large progressive JPEGs from their DC coefficients alone (docs/imaging.md). "
+        "SSIM against the full-decode reference of the quality check (`bench/fastpath.py`).\n\n"
+        + fastpath.markdown(s)
+    )
+
+
+def _gravity_text(data: Data) -> str:
+    s = _stage(data, "gravity_cost")
+    if isinstance(s, str):
+        return f"Gravity cost: {s}"
+    gravities: list[str] = s["gravities"]
+    body = []
+    for row in s["rows"]:
+        ms = [row["ms"][g] for g in gravities]
+        body.append(
+            [row["source"], row["target"], *(f"{m:.1f}" for m in ms), f"{ms[0] / ms[1]:.2f}"]
+        )
+    return (
+        "Median milliseconds of one render by crop gravity, photo-like JPEG sources made by "
+        f"the benchmark, {s['repeat']} renders each, `VIPS_CONCURRENCY=1` "
+        "(`bench/render_cost.py`). The ratio is the first gravity's time over the second's.\n\n"
+        + _table(["source", "target", *(f"{g} ms" for g in gravities), "ratio"], body)
+    )
+
+
 def _baseline_text(data: Data) -> list[str]:
     if not BASELINE.exists():
         return []
@@ -387,6 +420,12 @@ def markdown(data: Data) -> str:
         "## Second size of the same source (srcset)",
         "",
         _srcset_text(data),
+        "",
+        "## One render on one thread",
+        "",
+        _fastpath_text(data),
+        "",
+        _gravity_text(data),
         "",
     ]
     parts += _profile_sections(data)

@@ -15,21 +15,24 @@ Stages, all on 127.0.0.1, every server started and stopped here:
 4. start-up over 100,000 cache entries (`bench/startup.py`);
 5. srcset: four sizes of every corpus photo, with and without the source
    cache, from a loopback and a 20 Mbit/s origin (`bench/srcset.py`);
-6. profile: py-spy on previewer under load, and a few previewer variants;
-7. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
-   and the ratio table on stdout.
+6. render: one thread, no HTTP: each corpus photo by a plain libvips
+   thumbnail and by previewer's path (`bench/fastpath.py`), and the cost of
+   each crop gravity (`bench/render_cost.py`);
+7. profile: py-spy on previewer under load, and a few previewer variants;
+8. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
+   and the targets table on stdout.
 
 Settings come from the environment (defaults in brackets): BENCH_REPS [3],
 BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
 BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
-[10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_PROFILE [1],
-BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
+[10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_RENDER
+[1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
 BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
 other programs used more than that share (%) of the machine's CPU is taken
 again, after a pause, up to that many times; the least disturbed one is kept.
 
-The driver itself uses the standard library and matplotlib only; the stages
-that need libvips run as child processes of the same Python.
+The driver itself uses the standard library, psutil and matplotlib; the
+stages that need libvips run as child processes of the same Python.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Config:
     inprocess_seconds: float
     startup_entries: int
     srcset: bool
+    render: bool
     profile: bool
     experiments: bool
     docs: Path
@@ -98,6 +102,7 @@ class Config:
             inprocess_seconds=float(environ.get("BENCH_INPROCESS_SECONDS", "10")),
             startup_entries=int(environ.get("BENCH_STARTUP_ENTRIES", "100000")),
             srcset=flag("BENCH_SRCSET", "1"),
+            render=flag("BENCH_RENDER", "1"),
             profile=flag("BENCH_PROFILE", "1"),
             experiments=flag("BENCH_EXPERIMENTS", "1"),
             docs=Path(environ.get("BENCH_DOCS", str(HERE.parent / "docs"))),
@@ -320,6 +325,25 @@ def experiment_stage(
     return rows
 
 
+# --- one render, in process -----------------------------------------------------------
+
+
+def render_stage() -> dict[str, Any]:
+    """One thread, no HTTP: plain thumbnail against previewer's path, and gravity cost."""
+    stages = {
+        "fastpath": [str(HERE / "fastpath.py"), str(corpus.DEFAULT_OUT), "--json"],
+        "gravity_cost": [str(HERE / "render_cost.py"), "--json"],
+    }
+    found: dict[str, Any] = {}
+    for name, argv in stages.items():
+        log(f"render: {name} on one thread")
+        try:
+            found[name] = python_json(argv, 1800, env={"VIPS_CONCURRENCY": "1"})
+        except Exception as exc:
+            found[name] = {"error": str(exc)}
+    return found
+
+
 # --- main -----------------------------------------------------------------------------
 
 
@@ -362,6 +386,7 @@ def main() -> None:
     origin = peers.start_origin(RUN / "origin", corpus.DEFAULT_OUT)
     origin_port = int(origin.url.rsplit(":", 1)[1])
     data: dict[str, Any] = {"profiles": {}, "experiments": [], "startup": None, "srcset": None}
+    data.update(fastpath=None, gravity_cost=None)
     try:
         failures, quality, sizes = check_peers(cfg.peers, files, RUN, origin_port, log)
         for name, why in failures.items():
@@ -382,6 +407,8 @@ def main() -> None:
             except Exception as exc:
                 data["srcset"] = {"error": str(exc)}
             log(f"  {data['srcset']}")
+        if cfg.render:
+            data.update(render_stage())
         if cfg.profile and "previewer-centre" in cfg.peers:
             data["profiles"] = profile_stage(cfg, files, origin, origin_port)
         if cfg.experiments and "previewer-centre" in cfg.peers:
