@@ -338,7 +338,9 @@ def _options() -> tuple[Option, ...]:
     options = []
     for section, cls in _sections():
         for f in dataclasses.fields(cls):
-            spec: _Spec = f.metadata[_SPEC]
+            spec: _Spec | None = f.metadata.get(_SPEC)
+            if spec is None:  # pragma: no cover - a declaration mistake, caught at import
+                raise TypeError(f"{cls.__name__}.{f.name} is not declared with setting()")
             options.append(
                 Option(
                     flag=spec.flag or f.name.replace("_", "-"),
