@@ -40,6 +40,7 @@ SERVE = "serve"
 
 GRAVITIES = ("attention", "centre")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+COOKIE_REQUESTS = ("shared", "private")
 
 
 class ConfigError(ValueError):
@@ -275,6 +276,14 @@ class FetchConfig:
         10,
         parse=int_in(0, 3600),
         help="seconds a checked DNS answer is reused; 0 resolves every new connection",
+    )
+    cookie_requests: str = setting(
+        "shared",
+        parse=choice(*COOKIE_REQUESTS),
+        help="previews of requests carrying `Cookie`: `shared` follows RFC 9111 (cached unless "
+        "the origin's answer says `private` or `no-store`, sets a cookie or varies on "
+        "`Cookie`); `private` caches them only when the origin says `public` or `s-maxage`, "
+        "for origins that serve per-user images without saying so (see docs/cache.md)",
     )
 
 

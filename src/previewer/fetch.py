@@ -31,7 +31,7 @@ from previewer.errors import (
     SourceTooLarge,
     SourceUnavailable,
 )
-from previewer.headers import CREDENTIAL_HEADERS, Headers, forwarded_headers
+from previewer.headers import Headers, forwarded_headers, is_shareable, without_credentials
 from previewer.options import SourceURL
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ _CHUNK = 64 * 1024
 class FetchResult:
     body: bytes
     headers: Headers  # the origin's response headers
+    shareable: bool  # may be stored for other clients (headers.is_shareable)
 
 
 class PolicyResolver(AbstractResolver):
@@ -120,7 +121,7 @@ class Fetcher:
         headers = forwarded_headers(client_headers, client_address, self.config.drop_headers)
         try:
             async with asyncio.timeout(self.config.timeout):
-                return await self._follow(source, headers)
+                body, response_headers = await self._follow(source, headers)
         except PreviewError:
             raise
         except TimeoutError as exc:
@@ -137,8 +138,15 @@ class Fetcher:
             raise SourceUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
         except (ValueError, OSError) as exc:  # malformed URL or socket-level failure
             raise SourceUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+        shareable = is_shareable(
+            client_headers,
+            response_headers,
+            cookies_private=self.config.cookie_requests == "private",
+        )
+        return FetchResult(body, response_headers, shareable)
 
-    async def _follow(self, source: SourceURL, headers: Headers) -> FetchResult:
+    async def _follow(self, source: SourceURL, headers: Headers) -> tuple[bytes, Headers]:
+        """The body and the response headers of the final hop."""
         if self._session is None:
             raise RuntimeError("Fetcher.start() was not called")
         url = URL(str(source), encoded=True)
@@ -157,15 +165,13 @@ class Fetcher:
                     target = url.join(URL(location, encoded=True))
                     self._check_url(target)
                     if target.origin() != url.origin():
-                        headers = [
-                            (n, v) for n, v in headers if n.lower() not in CREDENTIAL_HEADERS
-                        ]
+                        headers = without_credentials(headers)
                     url = target
                     continue
                 if resp.status not in _SUCCESS:
                     raise SourceStatus(resp.status, detail=f"{url} answered {resp.status}")
                 body = await self._read_capped(resp)
-                return FetchResult(body=body, headers=list(resp.headers.items()))
+                return body, list(resp.headers.items())
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _check_url(self, url: URL) -> None:

@@ -9,19 +9,27 @@ reaches the origin unchanged, repeats kept, except
 - conditional and range headers, which describe the preview, not the source;
 - `Accept-Encoding`, replaced by `identity`: the body is decoded here, and
   images are compressed already;
+- `Accept`, narrowed to the image types previewer decodes (`DECODABLE_TYPES`),
+  so that an origin choosing the format from it never picks one previewer
+  cannot read;
 - anything the operator lists in `--drop-headers`.
 `X-Forwarded-For` gets the client address appended and `Via` gets our hop; a
 request without `User-Agent` gets previewer's own.
 
 Sharing (RFC 9111 section 3 and 3.5, rules for shared caches): a preview is
-stored only when the origin did not say `no-store` or `private` and set no
-cookie; when the request carried `Authorization` or `Cookie`, the origin must
-also have said `public` or given `s-maxage`.
+stored only when the origin did not say `no-store` or `private`, set no
+cookie and did not vary on a request header other than `Accept` and
+`Accept-Encoding`; when the request carried `Authorization` (and, with
+`--cookie-requests private`, `Cookie`), the origin must also have said
+`public` or given `s-maxage`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+from multidict import CIMultiDict
 
 from previewer import __version__
 
@@ -51,15 +59,62 @@ NEVER_FORWARDED = frozenset(
         "range",
     }
 )
-CREDENTIAL_HEADERS = ("authorization", "cookie")
+# Request headers that identify a user: a response to them may be that user's alone.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
+# The source formats previewer decodes, by media type. The one list: the
+# forwarded Accept keeps only these (and the wildcards).
+DECODABLE_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/webp",
+    "image/gif",
+    "image/avif",
+    "image/heif",
+    "image/heic",
+    "image/tiff",
+)
+_ACCEPT_WILDCARDS = frozenset({"image/*", "*/*"})
+_DECODABLE_RANGES = frozenset(DECODABLE_TYPES) | _ACCEPT_WILDCARDS
+# Sent when none of the client's Accept is left: exactly what previewer reads.
+ACCEPT_FALLBACK = ",".join(DECODABLE_TYPES)
+# Vary on these is harmless: every variant is the same picture.
+_VARY_HARMLESS = frozenset({"accept", "accept-encoding"})
 VIA = f"1.1 previewer/{__version__}"
 USER_AGENT = f"previewer/{__version__}"  # sent only when the client sent none
 
 Headers = list[tuple[str, str]]
 
+# One element of a comma-separated list; a quoted string may hold commas.
+_LIST_ELEMENT_RE = re.compile(r'(?:[^,"]|"(?:\\.|[^"\\])*"?)+')
+
 
 def _tokens(value: str) -> list[str]:
     return [part.strip().lower() for part in value.split(",") if part.strip()]
+
+
+def _list_elements(values: Iterable[str]) -> list[str]:
+    """The elements of one or more list-valued header lines, stripped, in order."""
+    return [
+        element.strip()
+        for value in values
+        for element in _LIST_ELEMENT_RE.findall(value)
+        if element.strip()
+    ]
+
+
+def narrow_accept(values: Iterable[str]) -> str:
+    """The client's Accept without the media ranges previewer cannot decode.
+
+    Each kept element keeps its parameters (q-values included) and its
+    place; `image/*` and `*/*` are kept as sent. When nothing is left,
+    the fallback names exactly the types previewer decodes.
+    """
+    kept = [
+        element
+        for element in _list_elements(values)
+        if element.split(";", 1)[0].strip().lower() in _DECODABLE_RANGES
+    ]
+    return ",".join(kept) or ACCEPT_FALLBACK
 
 
 def forwarded_headers(
@@ -68,53 +123,61 @@ def forwarded_headers(
     drop: frozenset[str] = frozenset(),
 ) -> Headers:
     """The headers to send to the origin, in the client's order."""
-    client_headers = list(client_headers)
+    client = CIMultiDict(client_headers)
     named_by_connection = {
-        token
-        for name, value in client_headers
-        if name.lower() == "connection"
-        for token in _tokens(value)
+        token for value in client.getall("Connection", []) for token in _tokens(value)
     }
     blocked = HOP_BY_HOP | NEVER_FORWARDED | named_by_connection | drop
-    out: Headers = [(n, v) for n, v in client_headers if n.lower() not in blocked]
-    if not any(n.lower() == "user-agent" for n, _ in out) and "user-agent" not in drop:
-        out.append(("User-Agent", USER_AGENT))
-    out.append(("Accept-Encoding", "identity"))
+    out = CIMultiDict((n, v) for n, v in client.items() if n.lower() not in blocked)
+    if "Accept" in out:  # replaces the first Accept, in its place, and drops the rest
+        out["Accept"] = narrow_accept(out.getall("Accept"))
+    if "User-Agent" not in out and "user-agent" not in drop:
+        out.add("User-Agent", USER_AGENT)
+    out.add("Accept-Encoding", "identity")
     if client_address and "x-forwarded-for" not in drop:
-        xff = [v for n, v in out if n.lower() == "x-forwarded-for"]
-        out = [(n, v) for n, v in out if n.lower() != "x-forwarded-for"]
-        out.append(("X-Forwarded-For", ", ".join([*xff, client_address])))
+        xff = out.popall("X-Forwarded-For", [])
+        out.add("X-Forwarded-For", ", ".join([*xff, client_address]))
     if "via" not in drop:
-        via = [v for n, v in out if n.lower() == "via"]
-        out = [(n, v) for n, v in out if n.lower() != "via"]
-        out.append(("Via", ", ".join([*via, VIA])))
-    return out
+        out.add("Via", ", ".join([*out.popall("Via", []), VIA]))
+    return list(out.items())
 
 
-def has_credentials(headers: Iterable[tuple[str, str]]) -> bool:
-    return any(name.lower() in CREDENTIAL_HEADERS for name, _ in headers)
+def credentials(headers: Iterable[tuple[str, str]]) -> Headers:
+    """The credential headers (`Authorization`, `Cookie`) among `headers`, in order."""
+    return [(name, value) for name, value in headers if name.lower() in CREDENTIAL_HEADERS]
 
 
-def cache_directives(headers: Iterable[tuple[str, str]]) -> set[str]:
-    """Directive names of every Cache-Control header, lower-cased, arguments dropped."""
-    return {
-        token.split("=", 1)[0].strip()
-        for name, value in headers
-        if name.lower() == "cache-control"
-        for token in _tokens(value)
-    }
+def without_credentials(headers: Iterable[tuple[str, str]]) -> Headers:
+    """`headers` minus the credential headers, as sent across origins on a redirect."""
+    return [(name, value) for name, value in headers if name.lower() not in CREDENTIAL_HEADERS]
+
+
+def cache_directives(values: Iterable[str]) -> set[str]:
+    """Directive names of Cache-Control values, lower-cased, arguments dropped."""
+    return {token.split("=", 1)[0].strip() for value in values for token in _tokens(value)}
 
 
 def is_shareable(
-    request_headers: Iterable[tuple[str, str]], response_headers: Iterable[tuple[str, str]]
+    request_headers: Iterable[tuple[str, str]],
+    response_headers: Iterable[tuple[str, str]],
+    *,
+    cookies_private: bool = False,
 ) -> bool:
-    """May a shared cache store the preview of this response for other clients?"""
-    response_headers = list(response_headers)
-    directives = cache_directives(response_headers)
-    if directives & {"no-store", "private"}:
+    """May a shared cache store the preview of this response for other clients?
+
+    By default only `Authorization` restricts storing, as RFC 9111 says;
+    `cookies_private` makes `Cookie` restrict it the same way.
+    """
+    response = CIMultiDict(response_headers)
+    directives = cache_directives(response.getall("Cache-Control", []))
+    if directives & {"no-store", "private"} or "Set-Cookie" in response:
         return False
-    if any(name.lower() == "set-cookie" for name, _ in response_headers):
+    varies = {token for value in response.getall("Vary", []) for token in _tokens(value)}
+    if varies - _VARY_HARMLESS:  # includes `Vary: *`
         return False
-    if has_credentials(request_headers):
+    restricting = {name.lower() for name, _ in credentials(request_headers)}
+    if not cookies_private:
+        restricting.discard("cookie")
+    if restricting:
         return bool(directives & {"public", "s-maxage"})
     return True

@@ -229,8 +229,7 @@ class PreviewService:
     ) -> _Source:
         self.counters.fetches += 1
         fetched = await self.fetcher.fetch(source, headers, client_address)
-        shareable = header_rules.is_shareable(headers, fetched.headers)
-        return _Source(fetched.body, shareable, digest=digest, kept=False)
+        return _Source(fetched.body, fetched.shareable, digest=digest, kept=False)
 
     def _keep_source(self, source: _Source) -> None:
         """Write a source to the source cache in the background.
@@ -295,11 +294,7 @@ def _flight_key(digest: str, headers: Headers) -> str:
     A response to one user's Authorization or Cookie may be private to that
     user, so it is never handed to a request with other credentials.
     """
-    credentials = [
-        f"{name.lower()}:{value}"
-        for name, value in headers
-        if name.lower() in header_rules.CREDENTIAL_HEADERS
-    ]
+    credentials = [f"{name.lower()}:{value}" for name, value in header_rules.credentials(headers)]
     if not credentials:
         return digest
     return digest + ":" + hashlib.sha256("\n".join(credentials).encode()).hexdigest()

@@ -284,26 +284,41 @@ async def test_html_served_as_jpeg_is_not_an_image(service: Service, origin: Ori
 # --- shared-cache rules ------------------------------------------------------------------
 
 
+SHARED_CACHE_CASES = [
+    # (origin's response headers, client's request headers, stored by default, stored strictly)
+    ({}, {}, True, True),
+    ({"Cache-Control": "no-store"}, {}, False, False),
+    ({"Cache-Control": "private, max-age=60"}, {}, False, False),
+    ({"Set-Cookie": "id=1"}, {}, False, False),
+    ({"Vary": "Cookie"}, {}, False, False),
+    ({"Vary": "*"}, {}, False, False),
+    ({"Vary": "Accept, Accept-Encoding"}, {"Cookie": "s=1"}, True, False),
+    ({}, {"Authorization": "Bearer a"}, False, False),
+    ({}, {"Cookie": "s=1"}, True, False),
+    ({"Cache-Control": "no-store"}, {"Cookie": "s=1"}, False, False),
+    ({"Set-Cookie": "id=2"}, {"Cookie": "s=1"}, False, False),
+    ({"Vary": "Cookie"}, {"Cookie": "s=1"}, False, False),
+    ({"Cache-Control": "public"}, {"Authorization": "Bearer a"}, True, True),
+    ({"Cache-Control": "s-maxage=60"}, {"Cookie": "s=1"}, True, True),
+]
+
+
+@pytest.mark.parametrize("cookie_requests", ["shared", "private", None])
 @pytest.mark.parametrize(
-    ("response_headers", "request_headers", "stored"),
-    [
-        ({}, {}, True),
-        ({"Cache-Control": "no-store"}, {}, False),
-        ({"Cache-Control": "private, max-age=60"}, {}, False),
-        ({"Set-Cookie": "id=1"}, {}, False),
-        ({}, {"Authorization": "Bearer a"}, False),
-        ({}, {"Cookie": "s=1"}, False),
-        ({"Cache-Control": "public"}, {"Authorization": "Bearer a"}, True),
-        ({"Cache-Control": "s-maxage=60"}, {"Cookie": "s=1"}, True),
-    ],
+    ("response_headers", "request_headers", "shared", "strict"), SHARED_CACHE_CASES
 )
 async def test_shared_cache_rules(
-    service: Service,
+    start_service: ServiceFactory,
     origin: Origin,
+    cookie_requests: str | None,
     response_headers: dict[str, str],
     request_headers: dict[str, str],
-    stored: bool,
+    shared: bool,
+    strict: bool,
 ) -> None:
+    setting = {"cookie_requests": cookie_requests} if cookie_requests else {}
+    service = await start_service(**setting)
+    stored = strict if cookie_requests == "private" else shared
     origin.add("/c.jpg", JPEG, headers=response_headers)
     path = f"/fill/40/40/{origin.authority}/c.jpg"
     status, headers, _ = await service.get(path, request_headers)
@@ -313,6 +328,20 @@ async def test_shared_cache_rules(
     status, headers, _ = await service.get(path, request_headers)
     assert headers["X-Cache"] == ("HIT" if stored else "MISS")
     assert origin.hits["/c.jpg"] == (1 if stored else 2)
+
+
+async def test_a_preview_made_for_one_cookie_is_served_to_others(
+    service: Service, origin: Origin
+) -> None:
+    """Analytics cookies on the parent domain no longer turn caching off."""
+    origin.add("/site.jpg", JPEG)
+    path = f"/fill/40/40/{origin.authority}/site.jpg"
+    first = await service.get(path, {"Cookie": "_ga=GA1.1.1"})
+    again = await service.get(path, {"Cookie": "_ga=GA1.1.2; theme=dark"})
+    anonymous = await service.get(path)
+    assert [r[1]["X-Cache"] for r in (first, again, anonymous)] == ["MISS", "HIT", "HIT"]
+    assert first[2] == again[2] == anonymous[2]
+    assert origin.hits["/site.jpg"] == 1
 
 
 # --- single flight --------------------------------------------------------------------
@@ -366,3 +395,23 @@ async def test_requests_with_different_credentials_do_not_share_a_flight(
     assert origin.hits["/mine.jpg"] == 2
     cookies = sorted(v for r in origin.requests for n, v in r.headers if n == "Cookie")
     assert cookies == ["user=alice", "user=bob"]
+
+
+async def test_different_cookies_do_not_share_a_flight_even_when_shareable(
+    service: Service, origin: Origin
+) -> None:
+    """The stored answer is shared afterwards; a flight in progress never is."""
+    gate = Gate(JPEG, expected=2)
+    origin.route("/shared.jpg", gate.handler)
+    path = f"/fill/30/30/{origin.authority}/shared.jpg"
+    alice = asyncio.ensure_future(service.get(path, {"Cookie": "user=alice"}))
+    bob = asyncio.ensure_future(service.get(path, {"Cookie": "user=bob"}))
+    async with asyncio.timeout(30):  # a shared flight would bring one request only
+        await gate.all_arrived.wait()
+    gate.release()
+    results = await asyncio.gather(alice, bob)
+    assert [status for status, _, _ in results] == [200, 200]
+    assert origin.hits["/shared.jpg"] == 2
+    _, headers, _ = await service.get(path, {"Cookie": "user=carol"})
+    assert headers["X-Cache"] == "HIT"
+    assert origin.hits["/shared.jpg"] == 2

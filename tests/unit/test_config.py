@@ -101,6 +101,8 @@ def test_every_option_has_its_own_variable() -> None:
         ("PREVIEWER_SOURCE_CACHE_SIZE", "0", "cache", "source_size", 0),
         ("PREVIEWER_SOURCE_CACHE_SIZE", "1GB", "cache", "source_size", 10**9),
         ("PREVIEWER_DNS_CACHE_TTL", "60", "fetch", "dns_cache_ttl", 60),
+        ("PREVIEWER_COOKIE_REQUESTS", "Private", "fetch", "cookie_requests", "private"),
+        ("PREVIEWER_COOKIE_REQUESTS", "shared", "fetch", "cookie_requests", "shared"),
     ],
 )
 def test_each_variable(variable: str, raw: str, section: str, name: str, expected: Any) -> None:
@@ -137,6 +139,7 @@ def test_every_option_is_read_from_its_variable() -> None:
         "max-source-bytes": "14KB",
         "drop-headers": "x-one",
         "allow-private-networks": "1",
+        "cookie-requests": "private",
         "signing-key": "0badc0de",
         "signing-salt": "5a17",
         "allowed-sources": "example.com",
@@ -234,6 +237,8 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("source-cache-size", "big"),
     ("memory-cache-size", "-1"),
     ("dns-cache-ttl", "1.5"),
+    ("cookie-requests", "public"),
+    ("cookie-requests", ""),
     ("allow-private-networks", ""),
 ]
 

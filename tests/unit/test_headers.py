@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from previewer.headers import USER_AGENT, VIA, forwarded_headers, is_shareable
+from previewer.headers import (
+    ACCEPT_FALLBACK,
+    DECODABLE_TYPES,
+    USER_AGENT,
+    VIA,
+    credentials,
+    forwarded_headers,
+    is_shareable,
+    narrow_accept,
+    without_credentials,
+)
 
 Headers = list[tuple[str, str]]
 
@@ -252,32 +262,162 @@ def test_private_responses_are_not_shareable(response: Headers) -> None:
     assert is_shareable([], response) is False
 
 
-@pytest.mark.parametrize(
-    "credential", [("Authorization", "Bearer x"), ("Cookie", "a=1"), ("cookie", "a=1")]
-)
-@pytest.mark.parametrize(
-    ("response", "expected"),
-    [
-        ([], False),
-        ([("Cache-Control", "max-age=60")], False),
-        ([("Cache-Control", "no-cache")], False),
-        ([("Cache-Control", "public")], True),
-        ([("Cache-Control", "PUBLIC, max-age=60")], True),
-        ([("Cache-Control", "s-maxage=60")], True),
-        ([("Cache-Control", "S-MaxAge=60")], True),
-        ([("Cache-Control", "max-age=60"), ("Cache-Control", "public")], True),
-        ([("Cache-Control", "public, no-store")], False),
-        ([("Cache-Control", "public, private")], False),
-        ([("Cache-Control", "public"), ("Set-Cookie", "a=1")], False),
-    ],
-)
-def test_credentialed_requests_need_public_or_s_maxage(
-    credential: tuple[str, str], response: Headers, expected: bool
+CREDENTIALED_CASES = [
+    ([], False),
+    ([("Cache-Control", "max-age=60")], False),
+    ([("Cache-Control", "no-cache")], False),
+    ([("Cache-Control", "public")], True),
+    ([("Cache-Control", "PUBLIC, max-age=60")], True),
+    ([("Cache-Control", "s-maxage=60")], True),
+    ([("Cache-Control", "S-MaxAge=60")], True),
+    ([("Cache-Control", "max-age=60"), ("Cache-Control", "public")], True),
+    ([("Cache-Control", "public, no-store")], False),
+    ([("Cache-Control", "public, private")], False),
+    ([("Cache-Control", "public"), ("Set-Cookie", "a=1")], False),
+]
+
+
+@pytest.mark.parametrize("credential", [("Authorization", "Bearer x"), ("authorization", "x")])
+@pytest.mark.parametrize("cookies_private", [False, True])
+@pytest.mark.parametrize(("response", "expected"), CREDENTIALED_CASES)
+def test_authorization_needs_public_or_s_maxage(
+    credential: tuple[str, str], cookies_private: bool, response: Headers, expected: bool
 ) -> None:
-    assert is_shareable([("Accept", "*/*"), credential], response) is expected
+    request = [("Accept", "*/*"), credential]
+    assert is_shareable(request, response, cookies_private=cookies_private) is expected
+
+
+@pytest.mark.parametrize("cookie", [("Cookie", "a=1"), ("cookie", "a=1")])
+@pytest.mark.parametrize(("response", "expected"), CREDENTIALED_CASES)
+def test_cookies_need_public_or_s_maxage_only_when_private(
+    cookie: tuple[str, str], response: Headers, expected: bool
+) -> None:
+    request = [("Accept", "*/*"), cookie]
+    assert is_shareable(request, response, cookies_private=True) is expected
+    # RFC 9111 restricts only Authorization: the origin's answer alone decides
+    assert is_shareable(request, response) is is_shareable([("Accept", "*/*")], response)
+
+
+@pytest.mark.parametrize(
+    "vary", ["Cookie", "*", "User-Agent", "Accept, Cookie", "accept-encoding,  ORIGIN"]
+)
+@pytest.mark.parametrize("request_headers", [[], [("Cookie", "a=1")]])
+def test_vary_on_other_request_headers_is_not_shareable(
+    vary: str, request_headers: Headers
+) -> None:
+    response = [("Cache-Control", "public, max-age=60"), ("Vary", vary)]
+    assert is_shareable(request_headers, response) is False
+    assert is_shareable(request_headers, response, cookies_private=True) is False
+
+
+@pytest.mark.parametrize(
+    "vary", [[("Vary", "Accept")], [("Vary", "Accept-Encoding, accept")], [("vary", "")]]
+)
+def test_vary_on_accept_and_accept_encoding_is_shareable(vary: Headers) -> None:
+    assert is_shareable([("Cookie", "a=1")], [("Cache-Control", "max-age=60"), *vary]) is True
+
+
+def test_repeated_vary_headers_are_all_read() -> None:
+    response = [("Vary", "Accept"), ("Vary", "Cookie")]
+    assert is_shareable([], response) is False
 
 
 def test_public_like_names_are_not_public() -> None:
     request = [("Authorization", "Bearer x")]
     assert is_shareable(request, [("Cache-Control", "publicity, s-maxage-ish=1")]) is False
     assert is_shareable(request, [("X-Cache-Control", "public")]) is False
+
+
+# --- credentials -------------------------------------------------------------------
+
+
+def test_credentials_and_the_rest_split_a_request() -> None:
+    request = [
+        ("Accept", "*/*"),
+        ("cookie", "a=1"),
+        ("X-Token", "t"),
+        ("AUTHORIZATION", "Basic x"),
+        ("Cookie", "b=2"),
+    ]
+    assert credentials(request) == [
+        ("cookie", "a=1"),
+        ("AUTHORIZATION", "Basic x"),
+        ("Cookie", "b=2"),
+    ]
+    assert without_credentials(request) == [("Accept", "*/*"), ("X-Token", "t")]
+    assert credentials([("Proxy-Authorization", "x"), ("Set-Cookie", "y")]) == []
+
+
+# --- Accept narrowing --------------------------------------------------------------
+
+CHROMIUM = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+CHROMIUM_JXL = "image/jxl,image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+FIREFOX = "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"
+SAFARI = (
+    "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,"
+    "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"
+)
+
+
+@pytest.mark.parametrize(
+    ("client", "narrowed"),
+    [
+        (CHROMIUM, "image/avif,image/webp,image/*,*/*;q=0.8"),
+        (CHROMIUM_JXL, "image/avif,image/webp,image/*,*/*;q=0.8"),
+        (FIREFOX, "image/avif,image/webp,image/png,image/*;q=0.8,*/*;q=0.5"),
+        (SAFARI, "image/webp,image/avif,image/heic,image/png,image/*;q=0.8,*/*;q=0.5"),
+        ("*/*", "*/*"),
+        ("image/jpeg", "image/jpeg"),
+        # a navigation's Accept, as when a preview URL is opened directly
+        (
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+            "image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+            "image/avif,image/webp,*/*;q=0.8",
+        ),
+        # case, spaces and parameters are the client's
+        (" Image/WebP ; q=0.9 , IMAGE/JXL, image/png;q=0", "Image/WebP ; q=0.9,image/png;q=0"),
+        # a quoted parameter may hold a comma
+        ('image/png;note="a,b";q=0.5, image/jxl', 'image/png;note="a,b";q=0.5'),
+        # nothing left: exactly what previewer decodes
+        ("image/jxl", ACCEPT_FALLBACK),
+        ("text/html, application/json", ACCEPT_FALLBACK),
+        ("", ACCEPT_FALLBACK),
+        ("garbage-without-slash", ACCEPT_FALLBACK),
+    ],
+)
+def test_accept_is_narrowed_to_decodable_types(client: str, narrowed: str) -> None:
+    assert narrow_accept([client]) == narrowed
+    out = forwarded_headers([("Accept", client), ("User-Agent", "ua")], None)
+    assert values(out, "accept") == [narrowed]
+
+
+def test_the_fallback_names_every_decodable_type() -> None:
+    assert ACCEPT_FALLBACK.split(",") == list(DECODABLE_TYPES)
+    assert "image/jxl" not in DECODABLE_TYPES
+    assert "image/svg+xml" not in DECODABLE_TYPES
+
+
+def test_repeated_accept_headers_become_one_in_the_first_place() -> None:
+    client = [
+        ("X-A", "1"),
+        ("Accept", "image/jxl, image/webp"),
+        ("X-B", "2"),
+        ("accept", "image/svg+xml;q=0.9, image/*;q=0.8"),
+    ]
+    out = forwarded_headers(client, None)
+    assert without_added(out)[:3] == [
+        ("X-A", "1"),
+        ("Accept", "image/webp,image/*;q=0.8"),
+        ("X-B", "2"),
+    ]
+    assert len(values(out, "accept")) == 1
+
+
+def test_no_accept_from_the_client_sends_none() -> None:
+    out = forwarded_headers([("User-Agent", "ua")], None)
+    assert "accept" not in names(out)
+
+
+def test_accept_can_be_dropped_by_the_operator() -> None:
+    out = forwarded_headers([("Accept", "image/jxl")], None, frozenset({"accept"}))
+    assert "accept" not in names(out)
