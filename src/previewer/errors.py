@@ -4,6 +4,8 @@ Imports nothing that touches the network, the disk or libvips.
 
     PreviewError                      500  internal
     ├── InvalidRequest                400  bad_request
+    │   ├── UriTooLong                414  uri_too_long
+    │   └── HeaderTooLarge            431  header_too_large
     ├── NotFound                      404  not_found      (no such route)
     ├── MethodNotAllowed              405  method_not_allowed
     ├── SourceForbidden               403  source_forbidden
@@ -54,6 +56,18 @@ class InvalidRequest(PreviewError):
     status = HTTPStatus.BAD_REQUEST
     code = "bad_request"
     default_message = "The request is malformed."
+
+
+class UriTooLong(InvalidRequest):
+    status = HTTPStatus.REQUEST_URI_TOO_LONG
+    code = "uri_too_long"
+    default_message = "The request's path and query are too long."
+
+
+class HeaderTooLarge(InvalidRequest):
+    status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+    code = "header_too_large"
+    default_message = "A request header is too large."
 
 
 class NotFound(PreviewError):

@@ -6,9 +6,17 @@ The only module that imports the web framework (aiohttp.web).
     GET|HEAD /{signature}/fill/...             the same, when URL signing is on
     GET|HEAD /health                           200 while the service can serve
 
+Any other path is 404. A path under `/fill` (or, with signing on, a path
+whose first segment has the form of a signature) that does not parse is 400.
+
 Every error is JSON `{"error": code, "message": sentence}` with
 `Cache-Control: no-store`. A PreviewError keeps its status; anything else is
-a bug, logged with its traceback and answered 500.
+a bug, logged with its traceback and answered 500. Requests aiohttp cannot
+parse (over-long request lines or headers, garbage) get the same format.
+
+Each connection answers a client that half-closes after its request
+(`shutdown(SHUT_WR)`): asyncio would otherwise close the whole connection on
+the client's end of input, before the answer is written.
 """
 
 from __future__ import annotations
@@ -20,24 +28,27 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from email.utils import formatdate
+from typing import Any
 
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from previewer import __version__, signing
 from previewer.accesslog import AccessLog
 from previewer.config import ImagingConfig, ServerConfig
 from previewer.errors import (
+    HeaderTooLarge,
+    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PreviewError,
     RequestTimeout,
+    UriTooLong,
 )
 from previewer.options import PreviewOptions, parse_request
 from previewer.service import Preview, PreviewService
 
-log = logging.getLogger("previewer.access")
+log = logging.getLogger(__name__)
 
 SERVER_NAME = f"previewer/{__version__}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,6 +59,13 @@ _PARSE: web.AppKey[Callable[[str], PreviewOptions]] = web.AppKey("parse")
 # Paths parsed lately, remembered: hits repeat them. Errors are not remembered;
 # a path is at most 8 KB (aiohttp's request-line limit), so the memo stays small.
 PARSE_MEMO_SIZE = 1024
+# Request size limits, enforced by aiohttp's parser. The two differ so that
+# the limit a LineTooLong reports tells which one was passed.
+MAX_REQUEST_TARGET = 8190  # bytes of the path and query (414 beyond)
+MAX_HEADER_FIELD = 16384  # bytes of one header's name and value (431 beyond)
+MAX_HEADERS = 128  # header lines (400 beyond)
+# The first segment of a signed path: base64url of an HMAC-SHA256, unpadded.
+_SIGNATURE = "/{signature:[A-Za-z0-9_-]{43}}"
 
 
 def build_app(
@@ -72,9 +90,10 @@ def build_app(
     )
     app[_PARSE] = parse
     app.router.add_get("/health", _health)
-    app.router.add_get("/fill{tail:.*}", _fill)
+    app.router.add_get("/fill{tail:(?:/.*)?}", _fill)
     if server_config.signing_key:
-        app.router.add_get("/{signature}/fill{tail:.*}", _fill)
+        app.router.add_get("/{signature}/fill{tail:(?:/.*)?}", _fill)
+        app.router.add_get(_SIGNATURE + "/{tail:.*}", _unknown_signed_path)
     return app
 
 
@@ -165,65 +184,140 @@ async def _fill(request: web.Request) -> web.Response:
     return _preview_response(request, preview, config)
 
 
+async def _unknown_signed_path(request: web.Request) -> web.Response:
+    """A path shaped like a signed one, for no operation previewer has."""
+    raise InvalidRequest("Use /{signature}/fill/{width}/{height}/{source address}.")
+
+
 def _preview_response(request: web.Request, preview: Preview, config: ServerConfig) -> web.Response:
     headers = {
-        "ETag": preview.etag,
-        "Last-Modified": _http_date(int(preview.last_modified)),
         "Cache-Control": (
             f"public, max-age={config.max_age}" if preview.shareable else "private, no-store"
         ),
         "X-Cache": "HIT" if preview.hit else "MISS",
         "X-Content-Type-Options": "nosniff",
     }
-    if _etag_matches(request.headers.getall("If-None-Match", []), preview.etag):
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=preview.body, content_type=preview.content_type, headers=headers)
+    if _not_modified(request, preview):
+        response = web.Response(status=304, headers=headers)
+    else:
+        response = web.Response(
+            body=preview.body, content_type=preview.content_type, headers=headers
+        )
+    response.etag = preview.etag.strip('"')
+    response.last_modified = int(preview.last_modified)  # whole seconds, as compared below
+    return response
 
 
-@functools.lru_cache(maxsize=1024)
-def _http_date(seconds: int) -> str:
-    return formatdate(seconds, usegmt=True)
+def _not_modified(request: web.Request, preview: Preview) -> bool:
+    """RFC 9110 13.2.2: If-None-Match decides when present, else If-Modified-Since.
+
+    Both are weak comparisons: `W/"x"` matches `"x"`, and `*` matches any
+    preview. An unparseable date is ignored, as if it were absent.
+    """
+    if hdrs.IF_NONE_MATCH in request.headers:
+        etag = preview.etag.strip('"')
+        return any(tag.value in ("*", etag) for tag in request.if_none_match or ())
+    since = request.if_modified_since
+    return since is not None and int(preview.last_modified) <= since.timestamp()
 
 
-def _etag_matches(if_none_match: list[str], etag: str) -> bool:
-    """RFC 9110 13.1.2: weak comparison against each listed tag, or `*`."""
-    for value in if_none_match:
-        for tag in value.split(","):
-            tag = tag.strip()
-            if tag == "*" or tag.removeprefix("W/") == etag:
-                return True
-    return False
+def _refusal(exc: HttpProcessingError) -> PreviewError:
+    """The error for a request aiohttp's parser refused; nothing of the request is echoed."""
+    if isinstance(exc, LineTooLong):
+        limit = exc.args[1] if len(exc.args) > 1 else None
+        if limit == MAX_REQUEST_TARGET:
+            return UriTooLong(detail=f"request target over {MAX_REQUEST_TARGET} bytes")
+        return HeaderTooLarge(detail=f"a header field over {MAX_HEADER_FIELD} bytes")
+    return InvalidRequest(detail=f"unparseable request ({type(exc).__name__})")
 
 
-class _MalformedRequestFilter(logging.Filter):
-    """aiohttp logs each unparseable request with a traceback at ERROR.
+class _Connection(web.RequestHandler):
+    """aiohttp's protocol for one client connection, with two changes.
 
-    Garbage from clients is not a server error, and a traceback per request
-    would let anyone flood the log: keep one short line at DEBUG instead.
+    - A client that half-closes after its request still gets its answers.
+    - A request the parser refuses gets the JSON error format and one
+      access-log line, never aiohttp's text page that echoes the request.
     """
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            log.debug("malformed request refused: %s", str(exc).splitlines()[0])
+    def __init__(self, manager: web.Server, *, refusals: AccessLog, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._refusals = refusals
+        self._client_done = False  # the client has sent all it will send
+
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio: bool | None
+        """The client has shut down its sending side; keep ours open if answers are due.
+
+        Returning false lets asyncio close the connection at once: right when
+        the connection is idle or holds only part of a request.
+        """
+        if not self._messages and self._waiter is not None and not self._waiter.done():
             return False
+        self._client_done = True
+        if not self._messages:
+            self.close()  # the request being handled is the last one: close after it
         return True
 
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        if self._client_done and not self._messages:
+            resp.force_close()  # say `Connection: close`: no request can follow
+        return await super().finish_response(request, resp, start_time)
 
-_MALFORMED_FILTER = _MalformedRequestFilter()
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        error = _refusal(exc)
+        self._refusals.record("-", "-", error.status, "-", 0.0, f" error={error.code}")
+        log.debug("refused request: %s", error.detail)
+        response = error_response(error)
+        response.headers["Server"] = SERVER_NAME
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """aiohttp's server, making `_Connection` protocols."""
+
+    def __init__(self, made: web.Server, refusals: AccessLog) -> None:
+        # the arguments aiohttp's runner gave the server it made
+        super().__init__(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            loop=made._loop,
+            **made._kwargs,
+        )
+        self._refusals = refusals
+
+    def __call__(self) -> _Connection:
+        return _Connection(self, loop=self._loop, refusals=self._refusals, **self._kwargs)
+
+
+class _Runner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        return _Server(await super()._make_server(), self.app[_ACCESS_LOG])
 
 
 class HttpServer:
     """The listening side: binds, serves `app`, and drains requests on stop."""
 
     def __init__(self, app: web.Application, config: ServerConfig) -> None:
-        logging.getLogger("aiohttp.server").addFilter(_MALFORMED_FILTER)
         self._config = config
-        self._runner = web.AppRunner(
+        self._runner = _Runner(
             app,
             access_log=None,  # the middleware logs one line per request
             handle_signals=False,  # cli.serve owns the signals
             shutdown_timeout=config.shutdown_timeout,
+            max_line_size=MAX_REQUEST_TARGET,
+            max_field_size=MAX_HEADER_FIELD,
+            max_headers=MAX_HEADERS,
         )
         self.url = ""
 
