@@ -191,6 +191,7 @@ async def _unknown_signed_path(request: web.Request) -> web.Response:
 
 def _preview_response(request: web.Request, preview: Preview, config: ServerConfig) -> web.Response:
     headers = {
+        "ETag": preview.etag,  # stored in header form: the setter would unquote and requote it
         "Cache-Control": (
             f"public, max-age={config.max_age}" if preview.shareable else "private, no-store"
         ),
@@ -203,7 +204,6 @@ def _preview_response(request: web.Request, preview: Preview, config: ServerConf
         response = web.Response(
             body=preview.body, content_type=preview.content_type, headers=headers
         )
-    response.etag = preview.etag.strip('"')
     response.last_modified = int(preview.last_modified)  # whole seconds, as compared below
     return response
 
@@ -223,7 +223,7 @@ def _not_modified(request: web.Request, preview: Preview) -> bool:
 
 def _refusal(exc: HttpProcessingError) -> PreviewError:
     """The error for a request aiohttp's parser refused; nothing of the request is echoed."""
-    if isinstance(exc, LineTooLong):
+    if isinstance(exc, LineTooLong):  # its arguments: (the line's start, the limit passed)
         limit = exc.args[1] if len(exc.args) > 1 else None
         if limit == MAX_REQUEST_TARGET:
             return UriTooLong(detail=f"request target over {MAX_REQUEST_TARGET} bytes")
@@ -253,6 +253,7 @@ class _Connection(web.RequestHandler):
         if not self._messages and self._waiter is not None and not self._waiter.done():
             return False
         self._client_done = True
+        self._lingering_time = 0.0  # no unread body can arrive any more: never wait for one
         if not self._messages:
             self.close()  # the request being handled is the last one: close after it
         return True

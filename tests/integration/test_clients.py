@@ -15,7 +15,7 @@ from aiohttp import web
 
 import images
 from conftest import Service, ServiceFactory, ServiceProcess
-from origin import NginxOrigin, Origin, RouteHandler
+from origin import Gate, NginxOrigin, Origin, RouteHandler
 from previewer import imaging, signing
 from previewer.headers import DECODABLE_TYPES
 from previewer.server import MAX_HEADER_FIELD, MAX_REQUEST_TARGET
@@ -317,6 +317,22 @@ async def test_a_half_closed_client_gets_its_miss_and_its_hit(
     for cache in ("MISS", "HIT"):
         (response,) = _responses(await asyncio.to_thread(_exchange, service.url, _get(path)))
         _assert_preview(response, cache)
+
+
+async def test_a_client_half_closing_during_a_slow_miss_gets_it(
+    service: Service, origin: Origin
+) -> None:
+    gate = Gate(images.jpeg(400, 300))
+    origin.route("/slow.jpg", gate.handler)
+    path = f"/fill/{WIDTH}/{HEIGHT}/{origin.authority}/slow.jpg"
+    exchange = asyncio.ensure_future(asyncio.to_thread(_exchange, service.url, _get(path)))
+    async with asyncio.timeout(30):
+        await gate.all_arrived.wait()  # the client has long since half-closed
+    assert not exchange.done()
+    gate.release()
+    (response,) = _responses(await exchange)
+    _assert_preview(response, "MISS")
+    assert response[1]["connection"] == "close"  # its end of input came before the answer
 
 
 async def test_a_half_closed_client_gets_every_pipelined_answer(
