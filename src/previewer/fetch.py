@@ -116,7 +116,9 @@ class Fetcher:
     ) -> FetchResult:
         """GET `source` with the client's headers, following redirects, within the deadline.
 
-        The client's headers are filtered by the forwarding rules of `headers.py`.
+        The client's headers are filtered by the forwarding rules of `headers.py`,
+        and the answer is judged by its sharing rules (`cookie_requests` decides
+        whether a `Cookie` restricts storing as `Authorization` does).
         """
         headers = forwarded_headers(client_headers, client_address, self.config.drop_headers)
         try:
