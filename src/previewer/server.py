@@ -275,8 +275,8 @@ class _Connection(web.RequestHandler):
         if not isinstance(exc, HttpProcessingError):
             return super().handle_error(request, status, exc, message)
         error = _refusal(exc)
-        self._refusals.record("-", "-", error.status, "-", 0.0, f" error={error.code}")
-        log.debug("refused request: %s", error.detail)
+        cause = f" error={error.code} cause={error.detail!r}"  # the detail names no content
+        self._refusals.record("-", "-", error.status, "-", 0.0, cause)
         response = error_response(error)
         response.headers["Server"] = SERVER_NAME
         response.force_close()
