@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt docs build clean system-deps bench bench-smoke soak
+.PHONY: run test check fmt docs build clean system-deps bench bench-smoke soak compose-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,17 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-test: system-deps $(STAMP) check
+test: system-deps $(STAMP) check compose-check
 	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/coverage report  # fails under the floor set in pyproject.toml
 	$(MAKE) bench-smoke  # the benchmark harness must not rot
+
+# compose.yaml, both profiles, validated by Debian's docker-compose 1.29 (no engine
+# needed); the Dockerfile, the Kubernetes manifests and the dashboard are checked
+# by tests/deploy/.
+compose-check: system-deps
+	docker-compose -f compose.yaml config -q
+	docker-compose -f compose.yaml --profile broker config -q
 
 # Ten minutes of mixed load; writes its table into docs/reliability.md. Not part of `test`.
 soak: $(STAMP)

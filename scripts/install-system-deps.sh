@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs (nginx, the static origin).
+# Installs the Debian packages the test suite needs: nginx (the static origin)
+# and docker-compose 1.29 (validates compose.yaml without a container engine).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
