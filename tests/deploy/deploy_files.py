@@ -1,0 +1,37 @@
+"""Shared by the deployment tests: the repository's files, the documented
+settings, and a fixture that takes the network away."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Settings the deployment files set ahead of the README's table listing them:
+# the metrics address and the broker URL (docs/operations.md, Status).
+SETTINGS_TO_COME = frozenset({"PREVIEWER_METRICS_ADDRESS", "PREVIEWER_BROKER"})
+
+
+def documented_settings() -> frozenset[str]:
+    """PREVIEWER_* variables of the flags in the README's configuration table."""
+    flags = re.findall(r"^\| `--([a-z0-9-]+)` \|", (REPO / "README.md").read_text(), re.M)
+    assert len(flags) > 20, "the README's configuration table was not found"
+    return frozenset("PREVIEWER_" + flag.upper().replace("-", "_") for flag in flags)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection or name lookup fails: what runs under it needs no network."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("the deployment checks must not use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
