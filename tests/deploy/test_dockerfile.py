@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ServiceProcess
-from dockerfile_parse import DockerfileParser
-from origin import free_port
-
-from previewer.config import load
-
 from deploy_files import REPO
+from dockerfile_parse import DockerfileParser
+
+from conftest import ServiceProcess
+from origin import free_port
+from previewer.config import load
 
 PINNED = re.compile(r"^[a-z0-9./-]+:\d+\.\d+\.\d+[a-z0-9.-]*(@sha256:[0-9a-f]{64})?$")
 COMPILERS = ("gcc", "g++", "clang", "build-essential", "make", "cc", "libc6-dev", "rustc")
@@ -173,8 +172,14 @@ def test_build_context_holds_every_copied_file() -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [".venv/bin/python", ".git/HEAD", "tests/conftest.py", ".previewer-cache/ab/cd", "bench/run.py",
-     "src/previewer/__pycache__/cli.cpython-311.pyc"],
+    [
+        ".venv/bin/python",
+        ".git/HEAD",
+        "tests/conftest.py",
+        ".previewer-cache/ab/cd",
+        "bench/run.py",
+        "src/previewer/__pycache__/cli.cpython-311.pyc",
+    ],
 )
 def test_build_context_leaves_out_the_rest(path: str) -> None:
     assert _ignored(path, dockerignore())
