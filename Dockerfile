@@ -19,7 +19,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 RUN python -m venv /opt/previewer \
-    && /opt/previewer/bin/pip install --no-compile . \
+    && /opt/previewer/bin/pip install . \
     && /opt/previewer/bin/previewer --help > /dev/null
 
 # --- runtime: the venv, an unprivileged user, the cache volume ---------------------
