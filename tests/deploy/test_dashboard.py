@@ -43,11 +43,10 @@ def expressions() -> list[str]:
 def selectors(expr: str) -> list[tuple[str, set[str]]]:
     """(series name, label names it is matched on or grouped by) for each series in `expr`.
 
-    Grouping labels (by, on, ...) are held against every series of the
-    expression, which is stricter than PromQL needs.
-
     A small PromQL reader: enough for the dashboard's expressions, and strict
-    enough to see every series they name."""
+    enough to see every series they name. Grouping labels (by, on, ...) are
+    held against every series of the expression, which is stricter than
+    PromQL needs."""
     tokens = TOKEN.findall(expr)
     grouping: set[str] = set()
     series: list[tuple[str, set[str]]] = []
@@ -59,8 +58,8 @@ def selectors(expr: str) -> list[tuple[str, set[str]]]:
             grouping |= {t for t in tokens[i + 2 : close] if re.fullmatch(IDENT, t)}
             i = close + 1
             continue
-        name = re.fullmatch(IDENT, token) and token not in KEYWORDS | AGGREGATIONS
-        if name and following != "(":
+        is_series = re.fullmatch(IDENT, token) and token not in KEYWORDS | AGGREGATIONS
+        if is_series and following != "(":
             labels = set()
             if following.startswith("{"):
                 labels = set(re.findall(rf"({IDENT})\s*(?:=~|!~|!=|=)", following))
