@@ -5,7 +5,7 @@
 A page asks for several sizes of one image. For each corpus photo (built by
 `make bench`, default bench/.work/corpus) this asks previewer for four sizes
 in turn (320, 640, 960 and 1280 wide, 3:2), all misses, once with the source
-cache (the default, `--source-cache-size 256MiB`) and once with
+cache (the default: a quarter of `--cache-size`) and once with
 `--source-cache-size 0`.
 
 Two origins, both nginx on 127.0.0.1:

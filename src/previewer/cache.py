@@ -25,111 +25,82 @@ log = logging.getLogger(__name__)
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-@dataclass
-class CacheStats:
-    stored: int = 0
-    store_failures: int = 0
-    dropped: int = 0  # entries found missing or damaged on read
+@dataclass(frozen=True)
+class CacheHealth:
+    """What /health reports of one cache; a value, taken under no lock."""
 
-
-@dataclass
-class _Hot:
-    entry: Entry
-    used: float  # wall-clock time of the last use
-    recorded: float  # the last use written to the file's mtime
-
-
-class HotSet:
-    """The most recently used entries, kept in memory under a byte bound.
-
-    Serves the hottest previews without a thread hop, a file read or a
-    checksum. Thread-safe: filled from I/O threads, read on the event loop.
-
-    A use is written to the file's mtime (the on-disk LRU order) at most once
-    per TOUCH_INTERVAL per entry; `unrecorded` lists the uses not yet
-    written, so that a clean stop can write them all.
-    """
-
-    TOUCH_INTERVAL = 60.0  # seconds between recording an entry's use on disk
-
-    def __init__(self, max_bytes: int) -> None:
-        self._index = CacheIndex(max_bytes)
-        self._entries: dict[str, _Hot] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def total_bytes(self) -> int:
-        return self._index.total_bytes
-
-    def get(self, digest: str) -> tuple[Entry, bool] | None:
-        """The entry and whether its use is due to be recorded on disk."""
-        with self._lock:
-            hot = self._entries.get(digest)
-            if hot is None:
-                return None
-            self._index.touch(digest)
-            hot.used = time.time()
-            due = hot.used - hot.recorded >= self.TOUCH_INTERVAL
-            if due:
-                hot.recorded = hot.used
-            return hot.entry, due
-
-    def add(self, digest: str, entry: Entry) -> None:
-        with self._lock:
-            evicted = self._index.reserve(digest, len(entry.body))
-            if evicted is None:
-                return
-            for key in evicted:
-                del self._entries[key]
-            now = time.time()
-            self._entries[digest] = _Hot(entry, used=now, recorded=now)
-
-    def discard(self, digests: list[str]) -> None:
-        with self._lock:
-            for digest in digests:
-                if self._entries.pop(digest, None) is not None:
-                    self._index.remove(digest)
-
-    def unrecorded(self) -> list[tuple[str, float]]:
-        """(digest, time of last use) of each use not yet on disk; marks them recorded."""
-        with self._lock:
-            out = []
-            for digest, hot in self._entries.items():
-                if hot.used > hot.recorded:
-                    out.append((digest, hot.used))
-                    hot.recorded = hot.used
-            return out
+    entries: int
+    bytes: int
+    max_bytes: int
+    loaded: bool
+    memory_entries: int
+    memory_bytes: int
+    pending: int  # entries being written (or waiting for the index to load)
+    stored: int
+    store_failures: int
+    dropped: int  # entries found missing or damaged on read
 
 
 class DiskCache:
     """Entries of one kind under one root, bounded by an LRU index.
 
-    With `hot_bytes`, the most recent entries are also kept in a HotSet.
+    The index's hot set (its `memory_bytes`) keeps the most recent entries in
+    memory too. An entry being written is *pending*: `peek` and `get` find
+    it from memory until its file is in place, so a write never hides an
+    entry and never runs twice at once. A cache whose index has a zero byte
+    bound is off: it stores nothing, and its load deletes every file left
+    under its root by an earlier run.
     """
 
-    def __init__(self, name: str, storage: Storage, index: CacheIndex, hot_bytes: int = 0) -> None:
+    def __init__(self, name: str, storage: Storage, index: CacheIndex[Entry]) -> None:
         self.name = name
         self.storage = storage
         self.index = index
-        self.hot = HotSet(hot_bytes) if hot_bytes else None
-        self.stats = CacheStats()
+        self.stored = 0
+        self.store_failures = 0
+        self.dropped = 0
         self._failing = False
+        self._pending: dict[str, Entry] = {}
+        self._writing: set[str] = set()
+        self._pending_lock = threading.Lock()
+        # One write at a time: a reservation and its file land together, so
+        # no other store can evict an entry whose temporary file is on disk.
+        self._write_lock = threading.Lock()
         # Set once `load` has rebuilt the index. Until then a file on disk may
         # be missing from the index: `get` looks for it directly, and `put`
-        # waits, so that the bound is never exceeded by files not yet counted.
+        # refuses, so that the bound is never exceeded by files not yet counted.
         self.loaded = threading.Event()
 
+    @property
+    def enabled(self) -> bool:
+        return self.index.max_bytes > 0
+
+    def health(self) -> CacheHealth:
+        return CacheHealth(
+            entries=len(self.index),
+            bytes=self.index.total_bytes,
+            max_bytes=self.index.max_bytes,
+            loaded=self.loaded.is_set(),
+            memory_entries=self.index.hot_entries,
+            memory_bytes=self.index.hot_bytes,
+            pending=len(self._pending),
+            stored=self.stored,
+            store_failures=self.store_failures,
+            dropped=self.dropped,
+        )
+
     def peek(self, digest: str) -> tuple[Entry, bool] | None:
-        """Non-blocking: the entry from the hot set, and whether `record_use` is due."""
-        if self.hot is None:
-            return None
-        found = self.hot.get(digest)
+        """Non-blocking: the entry from memory (hot or pending), and whether `record_use` is due."""
+        found = self.index.recall(digest)
         if found is not None:
-            self.index.touch(digest)
-        return found
+            return found
+        pending = self._pending.get(digest)
+        return None if pending is None else (pending, False)
+
+    def hold(self, digest: str, entry: Entry) -> None:
+        """Make `entry` pending: found by `peek` and `get` until `put` has written it."""
+        with self._pending_lock:
+            self._pending[digest] = entry
 
     def record_use(self, digest: str) -> None:
         """Refresh the file's mtime, the on-disk record of last use. Blocking."""
@@ -141,9 +112,7 @@ class DiskCache:
         Called at a clean stop, so that the LRU order rebuilt at the next
         start includes the hits served from memory. Returns the count.
         """
-        if self.hot is None:
-            return 0
-        uses = self.hot.unrecorded()
+        uses = self.index.unrecorded()
         for digest, used in uses:
             try:
                 self.storage.touch(digest, used)
@@ -154,9 +123,11 @@ class DiskCache:
     def load(self) -> None:
         """Rebuild the index from the files on disk, oldest use first. Blocking.
 
-        The service runs this in the background while it already serves; a
-        failed scan leaves the index empty and is logged, and the cache then
-        only counts what it writes.
+        Evicts down to the bound (which may be lower than when the files
+        were written) before anything new is stored. The service runs this
+        in the background while it already serves; a failed scan leaves the
+        index empty and is logged, and the cache then only counts what it
+        writes.
         """
         started = time.perf_counter()
         try:
@@ -178,11 +149,14 @@ class DiskCache:
         )
 
     def get(self, digest: str) -> Entry | None:
-        """The verified entry, refreshed as most recently used; None on a miss.
+        """The verified entry, refreshed as most recently used; None on a miss. Blocking.
 
         While the index is still loading, an entry it does not list yet may
         be on disk all the same: the file is looked for either way.
         """
+        pending = self._pending.get(digest)
+        if pending is not None:
+            return pending
         indexed = self.index.touch(digest)
         if not indexed and self.loaded.is_set():
             return None
@@ -196,29 +170,49 @@ class DiskCache:
         except OSError as exc:
             log.warning("%s cache entry %s unreadable: %s", self.name, digest, exc)
         else:
-            if self.hot is not None:
-                self.hot.add(digest, entry)
+            self.index.remember(digest, entry, len(entry.body))
             return entry
         return None
 
     def _drop(self, digest: str, why: str) -> None:
         log.warning("%s cache entry %s dropped: %s", self.name, digest, why)
         self.index.remove(digest)
-        if self.hot is not None:
-            self.hot.discard([digest])
-        self.stats.dropped += 1
+        self.dropped += 1
 
     def put(self, digest: str, entry: Entry) -> bool:
-        """Store an entry, evicting to make room first; False when not stored.
+        """Store an entry, evicting to make room first; False when not stored. Blocking.
 
-        Only after `load`: before it, files on disk are not yet counted and
-        the bound could not be kept (the service waits for the load).
+        The room is made before the temporary file is written, so the bytes
+        under the root, temporary files included, never exceed the bound.
+        Only after `load`: before it, files on disk are not yet counted. A
+        put of a digest already being written does nothing: the entry is
+        pending and its write is under way.
         """
         if not self.loaded.is_set():
             raise RuntimeError(f"{self.name} cache: put before the index was loaded")
+        with self._pending_lock:
+            if digest in self._writing:
+                return False
+            self._writing.add(digest)
+            self._pending[digest] = entry
+        try:
+            with self._write_lock:
+                return self._store(digest, entry)
+        finally:
+            with self._pending_lock:
+                self._writing.discard(digest)
+                if self._pending.get(digest) is entry:
+                    del self._pending[digest]
+
+    def _store(self, digest: str, entry: Entry) -> bool:
         size = HEADER_SIZE + len(entry.body)
+        if self.index.touch(digest):
+            # Replaced: the old file goes first, so that it and the new one's
+            # temporary file are never on disk together.
+            self.storage.delete(digest)
         evicted = self.index.reserve(digest, size)
         if evicted is None:
+            self.index.remove(digest)
             log.info(
                 "%s %s (%d bytes) exceeds the whole cache: not stored", self.name, digest, size
             )
@@ -228,16 +222,15 @@ class DiskCache:
             self._write(digest, entry, size)
         except OSError as exc:
             self.index.remove(digest)
-            self.stats.store_failures += 1
+            self.store_failures += 1
             if not self._failing:
                 log.error(
                     "%s cache write failed; serving uncached until it works: %s", self.name, exc
                 )
             self._failing = True
             return False
-        self.stats.stored += 1
-        if self.hot is not None:
-            self.hot.add(digest, entry)
+        self.stored += 1
+        self.index.remember(digest, entry, len(entry.body))
         if self._failing:
             log.warning("%s cache writes work again", self.name)
             self._failing = False
@@ -257,8 +250,6 @@ class DiskCache:
             self.storage.write(digest, entry)
 
     def _delete(self, digests: list[str]) -> None:
-        if self.hot is not None:
-            self.hot.discard(digests)
         for digest in digests:
             try:
                 self.storage.delete(digest)

@@ -29,6 +29,7 @@ from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
 from previewer.config import SERVE, ConfigError, Option, Settings, load, options_for
 from previewer.fetch import Fetcher, Resolver
+from previewer.renderer import EmbeddedRenderer
 from previewer.server import HttpServer, build_app
 from previewer.service import PreviewService
 from previewer.storage import Storage
@@ -137,21 +138,22 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
     fetcher = Fetcher(settings.fetch, resolver)
     await fetcher.start()
     cache = settings.cache
-    service = PreviewService(
-        imaging_config=settings.imaging,
+    renderer = EmbeddedRenderer(
+        config=settings.imaging,
         fetcher=fetcher,
+        sources=DiskCache(
+            "source", Storage(cache.dir / SOURCES_DIR), CacheIndex(cache.source_bytes)
+        ),
+        executor=executor,
+    )
+    service = PreviewService(
         previews=DiskCache(
             "preview",
             Storage(cache.dir),
-            CacheIndex(cache.size, cache.max_items),
-            hot_bytes=cache.memory_size,
+            CacheIndex(cache.preview_bytes, cache.max_items, memory_bytes=cache.memory_size),
         ),
-        sources=(
-            DiskCache("source", Storage(cache.dir / SOURCES_DIR), CacheIndex(cache.source_size))
-            if cache.source_size
-            else None
-        ),
-        render_executor=executor,
+        renderer=renderer,
+        disk_budget=cache.size,
     )
     access_log = AccessLog(successes=settings.server.access_log)
     server = HttpServer(

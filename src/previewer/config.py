@@ -165,7 +165,12 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
-    """The disk cache of previews and of sources, and the in-memory hot set."""
+    """The disk cache of previews and of sources, and the in-memory hot set.
+
+    `size` bounds every file under `dir`: previews, sources, entry headers and
+    temporary files. The source cache's share of it is `source_size` bytes
+    (None: a quarter of `size`; 0: no source cache); previews get the rest.
+    """
 
     COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
 
@@ -176,8 +181,9 @@ class CacheConfig:
         1024**3,
         parse=positive_bytes,
         flag="cache-size",
-        help="byte bound of the cache; units `B`, `KB`, `MB`, `GB`, `TB` (powers of 1000) "
-        "and `KiB`, `MiB`, `GiB`, `TiB` (powers of 1024)",
+        help="byte bound of every file under `--cache-dir`: previews and sources together; "
+        "units `B`, `KB`, `MB`, `GB`, `TB` (powers of 1000) and `KiB`, `MiB`, `GiB`, `TiB` "
+        "(powers of 1024)",
         shown_default="1GiB",
     )
     max_items: int = setting(
@@ -190,13 +196,25 @@ class CacheConfig:
         help="bytes of recent previews also kept in memory; 0 turns it off",
         shown_default="32MiB",
     )
-    source_size: int = setting(
-        256 * 1024**2,
+    source_size: int | None = setting(
+        None,
         parse=parse_bytes,
         flag="source-cache-size",
-        help="byte bound of the cache of fetched sources (`<cache-dir>/sources`); 0 turns it off",
-        shown_default="256MiB",
+        help="the share of `--cache-size` kept for fetched sources (`<cache-dir>/sources`); "
+        "must leave room for previews; 0 turns it off",
+        shown_default="a quarter of `--cache-size`",
     )
+
+    @property
+    def source_bytes(self) -> int:
+        return self.size // SOURCE_SHARE_DIVISOR if self.source_size is None else self.source_size
+
+    @property
+    def preview_bytes(self) -> int:
+        return self.size - self.source_bytes
+
+
+SOURCE_SHARE_DIVISOR = 4  # the source cache's default share: a quarter of --cache-size
 
 
 @dataclass(frozen=True)
@@ -399,4 +417,18 @@ def load(
             values[opt.section][opt.name] = opt.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    return Settings(**{name: cls(**values[name]) for name, cls in _sections()})
+    settings = Settings(**{name: cls(**values[name]) for name, cls in _sections()})
+    _check_disk_budget(settings.cache)
+    return settings
+
+
+def _check_disk_budget(cache: CacheConfig) -> None:
+    """The source cache's share must leave room for previews within --cache-size."""
+    if cache.source_bytes < cache.size:
+        return
+    raise ConfigError(
+        f"--source-cache-size ({ENV_PREFIX}SOURCE_CACHE_SIZE) of {cache.source_bytes} bytes "
+        f"leaves no room for previews within --cache-size ({ENV_PREFIX}CACHE_SIZE) of "
+        f"{cache.size} bytes: the source cache is a share of the cache's bytes, so it must "
+        f"be smaller (or 0, which turns it off)"
+    )

@@ -21,7 +21,6 @@ the client's end of input, before the answer is written.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import json
@@ -42,7 +41,6 @@ from previewer.errors import (
     MethodNotAllowed,
     NotFound,
     PreviewError,
-    RequestTimeout,
     UriTooLong,
 )
 from previewer.options import PreviewOptions, parse_request
@@ -141,29 +139,8 @@ async def _flush_access_log(app: web.Application) -> None:
 
 
 async def _health(request: web.Request) -> web.Response:
-    service = request.app[_SERVICE]
-    caches = {"cache": service.previews}
-    if service.sources is not None:
-        caches["source_cache"] = service.sources
-    body: dict[str, object] = {
-        name: {
-            "entries": len(cache.index),
-            "bytes": cache.index.total_bytes,
-            "max_bytes": cache.index.max_bytes,
-            "loaded": cache.loaded.is_set(),
-            "memory_entries": len(cache.hot) if cache.hot is not None else 0,
-            "memory_bytes": cache.hot.total_bytes if cache.hot is not None else 0,
-            **dataclasses.asdict(cache.stats),
-        }
-        for name, cache in caches.items()
-    }
-    body["status"] = "ok"
-    body["renders_in_progress"] = service.renders_in_progress
-    body["counters"] = {
-        **dataclasses.asdict(service.counters),
-        "stored": service.previews.stats.stored,
-        "abandoned": service.abandoned,
-    }
+    health = dataclasses.asdict(request.app[_SERVICE].health())
+    body = {name: value for name, value in health.items() if value is not None}
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
@@ -173,14 +150,9 @@ async def _fill(request: web.Request) -> web.Response:
     if config.signing_key:
         path = signing.verify(path, config.signing_key, config.signing_salt)
     options = request.app[_PARSE](path)
-    service = request.app[_SERVICE]
-    preview = service.cached(options)  # a hit in memory needs no deadline
-    if preview is None:
-        try:
-            async with asyncio.timeout(config.request_timeout):
-                preview = await service.get(options, list(request.headers.items()), request.remote)
-        except TimeoutError:
-            raise RequestTimeout(detail=f"no preview within {config.request_timeout}s") from None
+    preview = await request.app[_SERVICE].get(
+        options, list(request.headers.items()), request.remote, config.request_timeout
+    )
     return _preview_response(request, preview, config)
 
 

@@ -1,300 +1,228 @@
-"""Orchestration: preview cache -> source cache -> fetch -> render -> store.
+"""Orchestration of one request: hot set -> preview cache -> single flight -> render -> store.
 
-`PreviewService.get(options, headers, client_address)` is what both the HTTP
-server and any other front call; it never sees a framework object. Blocking
-work runs off the event loop: renders on a bounded pool whose queue answers
-503 at once when full, file I/O on the default thread pool.
+`PreviewService.get(options, headers, client_address, timeout)` is the whole
+request, for the HTTP server and any other front; it never sees a framework
+object. A hit from the memory hot set is answered at once, on the event
+loop, with no deadline armed; everything slower (the disk lookup, waiting
+for a render) runs under `timeout`.
 
-Two single flights keep concurrent work from repeating: one per preview
-(50 requests for one uncached preview make one render) and one per source
-(a page asking for four sizes of one image makes one fetch). Both share only
-between requests that carry the same credentials.
+Concurrent requests for one uncached preview share one render (a single
+flight, only between requests that carry the same credentials). The render
+itself (source cache, fetch, libvips) sits behind `renderer.Renderer`;
+blocking file I/O runs on the default thread pool. `health()` returns what
+/health reports, as a value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import logging
 import threading
 from collections.abc import Coroutine
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from previewer import headers as header_rules
-from previewer import imaging
-from previewer.cache import DiskCache
-from previewer.config import ImagingConfig
-from previewer.errors import Overloaded
-from previewer.fetch import Fetcher
+from previewer.cache import CacheHealth, DiskCache
+from previewer.errors import RequestTimeout
 from previewer.flight import SingleFlight
 from previewer.headers import Headers
-from previewer.options import PreviewOptions, SourceURL
+from previewer.options import PreviewOptions
+from previewer.renderer import Renderer, RenderJob, flight_key
 from previewer.storage import Entry, key_digest
 
 log = logging.getLogger(__name__)
 
-SOURCE_CONTENT_TYPE = "application/octet-stream"
-
-
-@dataclass
-class Counters:
-    """Running totals since start-up, reported by /health."""
-
-    hits: int = 0
-    misses: int = 0
-    fetches: int = 0
-    source_hits: int = 0
-    renders: int = 0
-
 
 @dataclass(frozen=True)
 class Preview:
-    body: bytes
-    content_type: str
-    etag: str
-    last_modified: float  # Unix time the preview was made
-    hit: bool  # served from the disk cache
+    entry: Entry  # body, content type, creation time, checksum
+    hit: bool  # served from the cache
     shareable: bool  # may be stored by shared caches (and was offered to ours)
 
+    @property
+    def body(self) -> bytes:
+        return self.entry.body
 
-@dataclass
-class _Source:
-    body: bytes
-    shareable: bool
-    digest: str
-    kept: bool  # in the source cache already (or being written there)
+    @property
+    def content_type(self) -> str:
+        return self.entry.content_type
+
+    @property
+    def etag(self) -> str:
+        return self.entry.etag
+
+    @property
+    def last_modified(self) -> float:
+        """Unix time the preview was made."""
+        return self.entry.created
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """The one disk budget (`--cache-size`): previews and sources together."""
+
+    bytes: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Running totals since start-up."""
+
+    hits: int
+    misses: int
+    fetches: int
+    source_hits: int
+    renders: int
+    stored: int
+    abandoned: int
+
+
+@dataclass(frozen=True)
+class Health:
+    """What /health reports: a snapshot, taken without touching the caches' files."""
+
+    status: str
+    disk: DiskUsage
+    cache: CacheHealth
+    source_cache: CacheHealth | None  # None: the source cache is off
+    renders_in_progress: int  # running or waiting for a render slot
+    renders_waiting: int
+    counters: Counters
 
 
 class PreviewService:
-    """Makes previews, caching them (and optionally their sources) on disk."""
+    """Serves previews from the preview cache, rendering and storing each miss."""
 
-    def __init__(
-        self,
-        *,
-        imaging_config: ImagingConfig,
-        fetcher: Fetcher,
-        previews: DiskCache,
-        sources: DiskCache | None,
-        render_executor: Executor,
-    ) -> None:
-        self.config = imaging_config
-        self.fetcher = fetcher
-        self.previews = previews
-        self.sources = sources
-        self.counters = Counters()
-        self._executor = render_executor
-        self._preview_flights = SingleFlight[Preview]()
-        self._source_flights = SingleFlight[_Source]()
-        self._renders = 0  # running or waiting for a render thread
-        self._renders_lock = threading.Lock()
-        self._max_renders = imaging_config.workers + imaging_config.queue_size
+    def __init__(self, *, previews: DiskCache, renderer: Renderer, disk_budget: int) -> None:
+        self._previews = previews
+        self._renderer = renderer
+        self._disk_budget = disk_budget
+        self._flights = SingleFlight[Preview]()
         self._background: set[asyncio.Future[object]] = set()
-        self._writing_sources: dict[str, bytes] = {}  # digest -> body being written
-        self._loading: asyncio.Future[None] | None = None
+        self._loading: asyncio.Future[tuple[None, None]] | None = None
+        self._previews_loaded = asyncio.Event()
+        self._hits = 0
+        self._misses = 0
 
     async def start(self) -> None:
-        """Start rebuilding the LRU indexes from the cache directories, in the background.
+        """Start loading the indexes in the background; the service serves at once.
 
-        The service serves at once: until an index is loaded, a hit is
-        looked up on disk directly, and new entries are stored once it is.
+        Until the preview index is loaded, a hit not yet indexed is read
+        from its file directly, and a miss is rendered and answered without
+        waiting; only its write waits for the load.
         """
-        self._loading = asyncio.ensure_future(self._load())
+        self._loading = asyncio.gather(self._load_previews(), self._renderer.load())
 
-    async def _load(self) -> None:
-        for cache in (self.previews, self.sources):
-            if cache is None:
-                continue
-            try:
-                await asyncio.to_thread(cache.load)
-            except Exception:  # a bug; the cache goes on counting only new entries
-                log.exception("%s cache: loading the index failed", cache.name)
+    async def _load_previews(self) -> None:
+        try:
+            await asyncio.to_thread(self._previews.load)
+        finally:
+            self._previews_loaded.set()
 
     async def wait_loaded(self) -> None:
-        """Wait until both indexes are loaded (and so every file on disk is counted)."""
+        """Wait until every index is loaded (and so every file on disk is counted)."""
         if self._loading is not None and not self._loading.done():
             await asyncio.shield(self._loading)
 
     async def stop(self) -> None:
-        """Write to disk what only memory knows: the uses of hot previews."""
+        """Write what only memory knows: pending previews and the uses of hot ones."""
         await self.wait_loaded()
-        recorded = await asyncio.to_thread(self.previews.record_hot_uses)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        recorded = await asyncio.to_thread(self._previews.record_hot_uses)
         log.debug("recorded %d uses of hot previews", recorded)
 
-    @property
-    def renders_in_progress(self) -> int:
-        return self._renders
-
-    @property
-    def abandoned(self) -> int:
-        return self._preview_flights.abandoned + self._source_flights.abandoned
-
-    def cached(self, options: PreviewOptions) -> Preview | None:
-        """The preview from the in-memory hot set, or None. Never blocks.
-
-        The hit path that needs no thread, no file and no deadline: the HTTP
-        front tries it before it arms the request timeout.
-        """
-        digest = _digest(options)
-        hot = self.previews.peek(digest)
-        if hot is None:
-            return None
-        entry, record_use = hot
-        if record_use:
-            self._in_background(asyncio.to_thread(self.previews.record_use, digest))
-        return self._hit(entry)
+    def health(self) -> Health:
+        cache = self._previews.health()
+        rendering = self._renderer.health()
+        sources = rendering.source_cache
+        return Health(
+            status="ok",
+            disk=DiskUsage(
+                bytes=cache.bytes + (sources.bytes if sources else 0),
+                max_bytes=self._disk_budget,
+            ),
+            cache=cache,
+            source_cache=sources,
+            renders_in_progress=rendering.renders_running + rendering.renders_waiting,
+            renders_waiting=rendering.renders_waiting,
+            counters=Counters(
+                hits=self._hits,
+                misses=self._misses,
+                fetches=rendering.fetches,
+                source_hits=rendering.source_hits,
+                renders=rendering.renders,
+                stored=cache.stored,
+                abandoned=self._flights.abandoned + rendering.abandoned,
+            ),
+        )
 
     async def get(
-        self, options: PreviewOptions, headers: Headers, client_address: str | None
-    ) -> Preview:
-        found = self.cached(options)
-        if found is not None:
-            return found
-        digest = _digest(options)
-        entry = await asyncio.to_thread(self.previews.get, digest)
-        if entry is not None:
-            return self._hit(entry)
-        self.counters.misses += 1
-        return await self._preview_flights.run(
-            _flight_key(digest, headers),
-            lambda abandoned: self._produce(options, digest, headers, client_address, abandoned),
-        )
-
-    def _hit(self, entry: Entry) -> Preview:
-        self.counters.hits += 1
-        return Preview(
-            body=entry.body,
-            content_type=entry.content_type,
-            etag=entry.etag,
-            last_modified=entry.created,
-            hit=True,
-            shareable=True,
-        )
-
-    async def _produce(
         self,
         options: PreviewOptions,
-        digest: str,
         headers: Headers,
         client_address: str | None,
-        abandoned: threading.Event,
+        time_limit: float | None = None,
     ) -> Preview:
-        source = await self._source(options.source, headers, client_address)
-        job = imaging.RenderJob(
-            width=options.width,
-            height=options.height,
-            gravity=options.gravity,
-            quality=options.quality,
-            max_pixels=self.config.max_source_pixels,
+        """The preview for `options`: from memory at once, else within `time_limit` seconds.
+
+        Raises RequestTimeout when the slow path (disk lookup, render) passes
+        `time_limit`, and any other PreviewError the render raises.
+        """
+        digest = _digest(options)
+        hot = self._previews.peek(digest)
+        if hot is not None:
+            entry, record_use = hot
+            if record_use:
+                self._in_background(asyncio.to_thread(self._previews.record_use, digest))
+            self._hits += 1
+            return Preview(entry, hit=True, shareable=True)
+        if time_limit is None:
+            return await self._lookup(options, digest, headers, client_address)
+        try:
+            async with asyncio.timeout(time_limit):
+                return await self._lookup(options, digest, headers, client_address)
+        except TimeoutError:
+            raise RequestTimeout(detail=f"no preview within {time_limit}s") from None
+
+    async def _lookup(
+        self, options: PreviewOptions, digest: str, headers: Headers, client_address: str | None
+    ) -> Preview:
+        entry = await asyncio.to_thread(self._previews.get, digest)
+        if entry is not None:
+            self._hits += 1
+            return Preview(entry, hit=True, shareable=True)
+        self._misses += 1
+        job = RenderJob(options, headers, client_address)
+        return await self._flights.run(
+            flight_key(digest, headers), lambda abandoned: self._produce(job, digest, abandoned)
         )
-        rendered = await self._render(source.body, job, abandoned)
+
+    async def _produce(self, job: RenderJob, digest: str, abandoned: threading.Event) -> Preview:
+        rendered = await self._renderer.render(job, abandoned)
         # an incomplete (truncated) source may be a transfer cut short: never keep it
-        shareable = source.shareable and rendered.complete
-        if shareable and not source.kept and self.sources is not None:
-            self._keep_source(source)
+        shareable = rendered.shareable and rendered.complete
         entry = Entry.of(rendered.body, rendered.content_type)
         if shareable:
-            await self.wait_loaded()
-            await asyncio.to_thread(self.previews.put, digest, entry)
-        return Preview(
-            body=entry.body,
-            content_type=entry.content_type,
-            etag=entry.etag,
-            last_modified=entry.created,
-            hit=False,
-            shareable=shareable,
-        )
+            if self._previews_loaded.is_set():
+                await asyncio.to_thread(self._previews.put, digest, entry)
+            else:  # answer now; the write waits until every file on disk is counted
+                self._previews.hold(digest, entry)
+                self._in_background(self._put_when_loaded(digest, entry))
+        return Preview(entry, hit=False, shareable=shareable)
 
-    async def _source(
-        self, source: SourceURL, headers: Headers, client_address: str | None
-    ) -> _Source:
-        digest = key_digest(f"source|v1|{source}")
-        writing = self._writing_sources.get(digest)
-        if writing is not None:
-            self.counters.source_hits += 1
-            return _Source(writing, shareable=True, digest=digest, kept=True)
-        if self.sources is not None:
-            entry = await asyncio.to_thread(self.sources.get, digest)
-            if entry is not None:
-                self.counters.source_hits += 1
-                return _Source(entry.body, shareable=True, digest=digest, kept=True)
-        return await self._source_flights.run(
-            _flight_key(digest, headers),
-            lambda _: self._fetch(source, digest, headers, client_address),
-        )
+    async def _put_when_loaded(self, digest: str, entry: Entry) -> None:
+        await self._previews_loaded.wait()
+        await asyncio.to_thread(self._previews.put, digest, entry)
 
-    async def _fetch(
-        self, source: SourceURL, digest: str, headers: Headers, client_address: str | None
-    ) -> _Source:
-        self.counters.fetches += 1
-        fetched = await self.fetcher.fetch(source, headers, client_address)
-        return _Source(fetched.body, fetched.shareable, digest=digest, kept=False)
-
-    def _keep_source(self, source: _Source) -> None:
-        """Write a source to the source cache in the background.
-
-        The response need not wait for the write; until it lands, the body
-        stays reachable in memory so that the next size finds it anyway.
-        """
-        assert self.sources is not None
-        source.kept = True
-        self._writing_sources[source.digest] = source.body
-        task = self._in_background(self._put_source(source))
-        task.add_done_callback(lambda _: self._writing_sources.pop(source.digest, None))
-
-    async def _put_source(self, source: _Source) -> None:
-        sources = self.sources
-        assert sources is not None
-        await self.wait_loaded()
-
-        def store() -> None:  # on a thread: hashing megabytes would block the loop
-            sources.put(source.digest, Entry.of(source.body, SOURCE_CONTENT_TYPE))
-
-        await asyncio.to_thread(store)
-
-    def _in_background(self, work: Coroutine[object, None, object]) -> asyncio.Future[object]:
+    def _in_background(self, work: Coroutine[object, None, object]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        return task
-
-    async def _render(
-        self, body: bytes, job: imaging.RenderJob, abandoned: threading.Event
-    ) -> imaging.Rendered:
-        """Run one render on the pool, or refuse at once when the queue is full.
-
-        The count drops when the thread really finishes (or the queued job is
-        dropped), not when the awaiting request gives up, so admission always
-        reflects the work the pool still has.
-        """
-        with self._renders_lock:
-            if self._renders >= self._max_renders:
-                raise Overloaded(detail=f"{self._renders} renders running or queued")
-            self._renders += 1
-        self.counters.renders += 1
-        future = self._executor.submit(imaging.render, body, job, abandoned.is_set)
-        future.add_done_callback(self._render_finished)
-        return await asyncio.wrap_future(future)
-
-    def _render_finished(self, _: object) -> None:
-        with self._renders_lock:
-            self._renders -= 1
 
 
 @functools.lru_cache(maxsize=1024)
 def _digest(options: PreviewOptions) -> str:
     """The cache file name of a preview; memoised, as hits repeat the same options."""
     return key_digest(options.cache_key())
-
-
-def _flight_key(digest: str, headers: Headers) -> str:
-    """Requests share a flight only when they carry the same credentials.
-
-    A response to one user's Authorization or Cookie may be private to that
-    user, so it is never handed to a request with other credentials.
-    """
-    credentials = [f"{name.lower()}:{value}" for name, value in header_rules.credentials(headers)]
-    if not credentials:
-        return digest
-    return digest + ":" + hashlib.sha256("\n".join(credentials).encode()).hexdigest()

@@ -549,3 +549,29 @@ def test_defaults_are_printed_as_values_or_prose() -> None:
     assert by_flag["cache-size"].default_is_literal()
     assert not by_flag["signing-key"].default_is_literal()
     assert not by_flag["allowed-sources"].default_is_literal()  # "any" would be a host
+
+
+# --- the disk budget ------------------------------------------------------------------
+
+
+def test_the_source_cache_is_a_quarter_of_the_cache_by_default() -> None:
+    cache = load({}, {"cache-size": "2MiB"}).cache
+    assert (cache.source_bytes, cache.preview_bytes) == (512 * 1024, 1536 * 1024)
+    assert load({}).cache.source_bytes == 256 * 1024 * 1024  # of the default 1GiB
+
+
+def test_a_source_share_is_counted_inside_the_cache_size() -> None:
+    cache = load({"PREVIEWER_SOURCE_CACHE_SIZE": "1MB"}, {"cache-size": "3MB"}).cache
+    assert (cache.source_bytes, cache.preview_bytes) == (10**6, 2 * 10**6)
+    off = load({}, {"cache-size": "3MB", "source-cache-size": "0"}).cache
+    assert (off.source_bytes, off.preview_bytes) == (0, 3 * 10**6)
+
+
+@pytest.mark.parametrize("source", ["2MiB", "3MiB"])
+def test_a_source_share_leaving_no_room_for_previews_is_refused(source: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load({"PREVIEWER_CACHE_SIZE": "2MiB"}, {"source-cache-size": source})
+    message = str(refused.value)
+    for name in ("--source-cache-size", "PREVIEWER_SOURCE_CACHE_SIZE", "--cache-size"):
+        assert name in message
+    assert "no room for previews" in message

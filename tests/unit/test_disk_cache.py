@@ -1,4 +1,4 @@
-"""DiskCache and its HotSet on tmp_path: bounds, hot entries, faults."""
+"""DiskCache on tmp_path: bounds, hot and pending entries, faults."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from previewer.cache import DiskCache, HotSet
+from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
 from previewer.storage import HEADER_SIZE, Entry, Storage, key_digest
 
@@ -14,7 +14,7 @@ BODY = b"\xff\xd8\xff" + b"x" * 997
 
 
 def _cache(root: Path, max_bytes: int = 10_000, hot_bytes: int = 0) -> DiskCache:
-    cache = DiskCache("test", Storage(root), CacheIndex(max_bytes), hot_bytes=hot_bytes)
+    cache = DiskCache("test", Storage(root), CacheIndex(max_bytes, memory_bytes=hot_bytes))
     cache.load()
     return cache
 
@@ -57,37 +57,6 @@ def test_disk_eviction_also_leaves_the_hot_set(tmp_path: Path) -> None:
     assert cache.peek(digests[2]) is not None
 
 
-def test_hot_set_bound_and_order() -> None:
-    hot = HotSet(2_500)
-    entries = {str(i): Entry.of(b"x" * 1000, "image/jpeg") for i in range(3)}
-    hot.add("0", entries["0"])
-    hot.add("1", entries["1"])
-    assert hot.get("0") is not None  # refresh 0: 1 is now the oldest
-    hot.add("2", entries["2"])
-    assert hot.get("1") is None
-    assert hot.get("0") is not None
-    assert hot.total_bytes == 2000
-    assert len(hot) == 2
-
-
-def test_hot_set_reports_when_a_disk_touch_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
-    hot = HotSet(10_000)
-    hot.add("k", Entry.of(b"x", "image/jpeg"))
-    found = hot.get("k")
-    assert found is not None
-    assert found[1] is False
-    monkeypatch.setattr(HotSet, "TOUCH_INTERVAL", 0.0)
-    found = hot.get("k")
-    assert found is not None
-    assert found[1] is True
-
-
-def test_hot_set_ignores_entries_larger_than_itself() -> None:
-    hot = HotSet(10)
-    hot.add("big", Entry.of(b"x" * 11, "image/jpeg"))
-    assert hot.get("big") is None
-
-
 def test_record_use_refreshes_mtime(tmp_path: Path) -> None:
     import os
 
@@ -122,7 +91,7 @@ def test_hot_uses_are_written_to_disk_on_request(tmp_path: Path) -> None:
 
 def test_before_the_index_is_loaded_hits_are_read_from_disk(tmp_path: Path) -> None:
     _cache(tmp_path).put(key_digest("kept"), Entry.of(BODY, "image/jpeg"))  # an earlier run's entry
-    cache = DiskCache("test", Storage(tmp_path), CacheIndex(10_000), hot_bytes=10_000)
+    cache = DiskCache("test", Storage(tmp_path), CacheIndex(10_000, memory_bytes=10_000))
     entry = cache.get(key_digest("kept"))  # not indexed yet: read directly
     assert entry is not None
     assert entry.body == BODY
@@ -144,4 +113,67 @@ def test_before_the_index_is_loaded_a_damaged_file_is_dropped(tmp_path: Path) ->
     cache = DiskCache("test", Storage(tmp_path), CacheIndex(10_000))
     assert cache.get(digest) is None
     assert not path.exists()
-    assert cache.stats.dropped == 1
+    assert cache.dropped == 1
+
+
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_a_held_entry_is_found_until_its_write_lands(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    digest = key_digest("pending")
+    entry = Entry.of(BODY, "image/jpeg")
+    cache.hold(digest, entry)
+    assert cache.peek(digest) == (entry, False)
+    assert cache.get(digest) is entry
+    assert cache.health().pending == 1
+    assert _disk_bytes(tmp_path) == 0
+    assert cache.put(digest, entry)
+    assert cache.health().pending == 0
+    assert cache.peek(digest) is None  # no hot set: found on disk from here on
+    found = cache.get(digest)
+    assert found is not None
+    assert found.body == BODY
+
+
+def test_replacing_an_entry_never_holds_both_files(tmp_path: Path) -> None:
+    size = HEADER_SIZE + len(BODY)
+    cache = _cache(tmp_path, max_bytes=size)  # room for exactly one entry
+    digest = key_digest("same")
+    assert cache.put(digest, Entry.of(BODY, "image/jpeg"))
+    assert cache.put(digest, Entry.of(BODY[::-1], "image/jpeg"))
+    assert _disk_bytes(tmp_path) == size == cache.index.total_bytes
+    found = cache.get(digest)
+    assert found is not None
+    assert found.body == BODY[::-1]
+
+
+def test_an_entry_larger_than_the_bound_is_not_stored(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, max_bytes=HEADER_SIZE + len(BODY) - 1)
+    assert not cache.put(key_digest("big"), Entry.of(BODY, "image/jpeg"))
+    assert _disk_bytes(tmp_path) == 0
+    assert cache.health().pending == 0
+
+
+def test_a_cache_with_no_bytes_is_off_and_its_load_clears_old_files(tmp_path: Path) -> None:
+    _cache(tmp_path).put(key_digest("old"), Entry.of(BODY, "image/jpeg"))
+    cache = DiskCache("test", Storage(tmp_path), CacheIndex(0))
+    assert not cache.enabled
+    cache.load()
+    assert _disk_bytes(tmp_path) == 0
+    assert cache.health().entries == 0
+
+
+def test_health_reports_the_cache_as_a_value(tmp_path: Path) -> None:
+    cache = _cache(tmp_path, max_bytes=5_000, hot_bytes=5_000)
+    cache.put(key_digest("a"), Entry.of(BODY, "image/jpeg"))
+    health = cache.health()
+    assert (health.entries, health.bytes, health.max_bytes) == (1, HEADER_SIZE + len(BODY), 5_000)
+    assert (health.memory_entries, health.memory_bytes) == (1, len(BODY))
+    assert (health.loaded, health.stored, health.store_failures, health.dropped) == (
+        True,
+        1,
+        0,
+        0,
+    )

@@ -1,0 +1,220 @@
+"""The render stage: options and request headers in, preview bytes out.
+
+`Renderer` is the seam between the service (preview cache, single flight,
+the request deadline) and the work of a miss: get the source (source cache,
+single flight per source, fetch under the source policy), render it, and
+say whether the result may be shared and whether the source was complete.
+That is everything a remote worker would take over; a job carries the
+options, the forwarded headers and the client address, a reply the body,
+content type, `shareable` and `complete`.
+
+`EmbeddedRenderer`, the default and only implementation here, does it in
+this process: libvips on a bounded thread pool behind `Admission`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Protocol
+
+from previewer import headers as header_rules
+from previewer import imaging
+from previewer.admission import Admission
+from previewer.cache import CacheHealth, DiskCache
+from previewer.config import ImagingConfig
+from previewer.fetch import Fetcher
+from previewer.flight import SingleFlight
+from previewer.headers import Headers
+from previewer.options import PreviewOptions, SourceURL
+from previewer.storage import Entry, key_digest
+
+SOURCE_CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One miss to render: what a remote worker would receive."""
+
+    options: PreviewOptions
+    headers: Headers
+    client_address: str | None
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a render gives back: what a remote worker would reply."""
+
+    body: bytes
+    content_type: str
+    shareable: bool  # the origin's answer may be stored by shared caches
+    complete: bool  # the whole source was decoded (a truncated one is never kept)
+
+
+@dataclass(frozen=True)
+class RendererHealth:
+    renders_running: int
+    renders_waiting: int
+    fetches: int
+    source_hits: int
+    renders: int
+    abandoned: int  # source fetches dropped because every request had gone
+    source_cache: CacheHealth | None
+
+
+class Renderer(Protocol):
+    """The render stage, as the service sees it."""
+
+    async def load(self) -> None:
+        """Get ready in the background while the service already serves (an index, a connection)."""
+
+    async def render(self, job: RenderJob, abandoned: threading.Event) -> RenderResult:
+        """Render one preview; stop early once `abandoned` is set. Raises PreviewError."""
+
+    def health(self) -> RendererHealth:
+        """A snapshot for /health."""
+
+
+@dataclass
+class _Source:
+    body: bytes
+    shareable: bool
+    digest: str
+    kept: bool  # in the source cache already (or being written there)
+
+
+class EmbeddedRenderer:
+    """Fetch, source cache and libvips in this process, on a bounded thread pool."""
+
+    def __init__(
+        self,
+        *,
+        config: ImagingConfig,
+        fetcher: Fetcher,
+        sources: DiskCache,
+        executor: Executor,
+    ) -> None:
+        self._config = config
+        self._fetcher = fetcher
+        self._sources = sources
+        self._executor = executor
+        self._admission = Admission(config.workers, config.queue_size)
+        self._flights = SingleFlight[_Source]()
+        self._background: set[asyncio.Future[object]] = set()
+        self._fetches = 0
+        self._source_hits = 0
+        self._renders = 0
+        self._loaded = asyncio.Event()
+
+    async def load(self) -> None:
+        try:
+            await asyncio.to_thread(self._sources.load)
+        finally:
+            self._loaded.set()
+
+    def health(self) -> RendererHealth:
+        admission = self._admission.state()
+        return RendererHealth(
+            renders_running=admission.running,
+            renders_waiting=admission.waiting,
+            fetches=self._fetches,
+            source_hits=self._source_hits,
+            renders=self._renders,
+            abandoned=self._flights.abandoned,
+            source_cache=self._sources.health() if self._sources.enabled else None,
+        )
+
+    async def render(self, job: RenderJob, abandoned: threading.Event) -> RenderResult:
+        options = job.options
+        source = await self._source(options.source, job.headers, job.client_address)
+        rendered = await self._render(
+            source.body,
+            imaging.RenderJob(
+                width=options.width,
+                height=options.height,
+                gravity=options.gravity,
+                quality=options.quality,
+                max_pixels=self._config.max_source_pixels,
+            ),
+            abandoned,
+        )
+        # an incomplete (truncated) source may be a transfer cut short: never keep it
+        if source.shareable and rendered.complete and not source.kept and self._sources.enabled:
+            await self._keep(source)
+        return RenderResult(
+            rendered.body, rendered.content_type, source.shareable, rendered.complete
+        )
+
+    async def _source(
+        self, source: SourceURL, headers: Headers, client_address: str | None
+    ) -> _Source:
+        digest = key_digest(f"source|v1|{source}")
+        if self._sources.enabled:
+            held = self._sources.peek(digest)
+            entry = held[0] if held else await asyncio.to_thread(self._sources.get, digest)
+            if entry is not None:
+                self._source_hits += 1
+                return _Source(entry.body, shareable=True, digest=digest, kept=True)
+        return await self._flights.run(
+            flight_key(digest, headers),
+            lambda _: self._fetch(source, digest, headers, client_address),
+        )
+
+    async def _fetch(
+        self, source: SourceURL, digest: str, headers: Headers, client_address: str | None
+    ) -> _Source:
+        self._fetches += 1
+        fetched = await self._fetcher.fetch(source, headers, client_address)
+        return _Source(fetched.body, fetched.shareable, digest=digest, kept=False)
+
+    async def _keep(self, source: _Source) -> None:
+        """Make a source pending in the source cache now; write it in the background.
+
+        The response need not wait for the write; the next size finds the
+        pending entry in the cache all the same. Hashing megabytes would
+        block the event loop, so the entry is made on a thread.
+        """
+        source.kept = True
+        entry = await asyncio.to_thread(Entry.of, source.body, SOURCE_CONTENT_TYPE)
+        self._sources.hold(source.digest, entry)
+        self._in_background(self._put_source(source.digest, entry))
+
+    async def _put_source(self, digest: str, entry: Entry) -> None:
+        await self._loaded.wait()  # the source index counts every file first
+        await asyncio.to_thread(self._sources.put, digest, entry)
+
+    def _in_background(self, work: Coroutine[object, None, object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _render(
+        self, body: bytes, job: imaging.RenderJob, abandoned: threading.Event
+    ) -> imaging.Rendered:
+        """Run one render on the pool, or refuse at once (503) when the queue is full."""
+        ticket = self._admission.admit()
+        self._renders += 1
+
+        def run() -> imaging.Rendered:
+            ticket.start()
+            return imaging.render(body, job, abandoned.is_set)
+
+        future = self._executor.submit(run)
+        future.add_done_callback(lambda _: ticket.finish())
+        return await asyncio.wrap_future(future)
+
+
+def flight_key(digest: str, headers: Headers) -> str:
+    """Requests share a flight only when they carry the same credentials.
+
+    A response to one user's Authorization or Cookie may be private to that
+    user, so it is never handed to a request with other credentials.
+    """
+    credentials = [f"{name.lower()}:{value}" for name, value in header_rules.credentials(headers)]
+    if not credentials:
+        return digest
+    return digest + ":" + hashlib.sha256("\n".join(credentials).encode()).hexdigest()
