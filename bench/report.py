@@ -211,8 +211,8 @@ def _srcset_text(data: Data) -> str:
     return (
         f"{len(s['sizes'])} sizes ({', '.join(s['sizes'])}) of each of the {s['photos']} "
         f"corpus photos ({s['bytes'] / 1e6:.1f} MB in all), requested one at a time, every "
-        "one a miss, from a fresh previewer with the source cache at its default (256 MiB) "
-        "and with `--source-cache-size 0`; median of "
+        "one a miss, from a fresh previewer with the source cache at its default "
+        "(a quarter of 1 GiB) and with `--source-cache-size 0`; median of "
         f"{s['repeats']} passes, interleaved (`bench/srcset.py`). Origin requests are "
         "counted from the origin's access log. The 20 Mbit/s origin is nginx with "
         "`limit_rate 2500k`, a stand-in for an origin across the internet (no added "

@@ -13,7 +13,6 @@ a slot its render still holds).
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 from previewer.errors import Overloaded
@@ -25,7 +24,6 @@ _WAITING, _RUNNING, _DONE = range(3)
 class AdmissionState:
     running: int
     waiting: int
-    limit: int  # running + waiting beyond which `admit` refuses
 
 
 class Admission:
@@ -36,8 +34,7 @@ class Admission:
             raise ValueError("slots must be at least 1")
         if queue_size < 0:
             raise ValueError("queue_size must not be negative")
-        self.slots = slots
-        self.limit = slots + queue_size
+        self._limit = slots + queue_size
         self._running = 0
         self._waiting = 0
         self._lock = threading.Lock()
@@ -46,14 +43,14 @@ class Admission:
         """A place in the queue, or Overloaded when every slot and place is taken."""
         with self._lock:
             taken = self._running + self._waiting
-            if taken >= self.limit:
+            if taken >= self._limit:
                 raise Overloaded(detail=f"{taken} renders running or queued")
             self._waiting += 1
         return Ticket(self)
 
     def state(self) -> AdmissionState:
         with self._lock:
-            return AdmissionState(self._running, self._waiting, self.limit)
+            return AdmissionState(self._running, self._waiting)
 
     def _move(self, ticket: Ticket, to: int) -> None:
         with self._lock:
@@ -74,18 +71,9 @@ class Ticket:
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
         self._state = _WAITING
-        self.admitted = time.perf_counter()
-        self.started: float | None = None
-
-    @property
-    def waited(self) -> float:
-        """Seconds spent in the queue (so far, while still waiting)."""
-        end = self.started if self.started is not None else time.perf_counter()
-        return end - self.admitted
 
     def start(self) -> None:
-        """A slot has taken the render (called on the thread that runs it)."""
-        self.started = time.perf_counter()
+        """A slot has taken the render (called on the thread that runs it): the queue wait ends."""
         self._admission._move(self, _RUNNING)
 
     def finish(self) -> None:

@@ -151,7 +151,7 @@ async def _fill(request: web.Request) -> web.Response:
         path = signing.verify(path, config.signing_key, config.signing_salt)
     options = request.app[_PARSE](path)
     preview = await request.app[_SERVICE].get(
-        options, list(request.headers.items()), request.remote, config.request_timeout
+        options, request.headers.items(), request.remote, config.request_timeout
     )
     return _preview_response(request, preview, config)
 

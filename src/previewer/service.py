@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 
 from previewer.cache import CacheHealth, DiskCache
@@ -161,14 +161,16 @@ class PreviewService:
     async def get(
         self,
         options: PreviewOptions,
-        headers: Headers,
+        headers: Iterable[tuple[str, str]],
         client_address: str | None,
         time_limit: float | None = None,
     ) -> Preview:
         """The preview for `options`: from memory at once, else within `time_limit` seconds.
 
         Raises RequestTimeout when the slow path (disk lookup, render) passes
-        `time_limit`, and any other PreviewError the render raises.
+        `time_limit`, and any other PreviewError the render raises. `headers`
+        (the client's, in order, repeats included) are read only on that
+        path: a hit from memory never copies them.
         """
         digest = _digest(options)
         hot = self._previews.peek(digest)
@@ -187,8 +189,13 @@ class PreviewService:
             raise RequestTimeout(detail=f"no preview within {time_limit}s") from None
 
     async def _lookup(
-        self, options: PreviewOptions, digest: str, headers: Headers, client_address: str | None
+        self,
+        options: PreviewOptions,
+        digest: str,
+        client_headers: Iterable[tuple[str, str]],
+        client_address: str | None,
     ) -> Preview:
+        headers: Headers = list(client_headers)
         entry = await asyncio.to_thread(self._previews.get, digest)
         if entry is not None:
             self._hits += 1

@@ -146,7 +146,8 @@ def test_a_lowered_bound_at_restart_evicts_both_caches_before_writing(
     assert _disk_bytes(cache) <= bound
     health = _health_of(second)
     assert health["disk"]["max_bytes"] == bound
-    assert health["cache"]["loaded"] and health["source_cache"]["loaded"]
+    assert health["cache"]["loaded"]
+    assert health["source_cache"]["loaded"]
     for i in range(4):
         _fetch(f"{second.url}/fill/{70 + i}/70/{sources[i % 3]}")
         assert _disk_bytes(cache) <= bound
