@@ -75,6 +75,10 @@ class DiskCache:
     def enabled(self) -> bool:
         return self.index.max_bytes > 0
 
+    def fits(self, body_size: int) -> bool:
+        """Could an entry with a body of `body_size` bytes ever be stored?"""
+        return self.index.fits(HEADER_SIZE + body_size)
+
     def health(self) -> CacheHealth:
         return CacheHealth(
             entries=len(self.index),
@@ -206,19 +210,19 @@ class DiskCache:
 
     def _store(self, digest: str, entry: Entry) -> bool:
         size = HEADER_SIZE + len(entry.body)
-        if self.index.touch(digest):
-            # Replaced: the old file goes first, so that it and the new one's
-            # temporary file are never on disk together.
-            self.storage.delete(digest)
-        evicted = self.index.reserve(digest, size)
-        if evicted is None:
-            self.index.remove(digest)
-            log.info(
-                "%s %s (%d bytes) exceeds the whole cache: not stored", self.name, digest, size
-            )
-            return False
-        self._delete(evicted)
         try:
+            if self.index.touch(digest):
+                # Replaced: the old file goes first, so that it and the new
+                # one's temporary file are never on disk together.
+                self.storage.delete(digest)
+            evicted = self.index.reserve(digest, size)
+            if evicted is None:
+                self.index.remove(digest)
+                log.info(
+                    "%s %s (%d bytes) exceeds the whole cache: not stored", self.name, digest, size
+                )
+                return False
+            self._delete(evicted)
             self._write(digest, entry, size)
         except OSError as exc:
             self.index.remove(digest)

@@ -143,7 +143,7 @@ class EmbeddedRenderer:
             abandoned,
         )
         # an incomplete (truncated) source may be a transfer cut short: never keep it
-        if source.shareable and rendered.complete and not source.kept and self._sources.enabled:
+        if source.shareable and rendered.complete and not source.kept:
             await self._keep(source)
         return RenderResult(
             rendered.body, rendered.content_type, source.shareable, rendered.complete
@@ -179,6 +179,8 @@ class EmbeddedRenderer:
         block the event loop, so the entry is made on a thread.
         """
         source.kept = True
+        if not self._sources.fits(len(source.body)):  # off, or larger than its share
+            return
         entry = await asyncio.to_thread(Entry.of, source.body, SOURCE_CONTENT_TYPE)
         self._sources.hold(source.digest, entry)
         self._in_background(self._put_source(source.digest, entry))
