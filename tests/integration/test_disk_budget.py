@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,11 @@ MEDIUM = images.jpeg(400, 300)  # about 23 KB
 
 
 def _disk_bytes(root: Path) -> int:
-    """Bytes of every file under `root`, as `du --apparent-size` counts files."""
+    """Bytes of every file under `root`, as `du --apparent-size` counts files.
+
+    Measured when no write is in flight (a temporary file renamed between the
+    listing and its `lstat` is gone by then, and is counted under its name).
+    """
     total = 0
     for folder, _, files in os.walk(root):
         for name in files:
@@ -73,7 +78,6 @@ async def test_previews_and_sources_together_stay_within_cache_size_under_churn(
             width = 150 + 10 * round_ + i
             status, _, _ = await service.get(f"/fill/{width}/{width}/{origin.authority}/s{i}.jpg")
             assert status == 200
-            assert _disk_bytes(root) <= bound
             health = await _settled(service)
             on_disk = _disk_bytes(root)
             assert on_disk <= bound
@@ -119,8 +123,15 @@ def _fetch(url: str) -> tuple[int, dict[str, str]]:
         return resp.status, dict(resp.headers)
 
 
-def _health_of(process: ServiceProcess) -> dict[str, Any]:
-    return process.health()
+def _settled_health(process: ServiceProcess) -> dict[str, Any]:
+    """/health of a service process once no entry is waiting to be written."""
+    deadline = time.monotonic() + 30
+    while True:
+        health = process.health()
+        if all(health[n]["pending"] == 0 for n in ("cache", "source_cache") if n in health):
+            return health
+        assert time.monotonic() < deadline, "entries still pending after 30s"
+        time.sleep(0.01)
 
 
 def test_a_lowered_bound_at_restart_evicts_both_caches_before_writing(
@@ -143,20 +154,21 @@ def test_a_lowered_bound_at_restart_evicts_both_caches_before_writing(
     # a miss at once: answered now, stored only once the loads have evicted
     assert _fetch(f"{second.url}/fill/33/33/{sources[2]}")[0] == 200
     second.wait_loaded()
+    health = _settled_health(second)
     assert _disk_bytes(cache) <= bound
-    health = _health_of(second)
     assert health["disk"]["max_bytes"] == bound
     assert health["cache"]["loaded"]
     assert health["source_cache"]["loaded"]
     for i in range(4):
         _fetch(f"{second.url}/fill/{70 + i}/70/{sources[i % 3]}")
-        assert _disk_bytes(cache) <= bound
+        health = _settled_health(second)
+        assert _disk_bytes(cache) == health["disk"]["bytes"] <= bound
     assert second.stop() == 0
 
     # the source cache turned off: its files leave the directory too
     third = service_process([*args, "--cache-size", str(bound), "--source-cache-size", "0"])
     assert _files(cache / "sources") == []
-    assert "source_cache" not in _health_of(third)
+    assert "source_cache" not in _settled_health(third)
     assert _disk_bytes(cache) <= bound
     assert third.stop() == 0
 
