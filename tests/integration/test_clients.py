@@ -18,6 +18,7 @@ from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Gate, NginxOrigin, Origin, RouteHandler
 from previewer import signing
 from previewer.headers import DECODABLE_TYPES
+from previewer.renderer import EmbeddedRenderer
 from previewer.server import MAX_HEADER_FIELD, MAX_REQUEST_TARGET
 
 WIDTH, HEIGHT = 120, 90
@@ -473,7 +474,9 @@ async def test_a_bug_is_a_500_with_its_traceback_on_the_server_logger(
 ) -> None:
     origin.add("/p.jpg", images.jpeg(64, 48))
     # a render pool already shut down: submitting to it raises, which nothing expects
-    service.running.service._executor.shutdown()
+    renderer = service.running.service._renderer
+    assert isinstance(renderer, EmbeddedRenderer)
+    renderer._executor.shutdown()
     with caplog.at_level(logging.ERROR):
         status, headers, body = await service.get(f"/fill/10/10/{origin.authority}/p.jpg")
     assert status == 500
