@@ -92,6 +92,8 @@ ENCODERS: dict[str, Callable[[Image], bytes]] = {
     "png": lambda image: image.pngsave_buffer(),
     "gif": lambda image: image.gifsave_buffer(),
     "webp": lambda image: image.webpsave_buffer(Q=90),
+    "avif": lambda image: image.heifsave_buffer(compression="av1", Q=90),
+    "tiff": lambda image: image.tiffsave_buffer(),
 }
 
 
@@ -113,10 +115,13 @@ def test_sniff_recognises_each_format(name: str) -> None:
         b"GIF88a" + bytes(20),
         b"RIFF\x00\x00\x00\x00WAVEfmt ",
         b"BM" + bytes(60),
-        b"II*\x00" + bytes(20),
-        b"MM\x00*" + bytes(20),
+        b"II\x2a\x01" + bytes(20),  # byte order, but not 42 in it
+        b"MM\x00\x2b\x00\x09" + bytes(20),  # BigTIFF needs an 8-byte offset size: MM 0 43 0 8
         b"%PDF-1.7\n",
-        b"\x00\x00\x00\x1cftypavif",
+        b"\x00\x00\x00\x1cftypavif",  # the ftyp box is longer than the data
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2",  # an MP4 video
+        b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ",  # a QuickTime movie
+        b"\x00\x00\x00\x10ftyp" + bytes(8),
         b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
         b"<svg/>",
         b"  \xff\xd8\xff",  # signature not at the start
@@ -127,9 +132,12 @@ def test_sniff_rejects_everything_else(body: bytes) -> None:
 
 
 def test_configure_blocks_other_loaders() -> None:
-    tiff = photo(20, 20).tiffsave_buffer()
+    ppm = b"P6\n2 2\n255\n" + bytes(12)
     with pytest.raises(pyvips.Error):
-        pyvips.Image.new_from_buffer(tiff, "")
+        pyvips.Image.new_from_buffer(ppm, "")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>'
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.new_from_buffer(svg, "")
 
 
 # --- JPEG sizes and gravities -----------------------------------------------------
@@ -472,10 +480,18 @@ def test_svg_and_text_are_bad_images(body: bytes) -> None:
         render(body, job(10, 10))
 
 
-def test_blocked_formats_are_bad_images() -> None:
-    tiff = photo(20, 20).tiffsave_buffer()
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"P6\n2 2\n255\n" + bytes(12),  # PPM
+        b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+        b"BM" + bytes(60),  # BMP
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(64),  # MP4
+    ],
+)
+def test_blocked_formats_are_bad_images(body: bytes) -> None:
     with pytest.raises(BadImage):
-        render(tiff, job(10, 10))
+        render(body, job(10, 10))
 
 
 def _render_or_bad(body: bytes) -> None:
