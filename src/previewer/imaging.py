@@ -378,4 +378,12 @@ def _run(work: _Work) -> Rendered:
     except pyvips.Error as exc:
         if work.cancelled is not None and work.cancelled():  # a killed evaluation fails too
             raise RequestTimeout(detail=_ABANDONED) from exc
-        raise BadImage(detail=f"libvips: {exc.message.strip()}") from exc
+        raise BadImage(detail=f"libvips: {_first_message(exc)}") from exc
+
+
+def _first_message(exc: Any) -> str:
+    """The first thing libvips said about a failure (its error buffer), else pyvips's summary."""
+    for line in (exc.detail or "").splitlines():
+        if line.strip():
+            return str(line.strip())
+    return str(exc.message.strip())

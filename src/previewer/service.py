@@ -189,6 +189,12 @@ class PreviewService:
             max_pixels=self.config.max_source_pixels,
         )
         rendered = await self._render(source.body, job, abandoned)
+        if not rendered.complete:
+            log.warning(
+                "source truncated, previewed as far as it decodes: %s (source %s)",
+                rendered.problem,
+                options.source,
+            )
         # an incomplete (truncated) source may be a transfer cut short: never keep it
         shareable = source.shareable and rendered.complete
         if shareable and not source.kept and self.sources is not None:
