@@ -727,7 +727,7 @@ def test_a_source_without_a_profile_keeps_its_srgb_values(width: int, height: in
 
 
 def test_16_bit_source_with_a_profile_becomes_8_bit_srgb() -> None:
-    rgb16 = (solid(50, 50, COLOUR).cast("ushort") * 257).copy(interpretation="rgb16")
+    rgb16 = (solid(50, 50, COLOUR) * 257).cast("ushort").copy(interpretation="rgb16")
     source = images.with_profile(rgb16, images.adobe_rgb_profile()).pngsave_buffer()
     out = check_output(render(source, job(20, 20)), 20, 20)
     expected = mean_colour(decode(source).icc_transform("srgb", embedded=True, depth=8))
