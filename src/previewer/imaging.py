@@ -24,7 +24,7 @@ from typing import Any
 
 import pyvips
 
-from previewer import formats, jpeg
+from previewer import formats, icc, jpeg
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.geometry import (
     Box,
@@ -113,7 +113,7 @@ class _Work:
     cancelled: Cancelled | None = None
     lenient: bool = False  # decode a truncated source as far as it goes
     plain_jpeg: bool = False  # sRGB JPEG without an ICC profile
-    profile: bool = False  # has an embedded ICC profile to convert through
+    profile: bool = False  # has an embedded ICC profile (other than sRGB) to convert through
     cmyk: bool = False
     # Images with an eval handler. pyvips keeps a handler only as long as the Python
     # object, but libvips signals for as long as any pipeline built on the image runs.
@@ -157,7 +157,9 @@ def _read_header(work: _Work) -> None:
     work.stored = size
     work.orientation = _field(header, "orientation", 1)
     work.source = oriented(size, work.orientation)
-    work.profile = bool(header.get_typeof("icc-profile-data"))
+    # An embedded sRGB profile needs no conversion (icc.py): only others are applied.
+    profile = _field(header, "icc-profile-data", None)
+    work.profile = profile is not None and not icc.is_srgb(profile)
     work.cmyk = header.interpretation == "cmyk"
     # 8-bit YCbCr JPEG with no profile to apply: the DC-only fast path gives
     # the same colours as the thumbnail path.
