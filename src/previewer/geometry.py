@@ -27,7 +27,9 @@ fill crops a region of the source instead."""
 
 MAX_INTERMEDIATE_PIXELS = 4 * 4096 * 4096
 """No image a render makes in memory may have more pixels than this (about
-200 MB at 8-bit RGB); a fill that would need one is refused as too large."""
+200 MB at 8-bit RGB), or than COVER_FACTOR times the preview when the
+operator allows previews beyond 4096x4096; a fill that would need one is
+refused as too large."""
 
 SEARCH_SIDE = 256
 """The longer side of the image the attention search runs on for a region
@@ -184,9 +186,10 @@ def unoriented(box: Box, size: Size, orientation: int) -> Box:
     return Box(left, top, right - left, bottom - top)
 
 
-def check_intermediate(size: Size) -> None:
-    """Refuse a render that would hold an image over MAX_INTERMEDIATE_PIXELS."""
-    if size.pixels > MAX_INTERMEDIATE_PIXELS:
+def check_intermediate(size: Size, target: Size) -> None:
+    """Refuse a render of `target` that would hold an image of `size` (see
+    MAX_INTERMEDIATE_PIXELS)."""
+    if size.pixels > max(MAX_INTERMEDIATE_PIXELS, COVER_FACTOR * target.pixels):
         raise SourceTooLarge(
             "The preview would need too large an intermediate image.",
             detail=f"intermediate {size.width}x{size.height}",

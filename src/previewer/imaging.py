@@ -107,7 +107,6 @@ class _Work:
     body: bytes
     format: formats.Format
     source: Size = field(default_factory=lambda: Size(0, 0))  # after EXIF orientation
-    stored: Size = field(default_factory=lambda: Size(0, 0))  # before it
     orientation: int = 1
     image: Any = None  # a pyvips.Image once loaded
     cancelled: Cancelled | None = None
@@ -154,7 +153,6 @@ def _read_header(work: _Work) -> None:
             f"The source has more than {MAX_FRAMES} frames.",
             detail=f"source declares {frames} frames",
         )
-    work.stored = size
     work.orientation = _field(header, "orientation", 1)
     work.source = oriented(size, work.orientation)
     # An embedded sRGB profile needs no conversion (icc.py): only others are applied.
@@ -188,7 +186,7 @@ def _colour_options(work: _Work) -> dict[str, str]:
 def _load_to_cover(work: _Work) -> None:
     """Shrink-on-load, apply the EXIF orientation, and scale to cover the target."""
     covered = cover(work.source, work.target)
-    check_intermediate(covered)
+    check_intermediate(covered, work.target)
     dc_scans = (
         jpeg.dc_only(work.body)
         if work.plain_jpeg and jpeg_shrink(work.source, covered) == 8
@@ -254,8 +252,7 @@ def _fill_region(work: _Work) -> None:
     area = _scaled_box(stored_box, shrink, Size(image.width, image.height))
     image = image.extract_area(area.left, area.top, area.width, area.height)
     image = image.resize(target.width / area.width, vscale=target.height / area.height)
-    if work.orientation != 1:
-        check_intermediate(target)
+    if work.orientation != 1:  # turning needs random access: the output-sized image only
         image = image.copy_memory().autorot()
     work.image = _managed(work, image)
 

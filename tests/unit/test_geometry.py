@@ -300,10 +300,19 @@ def test_region_has_the_target_shape_and_lies_inside_the_source(source: Size, ta
 def test_a_fill_through_the_cover_makes_a_bounded_image(source: Size, target: Size) -> None:
     if not needs_region(source, target):
         assert cover(source, target).pixels <= COVER_FACTOR * target.pixels
-        check_intermediate(cover(source, target))  # never refused at the allowed sizes
+        check_intermediate(cover(source, target), target)  # never refused at allowed sizes
 
 
 def test_intermediates_over_the_bound_are_refused() -> None:
-    check_intermediate(Size(MAX_INTERMEDIATE_PIXELS, 1))
+    check_intermediate(Size(MAX_INTERMEDIATE_PIXELS, 1), Size(1000, 1000))
     with pytest.raises(SourceTooLarge):
-        check_intermediate(Size(470_000, 1000))
+        check_intermediate(Size(470_000, 1000), Size(1000, 1000))
+
+
+def test_previews_allowed_beyond_4096_get_a_proportional_bound() -> None:
+    """An operator's --max-dimension 16384 allows a 12000x12000 preview: its 1.5x cover
+    is allowed, a 5x one is not."""
+    target = Size(12_000, 12_000)
+    check_intermediate(Size(18_000, 12_000), target)
+    with pytest.raises(SourceTooLarge):
+        check_intermediate(Size(60_000, 12_000), target)
