@@ -194,3 +194,192 @@ def gzip_bomb(inflated: int = 2 << 30) -> bytes:
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
     trailer = struct.pack("<II", crc, inflated & 0xFFFFFFFF)
     return header + _deflated_zeros(inflated) + trailer
+
+
+# --- colour profiles, written byte by byte ---------------------------------------
+
+# Adobe RGB (1998) primaries adapted to the D50 profile connection space, as in
+# Adobe's own profile, and the D50 white point.
+ADOBE_RGB_COLORANTS = ((0.60974, 0.31111, 0.01947), (0.20528, 0.62567, 0.06087),
+                       (0.14919, 0.06322, 0.74457))  # fmt: skip
+D50 = (0.9642, 1.0, 0.8249)
+
+
+def _s15f16(*values: float) -> bytes:
+    import struct
+
+    return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+
+def _icc(colour_space: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
+    """An ICC v2 display profile with `tags` (signature, data), laid out as the spec says."""
+    import struct
+
+    table_size = 4 + 12 * len(tags)
+    offset, entries, data = 128 + table_size, b"", b""
+    for signature, payload in tags:
+        padded = payload + bytes(-len(payload) % 4)
+        entries += struct.pack(">4sII", signature, offset + len(data), len(payload))
+        data += padded
+    size = 128 + table_size + len(data)
+    header = (
+        struct.pack(">I4sI4s4s4s", size, b"lcms", 0x02100000, b"mntr", colour_space, b"XYZ ")
+        + struct.pack(">6H", 2024, 1, 1, 0, 0, 0)
+        + b"acsp"
+        + bytes(4 + 4 + 4 + 4 + 8 + 4)  # platform, flags, maker, model, attributes, intent
+        + _s15f16(*D50)
+        + bytes(4 + 16 + 28)  # creator, profile id, reserved
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + entries + data
+
+
+def _desc(text: str) -> bytes:
+    import struct
+
+    ascii_text = text.encode() + b"\x00"
+    return (
+        b"desc"
+        + bytes(4)
+        + struct.pack(">I", len(ascii_text))
+        + ascii_text
+        + bytes(4 + 4 + 2 + 1 + 67)
+    )
+
+
+def _xyz(x: float, y: float, z: float) -> bytes:
+    return b"XYZ " + bytes(4) + _s15f16(x, y, z)
+
+
+def _gamma(value: float) -> bytes:
+    import struct
+
+    return b"curv" + bytes(4) + struct.pack(">IH", 1, round(value * 256))
+
+
+def adobe_rgb_profile() -> bytes:
+    """A matrix/TRC profile with Adobe RGB (1998)'s primaries and its 563/256 gamma."""
+    red, green, blue = ADOBE_RGB_COLORANTS
+    trc = _gamma(563 / 256)
+    return _icc(
+        b"RGB ",
+        [
+            (b"desc", _desc("Adobe RGB (1998) compatible")),
+            (b"wtpt", _xyz(*D50)),
+            (b"rXYZ", _xyz(*red)),
+            (b"gXYZ", _xyz(*green)),
+            (b"bXYZ", _xyz(*blue)),
+            (b"rTRC", trc),
+            (b"gTRC", trc),
+            (b"bTRC", trc),
+        ],
+    )
+
+
+def grey_profile(gamma: float = 1.0) -> bytes:
+    """A greyscale profile; gamma 1.0 (linear light) makes mid-grey 128 much lighter in sRGB."""
+    return _icc(
+        b"GRAY",
+        [(b"desc", _desc(f"Grey gamma {gamma}")), (b"wtpt", _xyz(*D50)), (b"kTRC", _gamma(gamma))],
+    )
+
+
+def solid(width: int, height: int, colour: list[int], interpretation: str = "srgb") -> pyvips.Image:
+    image = pyvips.Image.black(width, height).new_from_image(colour).cast("uchar")
+    return image.copy(interpretation=interpretation)
+
+
+def with_profile(image: pyvips.Image, profile: bytes) -> pyvips.Image:
+    """`image`'s pixel values, labelled as being in `profile`'s colour space."""
+    tagged = image.copy()
+    tagged.set_type(pyvips.GValue.blob_type, "icc-profile-data", profile)
+    return tagged
+
+
+def p3_jpeg(colour: list[int], width: int = 120, height: int = 80) -> bytes:
+    """A JPEG whose pixels are `colour` in Display P3 (libvips's built-in profile), embedded."""
+    p3 = solid(1, 1, [0, 0, 0]).icc_transform("p3", input_profile="srgb").get("icc-profile-data")
+    data: bytes = with_profile(solid(width, height, colour), p3).jpegsave_buffer(Q=95)
+    return data
+
+
+# --- AVIF, HEIC and TIFF sources -----------------------------------------------------
+
+
+def avif(width: int = 120, height: int = 80, image: pyvips.Image | None = None) -> bytes:
+    data: bytes = (image or photo(width, height)).heifsave_buffer(compression="av1", Q=80)
+    return data
+
+
+def heic(width: int = 64, height: int = 48) -> bytes:
+    """A real HEVC-coded HEIF (what iPhones write), made with pillow-heif's x265 encoder;
+    libvips's own build can read HEIF but has no HEVC codec either way."""
+    import io
+
+    import pillow_heif
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(Image.new("RGB", (width, height), (200, 100, 50))).save(
+        buffer, format="HEIF", quality=80
+    )
+    return buffer.getvalue()
+
+
+def avif_declaring(width: int, height: int) -> bytes:
+    """A real 64x64 AVIF whose `ispe` (image size) property declares `width` x `height`."""
+    import struct
+
+    data = avif(64, 64)
+    at = data.index(b"ispe") + 8  # box type, then version and flags
+    return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]
+
+
+def tiff(image: pyvips.Image | None = None, **save: object) -> bytes:
+    data: bytes = (image or photo(120, 80)).tiffsave_buffer(**save)
+    return data
+
+
+def tiff_declaring(width: int, height: int) -> bytes:
+    """A little-endian TIFF of a few hundred bytes whose header declares `width` x `height`
+    8-bit grey pixels, with one tiny strip."""
+    import struct
+
+    entries = [  # tag, type (3 SHORT, 4 LONG), count, value
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, 1, 8),
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 1),  # black is zero
+        (273, 4, 1, 8 + 2 + 12 * 9 + 4),  # strip offset: just after the directory
+        (277, 3, 1, 1),
+        (278, 4, 1, height),
+        (279, 4, 1, 64),
+    ]
+    directory = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        directory += struct.pack("<HHI", tag, kind, count) + packed
+    return b"II*\x00" + struct.pack("<I", 8) + directory + struct.pack("<I", 0) + bytes(64)
+
+
+def multipage_tiff(colours: list[list[int]], width: int = 60, height: int = 40) -> bytes:
+    """A TIFF with one page of each solid colour, first page first."""
+    pages = [solid(width, height, colour) for colour in colours]
+    strip = (
+        pages[0].join(pages[1], "vertical")
+        if len(pages) == 2
+        else pyvips.Image.arrayjoin(pages, across=1)
+    )
+    strip = strip.copy()
+    strip.set_type(pyvips.GValue.gint_type, "page-height", height)
+    data: bytes = strip.tiffsave_buffer()
+    return data
+
+
+def thin_png(width: int, height: int) -> bytes:
+    """A grey ramp along the long side: a thin source whose every part is different."""
+    length = max(width, height)
+    ramp = pyvips.Image.xyz(width, height)[0 if width >= height else 1] * (255.0 / length)
+    data: bytes = ramp.cast("uchar").copy(interpretation="b-w").pngsave_buffer()
+    return data

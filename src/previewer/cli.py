@@ -244,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Records need no thread or process names (the format shows neither); not
     # collecting them trims each access-log line's cost on the event loop.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging.getLogger("pyvips").setLevel(logging.WARNING)  # libvips chatters at INFO
+    # libvips warns per tile and without the request (a truncated JPEG gives a
+    # handful of "error in tile" lines); the service logs one line per render instead.
+    logging.getLogger("pyvips").setLevel(logging.ERROR)
     if command == "serve":
         _tune_malloc()  # before any thread starts
         return _run(settings)

@@ -1,7 +1,15 @@
-"""Fill geometry: oriented size, cover size, centre crop box, pixel limits.
+"""Fill geometry: oriented size, cover size, crop regions, pixel limits.
 
 Pure arithmetic; imports nothing that touches the network, the disk or libvips.
 `imaging.py` works every number out here first, then applies it.
+
+A fill scales the source to cover the target and crops the overflow. For a
+source of about the target's shape, the covering image is the cheap way: it
+is at most a few times the target's size. For a thin source (940x2 asked at
+1000x1000) it is not: the cover would be 470,000x1000. Such a fill instead
+picks the region of the source that the preview shows (`fill_region`), in
+source coordinates, and scales only that region: the work is bounded by the
+output, whatever the aspect ratio.
 """
 
 from __future__ import annotations
@@ -12,6 +20,22 @@ from previewer.errors import SourceTooLarge
 
 # EXIF orientations 5-8 turn the image a quarter, swapping width and height.
 _QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+COVER_FACTOR = 4
+"""A cover of more than this many times the target's pixels is not made: the
+fill crops a region of the source instead."""
+
+MAX_INTERMEDIATE_PIXELS = 4 * 4096 * 4096
+"""No image a render makes in memory may have more pixels than this (about
+200 MB at 8-bit RGB), or than COVER_FACTOR times the preview when the
+operator allows previews beyond 4096x4096; a fill that would need one is
+refused as too large."""
+
+SEARCH_SIDE = 256
+"""The longer side of the image the attention search runs on for a region
+fill; libvips's search looks at a 32x32 summary, so more would be wasted."""
+
+_MIN_SEARCH_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -78,4 +102,95 @@ def check_source_size(size: Size, max_pixels: int) -> None:
         raise SourceTooLarge(
             f"The source image has more than {max_pixels} pixels.",
             detail=f"source is {size.width}x{size.height}",
+        )
+
+
+def needs_region(source: Size, target: Size) -> bool:
+    """Whether a fill must crop a region of the source rather than make the cover."""
+    return cover(source, target).pixels > COVER_FACTOR * target.pixels
+
+
+def fill_region(source: Size, target: Size) -> Size:
+    """The size of the largest region of `source` with the target's aspect ratio.
+
+    At least one pixel each way: a 1x50000 source asked at 1000x1000 shows
+    one of its pixels, enlarged.
+    """
+    width = min(source.width, max(1, round(source.height * target.width / target.height)))
+    height = min(source.height, max(1, round(source.width * target.height / target.width)))
+    return Size(width, height)
+
+
+def centred(outer: Size, inner: Size) -> Box:
+    """`inner` placed in the middle of `outer`."""
+    return Box((outer.width - inner.width) // 2, (outer.height - inner.height) // 2, *_wh(inner))
+
+
+def _wh(size: Size) -> tuple[int, int]:
+    return size.width, size.height
+
+
+def search_size(source: Size, region: Size) -> tuple[Size, Size]:
+    """The image the attention search runs on for a region fill, and its window.
+
+    The source is scaled so that its longer side is SEARCH_SIDE (never
+    enlarged), each side kept at 32 pixels at least (a thin source is
+    stretched across: only the position along its length matters); the
+    window is the region scaled the same way, at least one pixel.
+    """
+    scale = min(1.0, SEARCH_SIDE / max(source.width, source.height))
+    search = Size(
+        max(_MIN_SEARCH_SIDE, round(source.width * scale)),
+        max(_MIN_SEARCH_SIDE, round(source.height * scale)),
+    )
+    window = Size(
+        min(search.width, max(1, round(region.width * search.width / source.width))),
+        min(search.height, max(1, round(region.height * search.height / source.height))),
+    )
+    return search, window
+
+
+def region_at(source: Size, region: Size, search: Size, found: Box) -> Box:
+    """The region of `source` under the window the search `found` in the `search` image.
+
+    The region is centred on where the window's centre falls in the source,
+    and kept inside the source.
+    """
+    centre_x = (found.left + found.width / 2) * source.width / search.width
+    centre_y = (found.top + found.height / 2) * source.height / search.height
+    left = min(max(0, round(centre_x - region.width / 2)), source.width - region.width)
+    top = min(max(0, round(centre_y - region.height / 2)), source.height - region.height)
+    return Box(left, top, region.width, region.height)
+
+
+def unoriented(box: Box, size: Size, orientation: int) -> Box:
+    """Where `box`, in the upright image of `size`, lies in the stored (unrotated) image.
+
+    EXIF orientation says how the stored image is turned or flipped for
+    display; a region chosen upright is extracted from the stored pixels
+    before any turning, which keeps the load sequential.
+    """
+    right, bottom = box.left + box.width, box.top + box.height
+    width, height = size.width, size.height
+    # (left, top, right, bottom) of the box in stored coordinates, per orientation
+    edges = {
+        2: (width - right, box.top, width - box.left, bottom),
+        3: (width - right, height - bottom, width - box.left, height - box.top),
+        4: (box.left, height - bottom, right, height - box.top),
+        5: (box.top, box.left, bottom, right),
+        6: (box.top, width - right, bottom, width - box.left),
+        7: (height - bottom, width - right, height - box.top, width - box.left),
+        8: (height - bottom, box.left, height - box.top, right),
+    }.get(orientation, (box.left, box.top, right, bottom))
+    left, top, right, bottom = edges
+    return Box(left, top, right - left, bottom - top)
+
+
+def check_intermediate(size: Size, target: Size) -> None:
+    """Refuse a render of `target` that would hold an image of `size` (see
+    MAX_INTERMEDIATE_PIXELS)."""
+    if size.pixels > max(MAX_INTERMEDIATE_PIXELS, COVER_FACTOR * target.pixels):
+        raise SourceTooLarge(
+            "The preview would need too large an intermediate image.",
+            detail=f"intermediate {size.width}x{size.height}",
         )

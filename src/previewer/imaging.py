@@ -1,14 +1,18 @@
-"""libvips: sniff, check, load with shrink-on-load, fill, encode.
+"""libvips: sniff, check, load with shrink-on-load, fill, colour-manage, encode.
 
 The only module that imports pyvips. `render` is blocking and CPU-bound;
 callers run it on a worker thread. libvips errors become BadImage here. A
 caller that gives up on a render says so through `cancelled`: the render stops
 between steps, and libvips abandons an evaluation already under way.
 
-Only the JPEG, PNG, WebP and GIF loaders are enabled: every other libvips
-loader (SVG, TIFF, HEIF, ...) is blocked process-wide, and the format is
-sniffed from the first bytes before libvips sees them, never taken from a
-file name or a Content-Type.
+Only the loaders of the formats in `formats.py` are enabled (JPEG, PNG, WebP,
+GIF, AVIF/HEIF, TIFF): every other libvips loader (SVG, PDF, ...) is blocked
+process-wide. The format is sniffed from the first bytes before libvips sees
+them, and the header read must have chosen that format's loader. Every limit
+(pixels, frames or pages) is checked on the header, before any decoding.
+
+Colour: a source with an embedded ICC profile is converted to sRGB through
+it; the preview is 8-bit sRGB and carries no profile.
 """
 
 from __future__ import annotations
@@ -20,47 +24,36 @@ from typing import Any
 
 import pyvips
 
-from previewer import jpeg
+from previewer import formats, icc, jpeg
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.geometry import (
+    Box,
     Size,
     centre_crop,
+    centred,
+    check_intermediate,
     check_source_size,
     cover,
+    fill_region,
     jpeg_shrink,
+    needs_region,
     oriented,
+    region_at,
+    search_size,
+    unoriented,
 )
 
-_ALLOWED_LOADERS = (
-    "VipsForeignLoadJpeg",
-    "VipsForeignLoadPng",
-    "VipsForeignLoadWebp",
-    "VipsForeignLoadNsgif",
-)
-_SIGNATURES: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
-    ("jpeg", lambda b: b.startswith(b"\xff\xd8\xff")),
-    ("png", lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
-    ("gif", lambda b: b[:6] in (b"GIF87a", b"GIF89a")),
-    ("webp", lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
-)
 MAX_FRAMES = 1000
 """Most frames (pages) a source may declare; more is refused as SourceTooLarge.
 
-A preview shows the first frame only, and a real animation has far fewer. A
-file of thousands of tiny frames (a 10,000-frame GIF is 230 KB) only makes
-libvips scan and tabulate every frame again when the preview is loaded. The
-count comes from the header read, which walks the frame headers without
-decoding a pixel: under a millisecond for 10,000 frames.
+A preview shows the first frame (or page) only, and a real animation or
+document has far fewer. A file of thousands of tiny frames (a 10,000-frame
+GIF is 230 KB) only makes libvips scan and tabulate every frame again when
+the preview is loaded. The count comes from the header read, which walks the
+frame headers without decoding a pixel: under a millisecond for 10,000 frames.
 """
 _ABANDONED = "render abandoned: the caller gave up on it"
-
-# Loader names as libvips reports them in the "vips-loader" field.
-_LOADERS = {
-    "jpeg": "jpegload_buffer",
-    "png": "pngload_buffer",
-    "gif": "gifload_buffer",
-    "webp": "webpload_buffer",
-}
+_HEVC = "hevc"  # heif-compression of HEIC files: no decoder in this libvips
 
 
 def configure() -> None:
@@ -70,17 +63,15 @@ def configure() -> None:
     cached on disk instead.
     """
     pyvips.operation_block_set("VipsForeignLoad", True)
-    for loader in _ALLOWED_LOADERS:
+    for loader in formats.LOADER_CLASSES:
         pyvips.operation_block_set(loader, False)
     pyvips.cache_set_max(0)
 
 
 def sniff(body: bytes) -> str | None:
-    """The image format the bytes start with, or None."""
-    for name, matches in _SIGNATURES:
-        if matches(body):
-            return name
-    return None
+    """The name of the image format the bytes start with, or None."""
+    found = formats.sniff(body)
+    return None if found is None else found.name
 
 
 @dataclass(frozen=True)
@@ -102,6 +93,7 @@ class Rendered:
     height: int
     source_format: str
     complete: bool = True  # False: the source was truncated; previewed as far as it decodes
+    problem: str = ""  # why it is incomplete: the first libvips message
 
 
 Cancelled = Callable[[], bool]  # true once the caller no longer wants the render
@@ -113,15 +105,26 @@ class _Work:
 
     job: RenderJob
     body: bytes
-    source_format: str
+    format: formats.Format
     source: Size = field(default_factory=lambda: Size(0, 0))  # after EXIF orientation
+    orientation: int = 1
     image: Any = None  # a pyvips.Image once loaded
     cancelled: Cancelled | None = None
     lenient: bool = False  # decode a truncated source as far as it goes
     plain_jpeg: bool = False  # sRGB JPEG without an ICC profile
+    profile: bool = False  # has an embedded ICC profile (other than sRGB) to convert through
+    cmyk: bool = False
     # Images with an eval handler. pyvips keeps a handler only as long as the Python
     # object, but libvips signals for as long as any pipeline built on the image runs.
     watched: list[Any] = field(default_factory=list)
+
+    @property
+    def target(self) -> Size:
+        return Size(self.job.width, self.job.height)
+
+    @property
+    def strictness(self) -> str:
+        return "none" if self.lenient else "truncated"
 
 
 Step = Callable[[_Work], None]
@@ -135,8 +138,13 @@ def _read_header(work: _Work) -> None:
     """Read only the header, and refuse a pixel bomb before any decoding."""
     header = pyvips.Image.new_from_buffer(work.body, "", access="sequential")
     loader = _field(header, "vips-loader", None)
-    if loader != _LOADERS[work.source_format]:
-        raise BadImage(detail=f"sniffed {work.source_format}, libvips chose {loader}")
+    if loader != work.format.loader:
+        raise BadImage(detail=f"sniffed {work.format.name}, libvips chose {loader}")
+    if _field(header, "heif-compression", None) == _HEVC:
+        raise BadImage(
+            "HEIC (HEVC-coded HEIF) sources are not supported.",
+            detail="HEVC-coded HEIF: this libvips has no HEVC decoder",
+        )
     size = Size(header.width, _field(header, "page-height", header.height))
     check_source_size(size, work.job.max_pixels)
     frames = _field(header, "n-pages", 1)
@@ -145,21 +153,40 @@ def _read_header(work: _Work) -> None:
             f"The source has more than {MAX_FRAMES} frames.",
             detail=f"source declares {frames} frames",
         )
-    work.source = oriented(size, _field(header, "orientation", 1))
+    work.orientation = _field(header, "orientation", 1)
+    work.source = oriented(size, work.orientation)
+    # An embedded sRGB profile needs no conversion (icc.py): only others are applied.
+    profile = _field(header, "icc-profile-data", None)
+    work.profile = profile is not None and not icc.is_srgb(profile)
+    work.cmyk = header.interpretation == "cmyk"
     # 8-bit YCbCr JPEG with no profile to apply: the DC-only fast path gives
     # the same colours as the thumbnail path.
     work.plain_jpeg = (
-        work.source_format == "jpeg"
+        work.format is formats.JPEG
         and header.interpretation == "srgb"
         and header.bands == 3
-        and not header.get_typeof("icc-profile-data")
+        and not work.profile
     )
+
+
+def _fill(work: _Work) -> None:
+    """Scale and crop the source to the target: through the cover or through a region."""
+    if needs_region(work.source, work.target):
+        _fill_region(work)
+    else:
+        _load_to_cover(work)
+        _crop(work)
+
+
+def _colour_options(work: _Work) -> dict[str, str]:
+    """thumbnail's colour management: convert through the embedded profile to sRGB."""
+    return {"export_profile": "srgb"} if work.profile else {}
 
 
 def _load_to_cover(work: _Work) -> None:
     """Shrink-on-load, apply the EXIF orientation, and scale to cover the target."""
-    covered = cover(work.source, Size(work.job.width, work.job.height))
-    strictness = "none" if work.lenient else "truncated"
+    covered = cover(work.source, work.target)
+    check_intermediate(covered, work.target)
     dc_scans = (
         jpeg.dc_only(work.body)
         if work.plain_jpeg and jpeg_shrink(work.source, covered) == 8
@@ -167,7 +194,8 @@ def _load_to_cover(work: _Work) -> None:
     )
     if dc_scans is not None:
         # A 1/8 load uses only DC coefficients: leave the AC scans out (jpeg.py).
-        image = pyvips.Image.jpegload_buffer(dc_scans, shrink=8, fail_on=strictness).autorot()
+        image = pyvips.Image.jpegload_buffer(dc_scans, shrink=8, fail_on=work.strictness)
+        image = image.autorot()
         image = image.resize(covered.width / image.width, vscale=covered.height / image.height)
     else:
         image = pyvips.Image.thumbnail_buffer(
@@ -175,13 +203,14 @@ def _load_to_cover(work: _Work) -> None:
             covered.width,
             height=covered.height,
             size="force",
-            option_string=f"fail_on={strictness}",
+            option_string=f"fail_on={work.strictness}",
+            **_colour_options(work),
         )
     work.image = _watched(work, image)
 
 
 def _crop(work: _Work) -> None:
-    target = Size(work.job.width, work.job.height)
+    target = work.target
     image = work.image
     if (image.width, image.height) == (target.width, target.height):
         return
@@ -195,8 +224,76 @@ def _crop(work: _Work) -> None:
         work.image = image.extract_area(box.left, box.top, box.width, box.height)
 
 
+def _fill_region(work: _Work) -> None:
+    """Crop the region the preview shows from the stored pixels, then scale only it.
+
+    The region is chosen upright (in the middle, or where the attention
+    search on a small copy of the source points), mapped to the stored
+    orientation, extracted during a sequential load, scaled, and only then
+    turned upright: every image made is about the output's size.
+    """
+    region = fill_region(work.source, work.target)
+    attention = work.job.gravity == "attention"
+    box = _search(work, region) if attention else centred(work.source, region)
+    stored_box = unoriented(box, work.source, work.orientation)
+    turned = work.orientation in (5, 6, 7, 8)
+    target = Size(work.target.height, work.target.width) if turned else work.target
+    shrink = jpeg_shrink(Size(stored_box.width, stored_box.height), target)
+    if work.format is formats.JPEG and shrink > 1:
+        image = pyvips.Image.jpegload_buffer(
+            work.body, shrink=shrink, access="sequential", fail_on=work.strictness
+        )
+    else:
+        shrink = 1
+        image = pyvips.Image.new_from_buffer(
+            work.body, "", access="sequential", fail_on=work.strictness
+        )
+    image = _watched(work, image)
+    area = _scaled_box(stored_box, shrink, Size(image.width, image.height))
+    image = image.extract_area(area.left, area.top, area.width, area.height)
+    image = image.resize(target.width / area.width, vscale=target.height / area.height)
+    if work.orientation != 1:  # turning needs random access: the output-sized image only
+        image = image.copy_memory().autorot()
+    work.image = _managed(work, image)
+
+
+def _scaled_box(box: Box, shrink: int, bounds: Size) -> Box:
+    """`box` in an image loaded at 1/`shrink`, at least one pixel, inside `bounds`."""
+    left = min(box.left // shrink, bounds.width - 1)
+    top = min(box.top // shrink, bounds.height - 1)
+    width = min(max(1, box.width // shrink), bounds.width - left)
+    height = min(max(1, box.height // shrink), bounds.height - top)
+    return Box(left, top, width, height)
+
+
+def _search(work: _Work, region: Size) -> Box:
+    """Where the attention search puts `region`, run on a small copy of the source."""
+    search, window = search_size(work.source, region)
+    small = pyvips.Image.thumbnail_buffer(
+        work.body,
+        search.width,
+        height=search.height,
+        size="force",
+        option_string=f"fail_on={work.strictness}",
+        **_colour_options(work),
+    )
+    small = _watched(work, small).copy_memory()
+    found = small.smartcrop(window.width, window.height, interesting="attention")
+    box = Box(-found.get("xoffset"), -found.get("yoffset"), window.width, window.height)
+    return region_at(work.source, region, search, box)
+
+
+def _managed(work: _Work, image: Any) -> Any:
+    """`image` converted to sRGB through its embedded profile (or the CMYK default)."""
+    if work.profile:
+        return image.icc_transform("srgb", embedded=True)
+    if work.cmyk:
+        return image.icc_transform("srgb", input_profile="cmyk")
+    return image
+
+
 def _to_srgb(work: _Work) -> None:
-    """Convert CMYK, greyscale, 16-bit and other spaces to 8-bit sRGB."""
+    """Convert greyscale, 16-bit and other spaces without a profile to 8-bit sRGB."""
     image = work.image
     if image.interpretation != "srgb" or image.format != "uchar":
         image = image.colourspace("srgb")
@@ -208,11 +305,11 @@ def _to_srgb(work: _Work) -> None:
 def _drop_opaque_gif_alpha(work: _Work) -> None:
     """libvips loads every GIF with alpha; only a transparent GIF keeps it (and PNG output)."""
     image = work.image
-    if work.source_format == "gif" and image.hasalpha() and image[image.bands - 1].min() == 255:
+    if work.format is formats.GIF and image.hasalpha() and image[image.bands - 1].min() == 255:
         work.image = image.extract_band(0, n=image.bands - 1)
 
 
-STEPS: tuple[Step, ...] = (_read_header, _load_to_cover, _crop, _to_srgb, _drop_opaque_gif_alpha)
+STEPS: tuple[Step, ...] = (_read_header, _fill, _to_srgb, _drop_opaque_gif_alpha)
 
 
 def _watched(work: _Work, image: Any) -> Any:
@@ -246,7 +343,7 @@ def _encode(work: _Work) -> Rendered:
     else:
         body = image.jpegsave_buffer(Q=work.job.quality, keep="none", optimize_coding=True)
         content_type = "image/jpeg"
-    return Rendered(body, content_type, image.width, image.height, work.source_format)
+    return Rendered(body, content_type, image.width, image.height, work.format.name)
 
 
 def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> Rendered:
@@ -256,18 +353,18 @@ def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> R
     it returns True the render stops with RequestTimeout. libvips may call it
     from its own threads, so it must be cheap and thread-safe (an Event's is_set).
     """
-    source_format = sniff(body)
+    source_format = formats.sniff(body)
     if source_format is None:
         raise BadImage(detail="bytes match no supported image signature")
     try:
-        return _run(_Work(job=job, body=body, source_format=source_format, cancelled=cancelled))
-    except BadImage:
+        return _run(_Work(job=job, body=body, format=source_format, cancelled=cancelled))
+    except BadImage as strict:
         # Strict decoding failed. A truncated source (a JPEG cut short, one
         # without its end marker) still gives a preview as far as it decodes,
         # marked incomplete so that nobody caches it; anything else stays bad.
         work = _Work(job, body, source_format, cancelled=cancelled, lenient=True)
         rendered = _run(work)
-        return dataclasses.replace(rendered, complete=False)
+        return dataclasses.replace(rendered, complete=False, problem=strict.detail)
 
 
 def _run(work: _Work) -> Rendered:
@@ -280,4 +377,12 @@ def _run(work: _Work) -> Rendered:
     except pyvips.Error as exc:
         if work.cancelled is not None and work.cancelled():  # a killed evaluation fails too
             raise RequestTimeout(detail=_ABANDONED) from exc
-        raise BadImage(detail=f"libvips: {exc.message.strip()}") from exc
+        raise BadImage(detail=f"libvips: {_first_message(exc)}") from exc
+
+
+def _first_message(exc: Any) -> str:
+    """The first thing libvips said about a failure (its error buffer), else pyvips's summary."""
+    for line in (exc.detail or "").splitlines():
+        if line.strip():
+            return str(line.strip())
+    return str(exc.message.strip())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Executor
@@ -32,6 +33,8 @@ from previewer.flight import SingleFlight
 from previewer.headers import Headers
 from previewer.options import PreviewOptions, SourceURL
 from previewer.storage import Entry, key_digest
+
+log = logging.getLogger(__name__)
 
 SOURCE_CONTENT_TYPE = "application/octet-stream"
 
@@ -142,6 +145,12 @@ class EmbeddedRenderer:
             ),
             abandoned,
         )
+        if not rendered.complete:  # one line per render, not one per libvips warning
+            log.warning(
+                "source truncated, previewed as far as it decodes: %s (source %s)",
+                rendered.problem,
+                options.source,
+            )
         # an incomplete (truncated) source may be a transfer cut short: never keep it
         if source.shareable and rendered.complete and not source.kept:
             await self._keep(source)

@@ -1,4 +1,4 @@
-"""previewer.geometry: EXIF orientation, cover size, centre crop and the pixel limit."""
+"""previewer.geometry: EXIF orientation, cover size, crop boxes and regions, pixel limits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from previewer.errors import SourceTooLarge
-from previewer.geometry import Box, Size, centre_crop, check_source_size, cover, oriented
+from previewer.geometry import (
+    COVER_FACTOR,
+    MAX_INTERMEDIATE_PIXELS,
+    Box,
+    Size,
+    centre_crop,
+    centred,
+    check_intermediate,
+    check_source_size,
+    cover,
+    fill_region,
+    needs_region,
+    oriented,
+    region_at,
+    search_size,
+    unoriented,
+)
 
 # --- oriented ---------------------------------------------------------------------
 
@@ -155,3 +171,148 @@ def test_orienting_twice_is_the_identity(source: Size, orientation: int) -> None
     turned = oriented(source, orientation)
     assert turned.pixels == source.pixels
     assert oriented(turned, orientation) == source
+
+
+# --- thin sources: regions instead of covers ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        (Size(940, 2), Size(1000, 1000), True),  # the cover would be 470,000x1000
+        (Size(1, 50_000), Size(4096, 4096), True),
+        (Size(50_000, 1), Size(300, 200), True),
+        (Size(3000, 2000), Size(300, 200), False),
+        (Size(4000, 3000), Size(300, 200), False),
+        (Size(2000, 3000), Size(300, 200), False),  # portrait to landscape: 2.25 times
+        (Size(64, 48), Size(2000, 1000), False),  # enlarged, about the same shape
+    ],
+)
+def test_needs_region(source: Size, target: Size, expected: bool) -> None:
+    assert needs_region(source, target) is expected
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "expected"),
+    [
+        (Size(940, 2), Size(1000, 1000), Size(2, 2)),
+        (Size(1, 50_000), Size(4096, 4096), Size(1, 1)),
+        (Size(50_000, 1), Size(300, 200), Size(2, 1)),
+        (Size(50_000, 1000), Size(100, 100), Size(1000, 1000)),
+        (Size(1, 50_000), Size(1, 4096), Size(1, 4096)),
+        (Size(4000, 3000), Size(300, 200), Size(4000, 2667)),
+    ],
+)
+def test_fill_region(source: Size, target: Size, expected: Size) -> None:
+    assert fill_region(source, target) == expected
+
+
+def test_centred() -> None:
+    assert centred(Size(940, 2), Size(2, 2)) == Box(469, 0, 2, 2)
+    assert centred(Size(1, 50_000), Size(1, 1)) == Box(0, 24_999, 1, 1)
+
+
+def test_search_image_is_small_and_at_least_32_pixels_each_way() -> None:
+    search, window = search_size(Size(1, 50_000), Size(1, 1))
+    assert search == Size(32, 256)
+    assert window == Size(32, 1)
+    search, window = search_size(Size(6000, 4000), Size(4000, 4000))
+    assert search == Size(256, 171)
+    assert window == Size(171, 171)
+
+
+def test_region_at_maps_the_window_centre_back_to_the_source() -> None:
+    source, region = Size(50_000, 10), Size(10, 10)
+    search = Size(256, 32)
+    # the last column of the search image covers source columns 49,804 to 50,000
+    assert region_at(source, region, search, Box(255, 0, 1, 32)) == Box(49_897, 0, 10, 10)
+    assert region_at(source, region, search, Box(0, 0, 1, 32)) == Box(93, 0, 10, 10)
+    # a region wider than the distance to the edge stays inside the source
+    wide = Size(1000, 10)
+    assert region_at(source, wide, search, Box(0, 0, 1, 32)) == Box(0, 0, 1000, 10)
+    assert region_at(source, wide, search, Box(255, 0, 1, 32)) == Box(49_000, 0, 1000, 10)
+    # in the middle
+    assert region_at(source, region, search, Box(127, 0, 2, 32)) == Box(24_995, 0, 10, 10)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "expected"),
+    [
+        (1, Box(10, 20, 30, 40)),
+        (2, Box(60, 20, 30, 40)),  # mirrored across: 100 - (10 + 30)
+        (3, Box(60, 140, 30, 40)),
+        (4, Box(10, 140, 30, 40)),
+    ],
+)
+def test_unoriented_flips(orientation: int, expected: Box) -> None:
+    """Upright 100x200 (stored the same size): a box maps to its mirror image."""
+    assert unoriented(Box(10, 20, 30, 40), Size(100, 200), orientation) == expected
+
+
+@pytest.mark.parametrize(
+    ("orientation", "expected"),
+    [
+        (5, Box(20, 10, 40, 30)),  # transposed
+        (6, Box(20, 60, 40, 30)),  # stored turned left: upright x runs up the stored rows
+        (7, Box(140, 60, 40, 30)),
+        (8, Box(140, 10, 40, 30)),
+    ],
+)
+def test_unoriented_quarter_turns(orientation: int, expected: Box) -> None:
+    """Upright 100x200 is stored 200x100: width and height of the box swap."""
+    assert unoriented(Box(10, 20, 30, 40), Size(100, 200), orientation) == expected
+
+
+boxes_in = st.tuples(sizes, st.floats(0, 1), st.floats(0, 1), st.floats(0, 1), st.floats(0, 1))
+
+
+@given(spec=boxes_in, orientation=st.integers(1, 8))
+def test_unoriented_box_lies_inside_the_stored_image(
+    spec: tuple[Size, float, float, float, float], orientation: int
+) -> None:
+    size, fx, fy, fw, fh = spec
+    width = max(1, int(size.width * fw))
+    height = max(1, int(size.height * fh))
+    box = Box(int((size.width - width) * fx), int((size.height - height) * fy), width, height)
+    stored = oriented(size, orientation)  # orienting twice is the identity
+    mapped = unoriented(box, size, orientation)
+    assert mapped.left >= 0
+    assert mapped.top >= 0
+    assert mapped.left + mapped.width <= stored.width
+    assert mapped.top + mapped.height <= stored.height
+    assert mapped.width * mapped.height == box.width * box.height
+
+
+@given(source=sizes, target=targets)
+def test_region_has_the_target_shape_and_lies_inside_the_source(source: Size, target: Size) -> None:
+    region = fill_region(source, target)
+    assert 1 <= region.width <= source.width
+    assert 1 <= region.height <= source.height
+    # one side is the source's whole side
+    assert region.width == source.width or region.height == source.height
+    # the shape is the target's, up to rounding to whole pixels
+    assert abs(region.width * target.height - region.height * target.width) <= max(
+        target.width, target.height
+    )
+
+
+@given(source=sizes, target=targets)
+def test_a_fill_through_the_cover_makes_a_bounded_image(source: Size, target: Size) -> None:
+    if not needs_region(source, target):
+        assert cover(source, target).pixels <= COVER_FACTOR * target.pixels
+        check_intermediate(cover(source, target), target)  # never refused at allowed sizes
+
+
+def test_intermediates_over_the_bound_are_refused() -> None:
+    check_intermediate(Size(MAX_INTERMEDIATE_PIXELS, 1), Size(1000, 1000))
+    with pytest.raises(SourceTooLarge):
+        check_intermediate(Size(470_000, 1000), Size(1000, 1000))
+
+
+def test_previews_allowed_beyond_4096_get_a_proportional_bound() -> None:
+    """An operator's --max-dimension 16384 allows a 12000x12000 preview: its 1.5x cover
+    is allowed, a 5x one is not."""
+    target = Size(12_000, 12_000)
+    check_intermediate(Size(18_000, 12_000), target)
+    with pytest.raises(SourceTooLarge):
+        check_intermediate(Size(60_000, 12_000), target)

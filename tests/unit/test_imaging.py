@@ -92,6 +92,8 @@ ENCODERS: dict[str, Callable[[Image], bytes]] = {
     "png": lambda image: image.pngsave_buffer(),
     "gif": lambda image: image.gifsave_buffer(),
     "webp": lambda image: image.webpsave_buffer(Q=90),
+    "avif": lambda image: image.heifsave_buffer(compression="av1", Q=90),
+    "tiff": lambda image: image.tiffsave_buffer(),
 }
 
 
@@ -113,10 +115,13 @@ def test_sniff_recognises_each_format(name: str) -> None:
         b"GIF88a" + bytes(20),
         b"RIFF\x00\x00\x00\x00WAVEfmt ",
         b"BM" + bytes(60),
-        b"II*\x00" + bytes(20),
-        b"MM\x00*" + bytes(20),
+        b"II\x2a\x01" + bytes(20),  # byte order, but not 42 in it
+        b"MM\x00\x2b\x00\x09" + bytes(20),  # BigTIFF needs an 8-byte offset size: MM 0 43 0 8
         b"%PDF-1.7\n",
-        b"\x00\x00\x00\x1cftypavif",
+        b"\x00\x00\x00\x1cftypavif",  # the ftyp box is longer than the data
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2",  # an MP4 video
+        b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00qt  ",  # a QuickTime movie
+        b"\x00\x00\x00\x10ftyp" + bytes(8),
         b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
         b"<svg/>",
         b"  \xff\xd8\xff",  # signature not at the start
@@ -127,9 +132,12 @@ def test_sniff_rejects_everything_else(body: bytes) -> None:
 
 
 def test_configure_blocks_other_loaders() -> None:
-    tiff = photo(20, 20).tiffsave_buffer()
+    ppm = b"P6\n2 2\n255\n" + bytes(12)
     with pytest.raises(pyvips.Error):
-        pyvips.Image.new_from_buffer(tiff, "")
+        pyvips.Image.new_from_buffer(ppm, "")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>'
+    with pytest.raises(pyvips.Error):
+        pyvips.Image.new_from_buffer(svg, "")
 
 
 # --- JPEG sizes and gravities -----------------------------------------------------
@@ -472,10 +480,18 @@ def test_svg_and_text_are_bad_images(body: bytes) -> None:
         render(body, job(10, 10))
 
 
-def test_blocked_formats_are_bad_images() -> None:
-    tiff = photo(20, 20).tiffsave_buffer()
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"P6\n2 2\n255\n" + bytes(12),  # PPM
+        b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n",
+        b"BM" + bytes(60),  # BMP
+        b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(64),  # MP4
+    ],
+)
+def test_blocked_formats_are_bad_images(body: bytes) -> None:
     with pytest.raises(BadImage):
-        render(tiff, job(10, 10))
+        render(body, job(10, 10))
 
 
 def _render_or_bad(body: bytes) -> None:
@@ -639,3 +655,233 @@ def test_complete_and_truncated_sources_are_told_apart() -> None:
     no_end = render(source[:-2], job(50, 40))
     check_output(no_end, 50, 40)
     assert no_end.complete is False or no_end.body == complete.body
+
+
+# --- colour profiles --------------------------------------------------------------
+
+COLOUR = [40, 200, 90]
+
+
+def mean_colour(image: Image) -> list[float]:
+    return [image[band].avg() for band in range(image.bands)]
+
+
+def reference(source: bytes) -> list[float]:
+    """The source's mean colour converted to sRGB through its own profile by libvips."""
+    return mean_colour(decode(source).icc_transform("srgb", embedded=True))
+
+
+def profiled_sources() -> dict[str, bytes]:
+    return {
+        "display-p3": images.p3_jpeg(COLOUR),
+        "adobe-rgb": images.with_profile(
+            solid(120, 80, COLOUR), images.adobe_rgb_profile()
+        ).jpegsave_buffer(Q=95),
+        "adobe-rgb-png": images.with_profile(
+            solid(120, 80, COLOUR), images.adobe_rgb_profile()
+        ).pngsave_buffer(),
+        "grey-linear": images.with_profile(
+            images.solid(120, 80, [128], "b-w"), images.grey_profile(1.0)
+        ).jpegsave_buffer(Q=95),
+        "cmyk-profile": solid(120, 80, COLOUR)
+        .icc_transform("cmyk", input_profile="srgb")
+        .jpegsave_buffer(Q=95),
+    }
+
+
+@pytest.mark.parametrize("name", list(profiled_sources()))
+@pytest.mark.parametrize(("width", "height"), [(60, 40), (30, 30), (4, 400)])
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+def test_embedded_profiles_are_applied(name: str, width: int, height: int, gravity: str) -> None:
+    """The preview's colour is the source's converted through its profile, on both fill
+    paths (4x400 from a 120x80 source crops a region); no profile is left in it."""
+    source = profiled_sources()[name]
+    assert decode(source).get_typeof("icc-profile-data") != 0
+    rendered = render(source, job(width, height, gravity=gravity))
+    out = check_output(rendered, width, height)
+    assert out.get_typeof("icc-profile-data") == 0
+    assert out.interpretation == "srgb"
+    expected = reference(source)
+    if len(expected) == 1:
+        expected = expected * 3
+    for got, want in zip(mean_colour(out), expected, strict=True):
+        assert abs(got - want) <= 3, (mean_colour(out), expected)
+
+
+@pytest.mark.parametrize("name", ["display-p3", "adobe-rgb", "grey-linear"])
+def test_ignoring_the_profile_would_be_seen(name: str) -> None:
+    """The test sources are far enough from sRGB that dropping the profile would fail."""
+    source = profiled_sources()[name]
+    raw = mean_colour(decode(source))
+    converted = reference(source)
+    assert max(abs(a - b) for a, b in zip(raw, converted, strict=False)) > 15
+
+
+@pytest.mark.parametrize(("width", "height"), [(60, 40), (4, 400)])
+def test_a_source_without_a_profile_keeps_its_srgb_values(width: int, height: int) -> None:
+    source = solid(120, 80, COLOUR).jpegsave_buffer(Q=95)
+    assert decode(source).get_typeof("icc-profile-data") == 0
+    out = check_output(render(source, job(width, height)), width, height)
+    for got, want in zip(mean_colour(out), COLOUR, strict=True):
+        assert abs(got - want) <= 2
+
+
+def test_16_bit_source_with_a_profile_becomes_8_bit_srgb() -> None:
+    rgb16 = (solid(50, 50, COLOUR) * 257).cast("ushort").copy(interpretation="rgb16")
+    source = images.with_profile(rgb16, images.adobe_rgb_profile()).pngsave_buffer()
+    out = check_output(render(source, job(20, 20)), 20, 20)
+    expected = mean_colour(decode(source).icc_transform("srgb", embedded=True, depth=8))
+    for got, want in zip(mean_colour(out), expected, strict=True):
+        assert abs(got - want) <= 3
+
+
+# --- AVIF, HEIF and TIFF sources ----------------------------------------------------
+
+
+def test_avif_renders() -> None:
+    rendered = render(images.avif(120, 80), job(60, 40))
+    assert rendered.source_format == "avif"
+    assert rendered.content_type == "image/jpeg"
+    check_output(rendered, 60, 40)
+
+
+def test_avif_with_alpha_renders_as_png() -> None:
+    image = photo(120, 80).bandjoin(100).copy(interpretation="srgb")
+    rendered = render(images.avif(image=image), job(60, 40))
+    assert rendered.content_type == "image/png"
+    check_output(rendered, 60, 40)
+
+
+def test_heic_is_refused_with_a_clear_message() -> None:
+    source = images.heic()
+    assert sniff(source) == "heif"
+    with pytest.raises(BadImage) as info:
+        render(source, job(30, 20))
+    assert "HEIC" in info.value.public_message
+
+
+def test_tiff_renders() -> None:
+    rendered = render(images.tiff(), job(60, 40))
+    assert rendered.source_format == "tiff"
+    check_output(rendered, 60, 40)
+
+
+def test_bigtiff_renders() -> None:
+    source = images.tiff(bigtiff=True)
+    assert source[:4] == b"II+\x00"
+    check_output(render(source, job(60, 40)), 60, 40)
+
+
+def test_multipage_tiff_gives_its_first_page() -> None:
+    source = images.multipage_tiff([[255, 0, 0], [0, 0, 255], [0, 255, 0]])
+    assert decode(source).get("n-pages") == 3
+    out = check_output(render(source, job(30, 20)), 30, 20)
+    red, green, blue = mean_colour(out)
+    assert red > 240
+    assert green < 15
+    assert blue < 15
+
+
+@pytest.mark.parametrize(("width", "height"), [(50, 100), (4, 300)])
+def test_tiff_orientation_is_applied(width: int, height: int) -> None:
+    """Stored 200x100, white left half, orientation 6: upright the white half is on top."""
+    source = with_orientation(halves(200, 100), 6).tiffsave_buffer()
+    assert decode(source).get("orientation") == 6
+    out = check_output(render(source, job(width, height)), width, height)
+    assert out.crop(0, 0, width, height // 5).avg() > 200, "top should be white"
+    assert out.crop(0, height * 4 // 5, width, height // 5).avg() < 50, "bottom should be black"
+
+
+@pytest.mark.parametrize("keep", ["icc", "none"])
+def test_cmyk_tiff_becomes_srgb(keep: str) -> None:
+    """With its profile or without (then libvips's default CMYK profile), on both paths."""
+    cmyk = solid(120, 80, COLOUR).icc_transform("cmyk", input_profile="srgb")
+    source = cmyk.tiffsave_buffer(keep=keep)
+    loaded = decode(source)
+    assert loaded.interpretation == "cmyk"
+    assert (loaded.get_typeof("icc-profile-data") != 0) is (keep == "icc")
+    expected = mean_colour(loaded.icc_transform("srgb", input_profile="cmyk"))
+    for width, height in ((60, 40), (4, 300)):
+        out = check_output(render(source, job(width, height)), width, height)
+        for got, want in zip(mean_colour(out), expected, strict=True):
+            assert abs(got - want) <= 3
+
+
+def test_16_bit_tiff_is_scaled_to_8_bit() -> None:
+    rgb16 = pyvips.Image.black(50, 50).cast("ushort").new_from_image([65535, 0, 32768])
+    source = rgb16.copy(interpretation="rgb16").tiffsave_buffer()
+    assert decode(source).format == "ushort"
+    out = check_output(render(source, job(20, 20)), 20, 20)
+    red, green, blue = mean_colour(out)
+    assert red > 245
+    assert green < 10
+    assert abs(blue - 128) < 5
+
+
+@pytest.mark.parametrize(
+    "source",
+    [images.tiff_declaring(60_000, 60_000), images.avif_declaring(20_000, 20_000)],
+    ids=["tiff", "avif"],
+)
+def test_new_format_pixel_bombs_are_refused_before_decoding(source: bytes) -> None:
+    assert len(source) < 2000
+    started = time.perf_counter()
+    with pytest.raises(SourceTooLarge):
+        render(source, job(100, 100))
+    assert time.perf_counter() - started < 5  # a decode would allocate gigabytes first
+
+
+def test_tiff_with_too_many_pages_is_refused() -> None:
+    colours = [[n % 256, 0, 0] for n in range(imaging.MAX_FRAMES + 1)]
+    source = images.multipage_tiff(colours, width=2, height=2)
+    with pytest.raises(SourceTooLarge):
+        render(source, job(10, 10))
+
+
+# --- thin sources: the fill crops a region of the source -----------------------------
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+@pytest.mark.parametrize(
+    ("source_size", "target"),
+    [((940, 2), (1000, 1000)), ((1, 5000), (300, 200)), ((5000, 1), (200, 300)), ((2, 1), (9, 1))],
+)
+def test_thin_sources_render_to_the_exact_size(
+    gravity: str, source_size: tuple[int, int], target: tuple[int, int]
+) -> None:
+    source = images.thin_png(*source_size)
+    check_output(render(source, job(*target, gravity=gravity)), *target)
+
+
+def test_thin_source_centre_shows_its_middle() -> None:
+    """A ramp 0..255 along 5000 pixels: the middle is mid-grey, not an end."""
+    out = check_output(render(images.thin_png(5000, 1), job(100, 100)), 100, 100)
+    assert abs(out.avg() - 127) < 3
+
+
+def test_region_fill_attention_finds_the_subject() -> None:
+    """A long grey strip with one saturated patch near its end: centre misses it."""
+    xyz = pyvips.Image.xyz(4000, 10)
+    patch = (xyz[0] > 3500) & (xyz[0] < 3520)
+    strip = patch.ifthenelse([230, 40, 40], [90, 90, 90]).cast("uchar")
+    source = strip.copy(interpretation="srgb").pngsave_buffer()
+    centre = check_output(render(source, job(100, 100)), 100, 100)
+    attention = check_output(render(source, job(100, 100, gravity="attention")), 100, 100)
+    assert centre[0].avg() < 100
+    assert attention[0].avg() > 200
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_region_fill_follows_every_orientation(orientation: int) -> None:
+    """A 400x20 strip of gradients, tagged: the region path must show what libvips's
+    autorot followed by a centre crop shows."""
+    xyz = pyvips.Image.xyz(400, 20)
+    gradients = (xyz[0] * (255 / 400)).bandjoin([xyz[1] * (255 / 20), 128])
+    tagged = with_orientation(gradients.cast("uchar").copy(interpretation="srgb"), orientation)
+    body = tagged.pngsave_buffer()
+    upright = decode(body).autorot()
+    side = min(upright.width, upright.height)
+    expected = upright.crop((upright.width - side) // 2, (upright.height - side) // 2, side, side)
+    expected = expected.resize(100 / side)
+    out = check_output(render(body, job(100, 100)), 100, 100)
+    assert (out - expected).abs().avg() < 6
