@@ -152,14 +152,14 @@ class ServerConfig:
         parse=hex_secret,
         help="hex HMAC-SHA256 key; when set, requests must be signed (see docs/security.md)",
         shown_default="none (signing off)",
-        commands=(SERVE, "sign"),
+        commands=(SERVE, "sign", "warm"),
     )
     signing_salt: bytes = setting(
         b"",
         parse=hex_secret,
         help="hex salt prepended to the signed path",
         shown_default="none",
-        commands=(SERVE, "sign"),
+        commands=(SERVE, "sign", "warm"),
     )
 
 
