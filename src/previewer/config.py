@@ -161,6 +161,13 @@ class ServerConfig:
         shown_default="none",
         commands=(SERVE, "sign", "warm"),
     )
+    playground: bool = setting(
+        True,
+        parse=parse_bool,
+        switch=True,
+        help="serve the playground page at `/` (see the README's Try it); never served "
+        "while `--signing-key` is set",
+    )
 
 
 @dataclass(frozen=True)
