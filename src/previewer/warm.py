@@ -4,11 +4,9 @@
                    [--requests N | --duration S] [--random-sizes WxH-WxH] [--seed N]
                    [--header 'Name: value']... [--json] [--max-error-ratio R]
 
-The tool's own I/O edge: the second module that imports aiohttp's client (the
-service's is fetch.py, built around the address policy and forwarding rules a
-tool talking to one known service needs none of) and the only one that
-imports rich (the progress bar and the summary table). The plan (warmplan.py)
-and the tally (warmstats.py) are pure.
+The tool's terminal edge: the only module that imports rich (the progress
+bar and the summary table). Requests go through warmclient.py, the tool's own
+HTTP/1.1 client; the plan (warmplan.py) and the tally (warmstats.py) are pure.
 
 Exit status: 0, or 1 when the error ratio passes --max-error-ratio, 2 for a
 bad argument or URL list, 130 when interrupted (after the summary of what ran).
@@ -29,13 +27,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from yarl import URL
 
 from previewer import __version__
+from previewer.warmclient import BadResponse, Connection, Target
 from previewer.warmplan import (
     PlanError,
     Signer,
@@ -128,25 +126,25 @@ def _read_sources(name: str, stdin: TextIO) -> tuple[str, ...]:
 # --- the run --------------------------------------------------------------------------
 
 
-async def _one(session: aiohttp.ClientSession, url: URL, tally: Tally) -> None:
+async def _one(connection: Connection, path: str, limit: float, tally: Tally) -> None:
     started = time.perf_counter()
     try:
-        async with session.get(url) as resp:
-            body = await resp.read()
-            status = resp.status
-            x_cache = resp.headers.get("X-Cache")
-            json_error = resp.content_type == "application/json" and status >= 400
+        async with asyncio.timeout(limit):
+            reply = await connection.get(path)
     except TimeoutError:
         tally.failure(time.perf_counter() - started, "timeout")
         return
-    except aiohttp.ClientConnectionError:
+    except (OSError, asyncio.IncompleteReadError):
         tally.failure(time.perf_counter() - started, "connection")
         return
-    except aiohttp.ClientError:
+    except BadResponse:
         tally.failure(time.perf_counter() - started, "bad_response")
         return
-    code = _error_code(body) if json_error else None
-    tally.answer(status, time.perf_counter() - started, len(body), x_cache, code)
+    elapsed = time.perf_counter() - started
+    code = None
+    if reply.body and reply.headers.get("content-type", "").startswith("application/json"):
+        code = _error_code(reply.body)
+    tally.answer(reply.status, elapsed, reply.size, reply.headers.get("x-cache"), code)
 
 
 def _error_code(body: bytes) -> str | None:
@@ -161,24 +159,21 @@ def _error_code(body: bytes) -> str | None:
 
 async def run(plan: Plan, tally: Tally, stop: asyncio.Event) -> float:
     """Send the plan's requests, at most `concurrency` at once; returns the seconds taken."""
-    base = plan.base
+    target = Target(URL(plan.base), plan.headers, f"previewer-warm/{__version__}")
     started = time.monotonic()
     deadline = started + plan.duration if plan.duration is not None else None
 
-    async def worker(session: aiohttp.ClientSession) -> None:
-        for path in plan.paths:
-            if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                return
-            await _one(session, URL(base + path, encoded=True), tally)
+    async def worker() -> None:
+        connection = Connection(target)  # one kept-alive connection per worker
+        try:
+            for path in plan.paths:
+                if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                    return
+                await _one(connection, path, plan.timeout, tally)
+        finally:
+            connection.close()
 
-    connector = aiohttp.TCPConnector(limit=plan.concurrency, limit_per_host=plan.concurrency)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        headers={"User-Agent": f"previewer-warm/{__version__}", **dict(plan.headers)},
-        timeout=aiohttp.ClientTimeout(total=plan.timeout),
-        auto_decompress=False,
-    ) as session:
-        await asyncio.gather(*(worker(session) for _ in range(plan.concurrency)))
+    await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
     return time.monotonic() - started
 
 
@@ -255,6 +250,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
             + (f" (hit ratio {ratio:.1%})" if ratio is not None else ""),
         ),
         ("bytes received", f"{summary['bytes_received']:,}"),
+        ("warm's own CPU", f"{summary['client_cpu_percent']:.0f}% of one core"),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -272,6 +268,7 @@ async def _main(plan: Plan, out: TextIO) -> tuple[dict[str, Any], bool]:
     follower = None
     if out.isatty():
         follower = asyncio.create_task(_Bar(plan, tally, Console(file=out)).follow())
+    cpu = time.process_time()
     try:
         elapsed = await run(plan, tally, stop)
     finally:
@@ -282,6 +279,8 @@ async def _main(plan: Plan, out: TextIO) -> tuple[dict[str, Any], bool]:
         loop.remove_signal_handler(signal.SIGINT)
     summary = {"target": plan.base, "concurrency": plan.concurrency, "seed": plan.seed}
     summary |= tally.summary(elapsed)
+    # near 100: this process, not the service, may be what limits req/s
+    summary["client_cpu_percent"] = round((time.process_time() - cpu) / elapsed * 100, 1)
     summary["interrupted"] = stop.is_set()
     return summary, stop.is_set()
 
