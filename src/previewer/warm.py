@@ -67,7 +67,10 @@ class Plan:
 
 
 def plan_from(args: argparse.Namespace, key: bytes, salt: bytes, stdin: TextIO) -> Plan:
-    target = URL(args.target)
+    try:
+        target = URL(args.target)
+    except ValueError:
+        target = URL()
     if target.scheme not in ("http", "https") or not target.host:
         raise PlanError(f"not an http:// or https:// base URL: {args.target!r}")
     if args.concurrency < 1:
@@ -83,6 +86,8 @@ def plan_from(args: argparse.Namespace, key: bytes, salt: bytes, stdin: TextIO) 
     random_mix = args.requests is not None or args.duration is not None
     if args.random_sizes and not random_mix:
         raise PlanError("--random-sizes needs --requests or --duration")
+    if args.seed is not None and not random_mix:
+        raise PlanError("--seed needs --requests or --duration")
     if bool(args.sizes) == bool(args.random_sizes):
         raise PlanError("give --sizes or --random-sizes (one of them)")
     sizes = parse_size_range(args.random_sizes) if args.random_sizes else parse_sizes(args.sizes)

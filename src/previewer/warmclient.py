@@ -28,7 +28,8 @@ from yarl import URL
 
 HEAD_LIMIT = 64 * 1024  # bytes of status line and headers
 KEPT_BODY = 64 * 1024  # bytes of an error body kept for its JSON code
-_FIELD_RE = re.compile(r"\r\n([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*)")
+# on the lower-cased head: name, and value without the whitespace around it
+_FIELD_RE = re.compile(r"\r\n([!#$%&'*+.^_`|~0-9a-z-]+):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
 
 
 class BadResponse(Exception):
@@ -38,7 +39,7 @@ class BadResponse(Exception):
 @dataclass(frozen=True)
 class Reply:
     status: int
-    headers: dict[str, str]  # lower-case names; a repeated header keeps its last value
+    headers: dict[str, str]  # names and values lower-cased; a repeated name keeps its last value
     size: int  # body bytes received
     body: bytes  # kept only for error statuses, at most KEPT_BODY bytes
 
@@ -122,7 +123,7 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[Reply, bool]:
         version, status, headers = _parse_head(head)
         if not 100 <= status < 200:
             break
-    keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    keep = version == "HTTP/1.1" and headers.get("connection") != "close"
     kept = bytearray()
     size = 0
 
@@ -134,7 +135,7 @@ async def _read_reply(reader: asyncio.StreamReader) -> tuple[Reply, bool]:
 
     if status in (204, 304):
         pass
-    elif "chunked" in headers.get("transfer-encoding", "").lower():
+    elif "chunked" in headers.get("transfer-encoding", ""):
         while True:
             line = await reader.readuntil(b"\r\n")
             try:
@@ -166,7 +167,7 @@ def _parse_head(head: bytes) -> tuple[str, int, dict[str, str]]:
     parts = status_line.split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
         raise BadResponse(f"not an HTTP/1.x status line: {status_line[:80]!r}")
-    fields = _FIELD_RE.findall(text, len(status_line))
+    fields = _FIELD_RE.findall(text.lower(), len(status_line))
     if len(fields) != text.count("\r\n") - 2:  # each line but the status and the blank one
         raise BadResponse("a header line without a name and a colon")
-    return parts[0], int(parts[1]), {name.lower(): value.rstrip() for name, value in fields}
+    return parts[0], int(parts[1]), dict(fields)

@@ -270,6 +270,7 @@ def test_transport_failures_are_counted_as_errors(tmp_path: Path) -> None:
         (["--sizes", "5x5", "--timeout", "0"], "--timeout"),
         (["--sizes", "5x5", "--max-error-ratio", "2"], "--max-error-ratio"),
         (["--sizes", "5x5", "--header", "nonsense"], "not a header"),
+        (["--sizes", "5x5", "--seed", "3"], "--seed needs"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -295,5 +296,6 @@ def test_bad_url_lists_and_targets_exit_2(
     latin1 = str(tmp_path / "latin1.txt")
     assert cli.main(["warm", "http://127.0.0.1:9", "--urls", latin1, "--sizes", "5x5"]) == 2
     assert "not UTF-8" in capsys.readouterr().err
-    assert cli.main(["warm", "ftp://x", "--urls", str(urls), "--sizes", "5x5"]) == 2
-    assert "base URL" in capsys.readouterr().err
+    for target in ("ftp://x", "http://[::1", "no scheme"):
+        assert cli.main(["warm", target, "--urls", str(urls), "--sizes", "5x5"]) == 2
+        assert "base URL" in capsys.readouterr().err

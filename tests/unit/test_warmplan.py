@@ -56,7 +56,7 @@ def test_bad_size_ranges_are_refused(text: str) -> None:
 def test_headers() -> None:
     assert parse_header("Accept: image/webp, */*") == ("Accept", "image/webp, */*")
     assert parse_header("X-Empty:") == ("X-Empty", "")
-    for bad in ("no colon", ": value", "Bad Name: v", "X: a\nb"):
+    for bad in ("no colon", ": value", "Bad Name: v", "X: a\nb", "X: caf\u00e9", "X: a\x00"):
         with pytest.raises(PlanError):
             parse_header(bad)
 
