@@ -6,6 +6,7 @@ Each summary (`--json`) is checked against the service's own counters from
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -299,3 +300,39 @@ def test_bad_url_lists_and_targets_exit_2(
     for target in ("ftp://x", "http://[::1", "no scheme"):
         assert cli.main(["warm", target, "--urls", str(urls), "--sizes", "5x5"]) == 2
         assert "base URL" in capsys.readouterr().err
+
+
+async def test_silence_and_garbage_are_timeout_and_bad_response_errors(tmp_path: Path) -> None:
+    """A server that never answers one path and answers another with garbage."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await reader.readuntil(b"\r\n\r\n")
+                if b"/fill/1/1/" in request:
+                    writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+                    await writer.drain()
+                else:
+                    await reader.read()  # silence, until the client gives up and closes
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    urls = tmp_path / "urls.txt"
+    urls.write_text("example.com/a.jpg\n")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "previewer", "warm", f"http://127.0.0.1:{port}",
+        "--urls", str(urls), "--sizes", "1x1,2x2", "--timeout", "0.3", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    server.close()
+    await server.wait_closed()
+    assert child.returncode == 1, err
+    summary = json.loads(out)
+    assert summary["statuses"] == {"none": 2}
+    assert summary["error_codes"] == {"bad_response": 1, "timeout": 1}
+    assert summary["latency_ms"]["max"] >= 300
