@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt docs build clean system-deps bench bench-smoke soak compose-check
+.PHONY: run test check fmt docs build clean system-deps bench bench-smoke soak compose-check screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: system-deps $(STAMP) check compose-check
 compose-check: system-deps
 	docker-compose -f compose.yaml config -q
 	docker-compose -f compose.yaml --profile broker config -q
+
+# docs/playground.png, taken by the playground's browser test in headless Chromium.
+screenshot: system-deps $(STAMP)
+	PLAYGROUND_SCREENSHOT=docs/playground.png $(BIN)/pytest -q -p no:randomly \
+	  tests/integration/test_playground.py::test_previews_from_the_nginx_origin_have_the_sizes_asked_for
 
 # Ten minutes of mixed load; writes its table into docs/reliability.md. Not part of `test`.
 soak: $(STAMP)

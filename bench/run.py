@@ -18,15 +18,17 @@ Stages, all on 127.0.0.1, every server started and stopped here:
 6. render: one thread, no HTTP: each corpus photo by a plain libvips
    thumbnail and by previewer's path (`bench/fastpath.py`), and the cost of
    each crop gravity (`bench/render_cost.py`);
-7. profile: py-spy on previewer under load, and a few previewer variants;
-8. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
+7. warm: `previewer warm` against wrk on previewer's hit path, side by side
+   (`bench/warmspeed.py`; its figures go into results.json as `warm_vs_wrk`);
+8. profile: py-spy on previewer under load, and a few previewer variants;
+9. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
    and the targets table on stdout.
 
 Settings come from the environment (defaults in brackets): BENCH_REPS [3],
 BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
 BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
 [10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_RENDER
-[1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
+[1], BENCH_WARM [1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
 BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
 other programs used more than that share (%) of the machine's CPU is taken
 again, after a pause, up to that many times; the least disturbed one is kept.
@@ -79,6 +81,7 @@ class Config:
     startup_entries: int
     srcset: bool
     render: bool
+    warm: bool
     profile: bool
     experiments: bool
     docs: Path
@@ -103,6 +106,7 @@ class Config:
             startup_entries=int(environ.get("BENCH_STARTUP_ENTRIES", "100000")),
             srcset=flag("BENCH_SRCSET", "1"),
             render=flag("BENCH_RENDER", "1"),
+            warm=flag("BENCH_WARM", "1"),
             profile=flag("BENCH_PROFILE", "1"),
             experiments=flag("BENCH_EXPERIMENTS", "1"),
             docs=Path(environ.get("BENCH_DOCS", str(HERE.parent / "docs"))),
@@ -409,6 +413,16 @@ def main() -> None:
             log(f"  {data['srcset']}")
         if cfg.render:
             data.update(render_stage())
+        if cfg.warm:
+            log("warm: previewer warm against wrk on the hit path")
+            conc = str(max(cfg.concurrency))
+            argv = [str(HERE / "warmspeed.py"), "--duration", f"{cfg.duration:g}"]
+            argv += ["--reps", str(cfg.reps), "--concurrency", conc, "--json"]
+            try:
+                data["warm_vs_wrk"] = python_json(argv, 3600)
+            except Exception as exc:
+                data["warm_vs_wrk"] = {"error": str(exc)}
+            log(f"  ratio warm/wrk {data['warm_vs_wrk'].get('ratio_median')}")
         if cfg.profile and "previewer-centre" in cfg.peers:
             data["profiles"] = profile_stage(cfg, files, origin, origin_port)
         if cfg.experiments and "previewer-centre" in cfg.peers:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs: nginx (the static origin)
-# and docker-compose 1.29 (validates compose.yaml without a container engine).
+# Installs the Debian packages the test suite needs: nginx (the static origin),
+# docker-compose 1.29 (validates compose.yaml without a container engine) and
+# chromium (the playground's browser tests, driven by playwright).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
 need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -20,4 +22,5 @@ fi
 echo "installing: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+# the lock timeout: another apt run (unattended upgrades, a parallel build) may hold it
+$sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}"

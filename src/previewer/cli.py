@@ -2,6 +2,7 @@
 
     previewer serve [--flags]     run the HTTP service
     previewer sign PATH...        print signed request paths
+    previewer warm TARGET ...     warm a cache or load-test a service (warm.py)
 
 Each command's flags are the settings config.py declares for it; each has a
 `PREVIEWER_*` variable, and a flag wins over its variable. Nothing imports this module.
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from previewer import __version__, imaging, signing
+from previewer import __version__, imaging, signing, warmplan
 from previewer.accesslog import AccessLog
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
@@ -49,6 +50,12 @@ _COMMANDS = {
         "print signed request paths",
         "Print the signed form of each request path or URL, e.g. "
         "`previewer sign /fill/300/200/example.com/a.jpg`. Every flag also reads "
+        "PREVIEWER_<FLAG> from the environment; a flag wins over its variable.",
+    ),
+    "warm": (
+        "fill a cache from a URL list, or load-test a service",
+        "Request every URL at every size, or a random mix for a number of requests or "
+        "a duration, and print a summary (docs/warm.md). The signing flags also read "
         "PREVIEWER_<FLAG> from the environment; a flag wins over its variable.",
     ),
 }
@@ -79,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         _add_settings(sub, options_for(command))
         if command == "sign":
             sub.add_argument("paths", metavar="PATH_OR_URL", nargs="+")
+        if command == "warm":
+            warmplan.add_arguments(sub)
     return parser
 
 
@@ -90,7 +99,10 @@ class Invocation(NamedTuple):
 
 def parse_args(argv: Sequence[str], environ: dict[str, str]) -> Invocation:
     """The command, and the settings it takes from `environ` and its flags."""
-    args = _parser().parse_args(argv)
+    return _invocation(_parser().parse_args(argv), environ)
+
+
+def _invocation(args: argparse.Namespace, environ: dict[str, str]) -> Invocation:
     overrides: dict[str, str] = {}
     for opt in options_for(args.command):
         value = getattr(args, opt.flag.replace("-", "_"))
@@ -221,9 +233,12 @@ def _run(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        command, settings, paths = parse_args(
-            sys.argv[1:] if argv is None else argv, dict(os.environ)
-        )
+        args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+        command, settings, paths = _invocation(args, dict(os.environ))
+        if command == "warm":
+            from previewer import warm  # rich loads only for this command
+
+            return warm.main(args, settings.server.signing_key, settings.server.signing_salt)
         if command == "sign":
             if not settings.server.signing_key:
                 raise ConfigError("sign needs --signing-key or PREVIEWER_SIGNING_KEY")

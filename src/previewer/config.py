@@ -152,14 +152,21 @@ class ServerConfig:
         parse=hex_secret,
         help="hex HMAC-SHA256 key; when set, requests must be signed (see docs/security.md)",
         shown_default="none (signing off)",
-        commands=(SERVE, "sign"),
+        commands=(SERVE, "sign", "warm"),
     )
     signing_salt: bytes = setting(
         b"",
         parse=hex_secret,
         help="hex salt prepended to the signed path",
         shown_default="none",
-        commands=(SERVE, "sign"),
+        commands=(SERVE, "sign", "warm"),
+    )
+    playground: bool = setting(
+        True,
+        parse=parse_bool,
+        switch=True,
+        help="serve the playground page at `/` (see the README's Try it); never served "
+        "while `--signing-key` is set",
     )
 
 

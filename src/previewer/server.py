@@ -5,6 +5,7 @@ The only module that imports the web framework (aiohttp.web).
     GET|HEAD /fill/{width}/{height}/{source}   the preview
     GET|HEAD /{signature}/fill/...             the same, when URL signing is on
     GET|HEAD /health                           200 while the service can serve
+    GET|HEAD / and /playground/...             the playground page (playground.py)
 
 Any other path is 404. A path under `/fill` (or, with signing on, a path
 whose first segment has the form of a signature) that does not parse is 400.
@@ -32,7 +33,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
-from previewer import __version__, signing
+from previewer import __version__, playground, signing
 from previewer.accesslog import AccessLog
 from previewer.config import ImagingConfig, ServerConfig
 from previewer.errors import (
@@ -92,7 +93,19 @@ def build_app(
     if server_config.signing_key:
         app.router.add_get("/{signature}/fill{tail:(?:/.*)?}", _fill)
         app.router.add_get(_SIGNATURE + "/{tail:.*}", _unknown_signed_path)
+    elif server_config.playground:  # never with signing: the page cannot sign
+        for route, asset in playground.assets(imaging_config).items():
+            app.router.add_get(route, functools.partial(_asset, asset))
     return app
+
+
+async def _asset(asset: playground.Asset, request: web.Request) -> web.Response:
+    return web.Response(
+        body=asset.body,
+        content_type=asset.content_type,
+        charset=asset.charset,
+        headers=asset.headers,
+    )
 
 
 def error_response(exc: PreviewError) -> web.Response:

@@ -166,7 +166,8 @@ async def test_an_accept_with_nothing_readable_names_what_previewer_reads(
         "/health/x",
         "/favicon.ico",
         "/robots.txt",
-        "/",
+        "/index.html",  # "/" is the playground page (test_playground_routes.py)
+        "/playground",
         "/x/fill/100/100/example.com/a.jpg",
         "//fill/100/100/example.com/a.jpg",
     ],

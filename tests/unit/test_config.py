@@ -147,6 +147,7 @@ def test_every_option_is_read_from_its_variable() -> None:
         "source-cache-size": "1MiB",
         "memory-cache-size": "2MiB",
         "access-log": "off",
+        "playground": "off",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -226,6 +227,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("drop-headers", "a:b"),
     ("allow-private-networks", "maybe"),
     ("access-log", "sometimes"),
+    ("playground", "perhaps"),
     ("signing-key", "not hex"),
     ("signing-salt", "abc"),
     ("allowed-sources", "example.com/path"),
