@@ -54,11 +54,10 @@ def _explicitly_accepted(accept: str, media_type: str) -> bool:
 
 
 # What the negotiating photo origin can answer, best first, like an image CDN:
-# AVIF when the request names it, else WebP, else JPEG. AVIF is left out
-# while previewer does not decode AVIF sources; the origin then answers the
-# browsers that name AVIF with WebP, as a CDN does for browsers without it.
-PHOTO_FORMATS = ("image/webp", "image/jpeg")
+# AVIF when the request names it, else WebP, else JPEG.
+PHOTO_FORMATS = ("image/avif", "image/webp", "image/jpeg")
 _ENCODERS = {
+    "image/avif": lambda: images.avif(400, 300),
     "image/webp": lambda: images.webp(400, 300),
     "image/jpeg": lambda: images.jpeg(400, 300),
 }

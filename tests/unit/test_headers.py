@@ -365,7 +365,7 @@ SAFARI = (
         (CHROMIUM, "image/avif,image/webp,image/*,*/*;q=0.8"),
         (CHROMIUM_JXL, "image/avif,image/webp,image/*,*/*;q=0.8"),
         (FIREFOX, "image/avif,image/webp,image/png,image/*;q=0.8,*/*;q=0.5"),
-        (SAFARI, "image/webp,image/avif,image/heic,image/png,image/*;q=0.8,*/*;q=0.5"),
+        (SAFARI, "image/webp,image/avif,image/png,image/*;q=0.8,*/*;q=0.5"),
         ("*/*", "*/*"),
         ("image/jpeg", "image/jpeg"),
         # a navigation's Accept, as when a preview URL is opened directly
