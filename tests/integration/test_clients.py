@@ -39,7 +39,7 @@ CLIENT_ACCEPTS = {
     "safari": SAFARI,
     "curl": CURL,
 }
-UNREADABLE = ("image/jxl", "image/svg+xml", "image/apng", "image/heic-sequence", "video/")
+UNREADABLE = ("image/jxl", "image/svg+xml", "image/apng", "image/heic", "image/heif", "video/")
 
 
 def _explicitly_accepted(accept: str, media_type: str) -> bool:
