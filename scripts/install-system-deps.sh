@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs: nginx (the static origin),
-# docker-compose 1.29 (validates compose.yaml without a container engine) and
-# chromium (the playground's browser tests, driven by playwright).
+# docker-compose 1.29 (validates compose.yaml without a container engine),
+# chromium (the playground's browser tests, driven by playwright) and
+# rabbitmq-server (the broker of broker mode, run by the tests as a private node).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ need=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar, overload
 
 from previewer.config_values import (
+    amqp_url,
     choice,
     hex_secret,
     int_in,
@@ -37,6 +38,7 @@ from previewer.config_values import (
 
 ENV_PREFIX = "PREVIEWER_"
 SERVE = "serve"
+WORKER = "worker"
 
 GRAVITIES = ("attention", "centre")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -313,6 +315,41 @@ class FetchConfig:
 
 
 @dataclass(frozen=True)
+class BrokerConfig:
+    """Broker mode: the RabbitMQ job queue between fronts and render workers."""
+
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE, WORKER)
+
+    url: str = setting(
+        "",
+        parse=amqp_url,
+        flag="broker",
+        help="RabbitMQ URL, `amqp://user:pass@host:5672/vhost`; set: misses are rendered by "
+        "`previewer worker` processes (see docs/scale-out.md)",
+        shown_default="none (embedded mode)",
+    )
+    queue: str = setting(
+        "previewer.render",
+        parse=non_empty,
+        flag="broker-queue",
+        help="name of the job queue; fronts and workers must agree",
+    )
+    queue_length: int = setting(
+        1000,
+        parse=int_in(1),
+        flag="broker-queue-length",
+        help="jobs that may wait in the queue; beyond that, fronts answer 503 at once",
+    )
+    delivery_limit: int = setting(
+        2,
+        parse=int_in(1, 20),
+        flag="broker-delivery-limit",
+        help="deliveries of a job that ended without an answer (its worker died) before the "
+        "job is refused as poison and dead-lettered",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every section; the order here is the order of `--help` and the README table."""
 
@@ -320,6 +357,7 @@ class Settings:
     cache: CacheConfig = field(default_factory=CacheConfig)
     imaging: ImagingConfig = field(default_factory=ImagingConfig)
     fetch: FetchConfig = field(default_factory=FetchConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
 
 
 # --- the derived option table ----------------------------------------------------

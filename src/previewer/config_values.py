@@ -136,3 +136,11 @@ def path(text: str) -> Path:
     if not text.strip():
         raise ValueError("must not be empty")
     return Path(text)
+
+
+def amqp_url(text: str) -> str:
+    """An AMQP URL, `amqp://user:pass@host:5672/vhost` (or `amqps://`); empty: none."""
+    value = text.strip()
+    if value and not re.fullmatch(r"amqps?://[^\s/]+(/\S*)?", value):
+        raise ValueError(f"not an AMQP URL (use amqp://user:pass@host:5672/vhost): {text!r}")
+    return value

@@ -17,6 +17,7 @@ Imports nothing that touches the network, the disk or libvips.
     │   ├── BadImage                  422  source_not_image
     │   └── SourceTooLarge            422  source_too_large
     ├── Overloaded                    503  overloaded     (with Retry-After)
+    ├── Unavailable                   503  unavailable    (with Retry-After; broker mode)
     └── RequestTimeout                504  request_timeout
 
 Clients get `code` and `public_message`; `detail` goes only to the log.
@@ -153,6 +154,8 @@ class Overloaded(PreviewError):
     code = "overloaded"
     default_message = "The service is busy; retry shortly."
 
+    retry_after = 1  # seconds, in Retry-After
+
     def __init__(self, retry_after: int = 1, *, detail: str | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(detail=detail)
@@ -161,7 +164,38 @@ class Overloaded(PreviewError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class Unavailable(Overloaded):
+    """Broker mode: the broker is unreachable, or no worker consumes the job queue."""
+
+    code = "unavailable"
+    default_message = "The service cannot render right now; retry shortly."
+
+
 class RequestTimeout(PreviewError):
     status = HTTPStatus.GATEWAY_TIMEOUT
     code = "request_timeout"
     default_message = "The preview could not be made in time."
+
+
+def error_from_reply(code: str, status: int, message: str) -> PreviewError:
+    """Rebuild an error that a render worker reported, so a front answers what it said.
+
+    The class is found by its code (an unknown code is an `internal` error);
+    the status and public message are the worker's own.
+    """
+    classes: list[type[PreviewError]] = [PreviewError]
+    by_code: dict[str, type[PreviewError]] = {}
+    while classes:
+        cls = classes.pop()
+        by_code.setdefault(cls.code, cls)
+        classes.extend(cls.__subclasses__())
+    cls = by_code.get(code, PreviewError)
+    exc = cls.__new__(cls)
+    known = status in HTTPStatus._value2member_map_ and 400 <= status < 600
+    PreviewError.__init__(
+        exc,
+        message or None,
+        detail=f"worker answered {code} {status}: {message}",
+        status=HTTPStatus(status) if known else HTTPStatus.INTERNAL_SERVER_ERROR,
+    )
+    return exc

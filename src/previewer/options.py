@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from previewer.errors import InvalidRequest
 
 OPERATIONS = ("fill",)
+OUTPUT_FORMATS = ("auto",)  # auto: JPEG, or PNG when the source has alpha
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _DIMENSION_RE = re.compile(r"[0-9]{1,6}")

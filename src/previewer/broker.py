@@ -1,0 +1,369 @@
+"""RabbitMQ: the job queue between fronts and render workers.
+
+The only module that imports the AMQP client (aio-pika). It owns the
+connection (started in the background, reconnected by itself), the queue
+topology, the front's side of the RPC (`BrokerRenderer`) and the worker's
+consumer (`JobConsumer`); what a worker does with a job is worker.py's.
+
+Topology, declared identically by fronts and workers:
+
+    previewer.render        quorum queue of jobs: x-delivery-limit (a job that
+                            kills its worker every time is dead-lettered, not
+                            redelivered forever), x-max-length with
+                            reject-publish (a full queue refuses at once, and
+                            the front answers 503), dead-lettering to
+    previewer.render.dead   jobs that were malformed or over the delivery limit
+    previewer.reply.<id>    each front's own exclusive reply queue
+
+A job expires in the queue when its request's deadline passes (per-message
+TTL), so a worker never renders for a client that has given up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import AMQPError, DeliveryError
+
+from previewer import jobs
+from previewer.config import BrokerConfig
+from previewer.errors import Overloaded, Unavailable
+
+log = logging.getLogger(__name__)
+
+RECONNECT_INTERVAL = 1.0  # seconds between connection attempts
+CONSUMER_POLL = 1.0  # seconds between checks of the job queue's consumer count
+_CONNECTION_ERRORS = (AMQPError, aiormq.exceptions.AMQPError, ConnectionError, OSError)
+
+
+def queue_arguments(config: BrokerConfig) -> dict[str, Any]:
+    """The job queue's arguments; fronts and workers must declare the same."""
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": config.delivery_limit,
+        "x-max-length": config.queue_length,
+        "x-overflow": "reject-publish",
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": dead_letter_queue(config),
+    }
+
+
+def dead_letter_queue(config: BrokerConfig) -> str:
+    return config.queue + ".dead"
+
+
+class Link:
+    """One robust connection, opened in the background and kept open.
+
+    `start` returns at once; the first connection is retried every
+    RECONNECT_INTERVAL until it succeeds, and aio-pika restores the
+    connection, channels, queues and consumers after any later loss.
+    `on_ready` runs once the first connection is up.
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
+        self._name = name
+        self.connection: AbstractRobustConnection | None = None
+        self.ready = asyncio.Event()  # set once on_ready has run
+        self._task: asyncio.Task[None] | None = None
+        self._on_ready: Callable[[AbstractRobustConnection], Awaitable[None]] | None = None
+
+    def start(self, on_ready: Callable[[AbstractRobustConnection], Awaitable[None]]) -> None:
+        self._on_ready = on_ready
+        self._task = asyncio.ensure_future(self._connect())
+
+    @property
+    def connected(self) -> bool:
+        connection = self.connection
+        return (
+            self.ready.is_set()
+            and connection is not None
+            and not connection.is_closed
+            and connection.connected.is_set()
+        )
+
+    async def _connect(self) -> None:
+        assert self._on_ready is not None
+        attempt = 0
+        while True:
+            try:
+                connection = await aio_pika.connect_robust(
+                    self._url,
+                    reconnect_interval=RECONNECT_INTERVAL,
+                    client_properties={"connection_name": self._name},
+                )
+                break
+            except _CONNECTION_ERRORS as exc:
+                if attempt == 0:
+                    log.warning("broker unreachable, retrying every %ss: %s", RECONNECT_INTERVAL, exc)
+                attempt += 1
+                await asyncio.sleep(RECONNECT_INTERVAL)
+        self.connection = connection
+        connection.reconnect_callbacks.add(lambda *_: log.info("broker connection restored"))
+        connection.close_callbacks.add(self._closed)
+        try:
+            await self._on_ready(connection)
+        except _CONNECTION_ERRORS as exc:  # lost again while declaring: robust will restore
+            log.warning("broker set-up interrupted: %s", exc)
+        self.ready.set()
+        log.info("connected to the broker (%s)", self._name)
+
+    def _closed(self, *_: object) -> None:
+        if self.connection is not None and not self.connection.is_closed:
+            log.warning("broker connection lost; reconnecting")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.connection is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self.connection.close()
+
+
+async def declare_jobs(channel: AbstractChannel, config: BrokerConfig) -> AbstractQueue:
+    await channel.declare_queue(
+        dead_letter_queue(config), durable=True, arguments={"x-queue-type": "quorum"}
+    )
+    return await channel.declare_queue(
+        config.queue, durable=True, arguments=queue_arguments(config)
+    )
+
+
+@dataclass
+class FrontCounters:
+    published: int = 0
+    replies: int = 0
+    unexpected_replies: int = 0  # duplicates and late answers, dropped
+    refused_full: int = 0  # the queue was at its bound
+    refused_down: int = 0  # no broker connection
+    refused_no_workers: int = 0
+
+
+@dataclass(frozen=True)
+class BrokerHealth:
+    connected: bool
+    consumers: int | None  # on the job queue, as last seen; None: not known yet
+    waiting_replies: int
+    counters: FrontCounters
+
+
+class BrokerRenderer:
+    """The front's RPC client: publishes a job, waits for its reply."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self._config = config
+        self._link = Link(config.url, "previewer front")
+        self._reply_queue = f"{config.queue}.reply.{uuid.uuid4().hex}"
+        self._channel: AbstractChannel | None = None
+        self._pending: dict[str, asyncio.Future[jobs.Reply]] = {}
+        self._consumers: int | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self.counters = FrontCounters()
+
+    def start(self) -> None:
+        self._link.start(self._set_up)
+
+    async def _set_up(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel(publisher_confirms=True)
+        await declare_jobs(channel, self._config)
+        replies = await channel.declare_queue(self._reply_queue, exclusive=True, auto_delete=True)
+        await replies.consume(self._on_reply, no_ack=True)
+        self._channel = channel
+        connection.close_callbacks.add(self._fail_pending)
+        self._poller = asyncio.ensure_future(self._poll_consumers())
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+        self._fail_pending()
+        await self._link.close()
+
+    def health(self) -> BrokerHealth:
+        return BrokerHealth(
+            self._link.connected, self._consumers, len(self._pending), self.counters
+        )
+
+    async def call(self, job: jobs.Job) -> jobs.Reply:
+        """Publish `job` and wait for its reply (the caller applies the deadline).
+
+        Raises Unavailable (503) at once with no broker connection or no
+        worker, Overloaded (503) when the queue is at its bound, and the
+        worker's own error when it sends one.
+        """
+        channel = self._channel
+        if channel is None or not self._link.connected:
+            self.counters.refused_down += 1
+            raise Unavailable(detail="no connection to the broker")
+        if self._consumers == 0:
+            self.counters.refused_no_workers += 1
+            raise Unavailable(detail=f"no worker consumes {self._config.queue}")
+        correlation = uuid.uuid4().hex
+        reply: asyncio.Future[jobs.Reply] = asyncio.get_running_loop().create_future()
+        self._pending[correlation] = reply
+        try:
+            message = aio_pika.Message(
+                jobs.encode_job(job),
+                content_type="application/json",
+                correlation_id=correlation,
+                reply_to=self._reply_queue,
+                expiration=max(0.001, job.deadline - time.time()),
+            )
+            try:
+                await channel.default_exchange.publish(message, routing_key=self._config.queue)
+            except DeliveryError as exc:
+                self.counters.refused_full += 1
+                raise Overloaded(detail=f"job queue full: {exc}") from None
+            except _CONNECTION_ERRORS as exc:
+                self.counters.refused_down += 1
+                raise Unavailable(detail=f"publishing failed: {exc}") from None
+            self.counters.published += 1
+            return await reply
+        finally:
+            self._pending.pop(correlation, None)
+
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        waiter = self._pending.get(message.correlation_id or "")
+        if waiter is None or waiter.done():
+            self.counters.unexpected_replies += 1
+            log.debug("dropped a reply nobody waits for (%s)", message.correlation_id)
+            return
+        self.counters.replies += 1
+        try:
+            waiter.set_result(jobs.decode_reply(message.body, message.headers))
+        except jobs.MalformedMessage as exc:
+            waiter.set_exception(Unavailable(detail=f"malformed reply: {exc}"))
+        except Exception as exc:  # the worker's error, raised to the request
+            waiter.set_exception(exc)
+
+    def _fail_pending(self, *_: object) -> None:
+        """The connection is gone, and every reply on it with it: fail the waiters now."""
+        for waiter in self._pending.values():
+            if not waiter.done():
+                waiter.set_exception(Unavailable(detail="broker connection lost"))
+
+    async def _poll_consumers(self) -> None:
+        """Keep the job queue's consumer count, so that no worker is a 503 at once."""
+        while True:
+            channel = self._channel
+            if channel is not None and self._link.connected:
+                try:
+                    declared = await channel.declare_queue(self._config.queue, passive=True)
+                    result = declared.declaration_result
+                    self._consumers = result.consumer_count if result else None
+                except _CONNECTION_ERRORS as exc:
+                    log.debug("consumer count unknown: %s", exc)
+                    self._consumers = None
+            await asyncio.sleep(CONSUMER_POLL)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One job as the worker sees it, without the AMQP client's types."""
+
+    body: bytes
+    deliveries: int  # how often the broker has delivered it before (0: first time)
+    reply: Callable[[bytes, dict[str, Any]], Awaitable[None]]
+    ack: Callable[[], Awaitable[None]]
+    dead_letter: Callable[[], Awaitable[None]]
+
+
+JobHandler = Callable[[Delivery], Awaitable[None]]
+
+
+class JobConsumer:
+    """The worker's side: consumes jobs with a bounded prefetch, hands each to `handler`."""
+
+    def __init__(self, config: BrokerConfig, prefetch: int, handler: JobHandler) -> None:
+        self._config = config
+        self._prefetch = prefetch
+        self._handler = handler
+        self._link = Link(config.url, "previewer worker")
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._channel: AbstractChannel | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        return self._link.connected
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def start(self) -> None:
+        self._link.start(self._set_up)
+
+    async def wait_ready(self) -> None:
+        await self._link.ready.wait()
+
+    async def _set_up(self, connection: AbstractRobustConnection) -> None:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=self._prefetch)
+        self._queue = await declare_jobs(channel, self._config)
+        self._channel = channel
+        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)  # type: ignore[arg-type]
+        try:
+            await self._handler(self._delivery(message))
+        finally:
+            self._in_flight.discard(task)  # type: ignore[arg-type]
+
+    def _delivery(self, message: AbstractIncomingMessage) -> Delivery:
+        headers = message.headers or {}
+        count = headers.get("x-delivery-count", 0)
+        deliveries = count if isinstance(count, int) else int(bool(message.redelivered))
+
+        async def reply(body: bytes, reply_headers: dict[str, Any]) -> None:
+            channel = self._channel
+            if channel is None or not message.reply_to:
+                return
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    body, headers=reply_headers, correlation_id=message.correlation_id
+                ),
+                routing_key=message.reply_to,
+            )
+
+        async def ack() -> None:
+            await message.ack()
+
+        async def dead_letter() -> None:
+            await message.reject(requeue=False)
+
+        return Delivery(message.body, deliveries, reply, ack, dead_letter)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop taking jobs, let those in flight finish (up to `timeout`), then close.
+
+        Jobs received but not acknowledged when the connection closes go back
+        to the queue for another worker.
+        """
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await self._queue.cancel(self._tag)
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=timeout)
+        await self._link.close()

@@ -1,0 +1,157 @@
+"""The broker wire format: jobs and replies survive a round trip; bad messages are refused."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+import pytest
+
+from previewer import jobs
+from previewer.errors import (
+    BadImage,
+    Overloaded,
+    PreviewError,
+    SourceStatus,
+    SourceTimeout,
+    SourceTooLarge,
+    error_from_reply,
+)
+from previewer.options import PreviewOptions, parse_source
+
+LIMITS = {"max_dimension": 4096, "gravities": ("attention", "centre"), "formats": ("auto",)}
+
+
+def _job(**changes: object) -> jobs.Job:
+    options = PreviewOptions(
+        operation="fill",
+        width=300,
+        height=200,
+        gravity="centre",
+        quality=80,
+        source=parse_source("example.com/photos/owl.jpg?size=large"),
+    )
+    values: dict[str, object] = {
+        "options": options,
+        "headers": [("Accept", "image/webp"), ("Cookie", "a=1"), ("Cookie", "b=2")],
+        "client_address": "203.0.113.9",
+        "deadline": 1_900_000_000.25,
+        "request_id": "req-1",
+    }
+    values.update(changes)
+    return jobs.Job(**values)  # type: ignore[arg-type]
+
+
+def test_a_job_survives_the_round_trip() -> None:
+    job = _job()
+    assert jobs.decode_job(jobs.encode_job(job), **LIMITS) == job  # type: ignore[arg-type]
+
+
+def test_a_job_without_client_or_request_id_survives_the_round_trip() -> None:
+    job = _job(client_address=None, request_id=None, headers=[])
+    assert jobs.decode_job(jobs.encode_job(job), **LIMITS) == job  # type: ignore[arg-type]
+
+
+def _document(**changes: object) -> bytes:
+    document = json.loads(jobs.encode_job(_job()))
+    for key, value in changes.items():
+        if key.startswith("options_"):
+            document["options"][key.removeprefix("options_")] = value
+        else:
+            document[key] = value
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (_document(v=2), "unknown version 2"),
+        (_document(v=None), "unknown version"),
+        (_document(options_width=0), "width"),
+        (_document(options_width=5000), "width"),
+        (_document(options_height="200"), "height"),
+        (_document(options_width=True), "width"),
+        (_document(options_gravity="north"), "gravity"),
+        (_document(options_quality=101), "quality"),
+        (_document(options_output_format="bmp"), "output_format"),
+        (_document(options_operation="fit"), "operation"),
+        (_document(options_source="ftp://example.com/a.jpg"), "bad source"),
+        (_document(options_source="user@example.com/a.jpg"), "bad source"),
+        (_document(options_source=7), "source"),
+        (_document(options=None), "options"),
+        (_document(headers=[["Accept"]]), "headers"),
+        (_document(headers=[["Accept", 5]]), "headers"),
+        (_document(headers="Accept: */*"), "headers"),
+        (_document(client=5), "client"),
+        (_document(deadline="soon"), "deadline"),
+        (_document(deadline=True), "deadline"),
+        (_document(request_id=5), "request_id"),
+    ],
+)
+def test_malformed_jobs_are_refused_with_the_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(jobs.MalformedMessage, match=reason):
+        jobs.decode_job(body, **LIMITS)  # type: ignore[arg-type]
+
+
+def test_the_worker_applies_its_own_dimension_limit() -> None:
+    body = jobs.encode_job(_job())
+    limits = {**LIMITS, "max_dimension": 250}
+    with pytest.raises(jobs.MalformedMessage, match="width"):
+        jobs.decode_job(body, **limits)  # type: ignore[arg-type]
+
+
+def test_a_preview_reply_survives_the_round_trip() -> None:
+    reply = jobs.Reply(b"\xff\xd8jpeg bytes", "image/jpeg", shareable=False, complete=True)
+    body, headers = jobs.encode_reply(reply)
+    assert jobs.decode_reply(body, headers) == reply
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BadImage(),
+        SourceTooLarge("The source image has more than 5 pixels."),
+        SourceTimeout(),
+        SourceStatus(404),
+        SourceStatus(503),
+        Overloaded(),
+        PreviewError(),
+    ],
+)
+def test_an_error_reply_raises_the_same_code_status_and_message(error: PreviewError) -> None:
+    body, headers = jobs.encode_error(error)
+    with pytest.raises(PreviewError) as raised:
+        jobs.decode_reply(body, headers)
+    assert type(raised.value) is type(error)
+    assert (raised.value.code, raised.value.status) == (error.code, error.status)
+    assert raised.value.public_message == error.public_message
+    assert raised.value.headers() == error.headers()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        None,
+        {"v": 2, "ok": True},
+        {"v": 1, "ok": True, "content_type": "image/jpeg", "complete": True},
+        {"v": 1, "ok": True, "content_type": "image/jpeg", "shareable": True},
+        {"v": 1, "ok": False, "code": "bad_request"},
+        {"v": 1, "ok": False, "status": 400},
+    ],
+)
+def test_malformed_replies_are_refused(headers: dict[str, object] | None) -> None:
+    with pytest.raises(jobs.MalformedMessage):
+        jobs.decode_reply(b"", headers)
+
+
+def test_an_unknown_error_code_becomes_an_internal_error_with_the_status_given() -> None:
+    error = error_from_reply("no_such_code", 502, "Something upstream.")
+    assert (type(error), error.code, error.status) == (PreviewError, "internal", HTTPStatus(502))
+    assert error.public_message == "Something upstream."
+
+
+def test_an_impossible_status_becomes_500() -> None:
+    assert error_from_reply("bad_request", 999, "x").status == HTTPStatus.INTERNAL_SERVER_ERROR
+    assert error_from_reply("bad_request", 200, "x").status == HTTPStatus.INTERNAL_SERVER_ERROR
