@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,11 @@ from yarl import URL
 
 import images
 from origin import NginxOrigin, Origin, StubResolver
-from previewer.cli import Running, running
-from previewer.config import load
+from waiting import until
+from previewer.cli import Running, RunningWorker, running, running_worker
+from previewer.config import WORKER, load, options_for
+from previewer.renderer import BrokerHealth
+from rabbitmq import RabbitNode
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -169,6 +173,7 @@ class Service:
     running: Running
     client: aiohttp.ClientSession
     resolver: StubResolver
+    worker: RunningWorker | None = None  # broker mode: the worker answering the front
 
     @property
     def url(self) -> str:
@@ -191,14 +196,45 @@ class Service:
 
 
 ServiceFactory = Callable[..., Awaitable[Service]]
+_NO_BROKER = BrokerHealth(False, None, 0, 0, 0, 0, 0, 0)
+
+
+MODES = ("embedded", "broker")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_modes` run against the embedded mode and a front with a worker."""
+    if "mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_modes"):
+        if not metafunc.definition.get_closest_marker("embedded_only"):
+            metafunc.parametrize("mode", MODES, indirect=True)
 
 
 @pytest.fixture
-async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+def mode(request: pytest.FixtureRequest) -> str:
+    """`embedded`, or `broker`: a front in broker mode and one worker, both in process."""
+    return str(getattr(request, "param", "embedded"))
+
+
+@pytest.fixture(scope="session")
+def rabbit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
+    """A private RabbitMQ node for the session; a missing rabbitmq-server is an error."""
+    node = RabbitNode(tmp_path_factory.mktemp("rabbitmq"))
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+async def start_service(
+    tmp_path: Path, mode: str, request: pytest.FixtureRequest
+) -> AsyncIterator[ServiceFactory]:
     """Start previewer in this event loop on 127.0.0.1:0.
 
     Keyword arguments are settings by flag name with `_` for `-`. Loopback
     sources are allowed unless `allow_private_networks="false"` is given.
+    In broker mode (the `mode` fixture) the front publishes each miss to a
+    queue of its own on the session's RabbitMQ node, and one worker, with
+    the same settings where it takes them, answers it.
     """
     stack = contextlib.AsyncExitStack()
     client = await stack.enter_async_context(
@@ -214,10 +250,24 @@ async def start_service(tmp_path: Path) -> AsyncIterator[ServiceFactory]:
         }
         values.update({k.replace("_", "-"): str(v) for k, v in overrides.items()})
         resolver = resolver or StubResolver({"origin.test": ["127.0.0.1"]})
+        worker = None
+        if mode == "broker":
+            node: RabbitNode = request.getfixturevalue("rabbit")
+            values.setdefault("broker", node.url)
+            values.setdefault("broker-queue", f"previewer.test.{uuid.uuid4().hex}")
+            worker_flags = {opt.flag for opt in options_for(WORKER)}
+            worker_values = {k: v for k, v in values.items() if k in worker_flags}
+            worker_values["cache-dir"] = str(tmp_path / "worker-cache")
+            worker = await stack.enter_async_context(
+                running_worker(load({}, worker_values, command=WORKER), resolver)
+            )
+            await worker.consumer.wait_ready()
         settings = load({}, values)
         run = await stack.enter_async_context(running(settings, resolver))
         await run.service.wait_loaded()  # tests start from a known index
-        return Service(run, client, resolver)
+        if worker is not None:
+            await until(lambda: (run.service.health().broker or _NO_BROKER).consumers == 1)
+        return Service(run, client, resolver, worker)
 
     yield start
     await stack.aclose()

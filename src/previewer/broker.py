@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,11 +44,13 @@ from aio_pika.exceptions import AMQPError, DeliveryError
 from previewer import jobs
 from previewer.config import BrokerConfig
 from previewer.errors import Overloaded, Unavailable
+from previewer.renderer import BrokerHealth, RendererHealth, RenderJob, RenderResult
 
 log = logging.getLogger(__name__)
 
 RECONNECT_INTERVAL = 1.0  # seconds between connection attempts
 CONSUMER_POLL = 1.0  # seconds between checks of the job queue's consumer count
+CLOSE_TIMEOUT = 5.0  # seconds a clean close may take before the connection is dropped
 _CONNECTION_ERRORS = (AMQPError, aiormq.exceptions.AMQPError, ConnectionError, OSError)
 
 
@@ -83,6 +86,7 @@ class Link:
         self.ready = asyncio.Event()  # set once on_ready has run
         self._task: asyncio.Task[None] | None = None
         self._on_ready: Callable[[AbstractRobustConnection], Awaitable[None]] | None = None
+        self._closing = False
 
     def start(self, on_ready: Callable[[AbstractRobustConnection], Awaitable[None]]) -> None:
         self._on_ready = on_ready
@@ -125,17 +129,21 @@ class Link:
         log.info("connected to the broker (%s)", self._name)
 
     def _closed(self, *_: object) -> None:
-        if self.connection is not None and not self.connection.is_closed:
+        if not self._closing:
             log.warning("broker connection lost; reconnecting")
 
     async def close(self) -> None:
+        """Close the connection (and stop connecting); bounded by CLOSE_TIMEOUT."""
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.connection is not None:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await self.connection.close()
+        connection = self.connection
+        if connection is not None and not connection.is_closed:
+            with contextlib.suppress(*_CONNECTION_ERRORS, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await connection.close()
 
 
 async def declare_jobs(channel: AbstractChannel, config: BrokerConfig) -> AbstractQueue:
@@ -148,37 +156,35 @@ async def declare_jobs(channel: AbstractChannel, config: BrokerConfig) -> Abstra
 
 
 @dataclass
-class FrontCounters:
+class _FrontCounters:
     published: int = 0
     replies: int = 0
-    unexpected_replies: int = 0  # duplicates and late answers, dropped
-    refused_full: int = 0  # the queue was at its bound
-    refused_down: int = 0  # no broker connection
-    refused_no_workers: int = 0
-
-
-@dataclass(frozen=True)
-class BrokerHealth:
-    connected: bool
-    consumers: int | None  # on the job queue, as last seen; None: not known yet
-    waiting_replies: int
-    counters: FrontCounters
+    unexpected_replies: int = 0
+    refused_full: int = 0
+    refused_unavailable: int = 0
 
 
 class BrokerRenderer:
-    """The front's RPC client: publishes a job, waits for its reply."""
+    """The render stage of a front in broker mode: publishes each miss, waits for its reply.
 
-    def __init__(self, config: BrokerConfig) -> None:
+    Implements `renderer.Renderer`. A job's deadline travels as its message's
+    TTL, so a job whose request has given up expires in the queue. Without a
+    deadline a job gets `default_timeout` seconds.
+    """
+
+    def __init__(self, config: BrokerConfig, default_timeout: float) -> None:
         self._config = config
+        self._default_timeout = default_timeout
         self._link = Link(config.url, "previewer front")
         self._reply_queue = f"{config.queue}.reply.{uuid.uuid4().hex}"
         self._channel: AbstractChannel | None = None
         self._pending: dict[str, asyncio.Future[jobs.Reply]] = {}
         self._consumers: int | None = None
         self._poller: asyncio.Task[None] | None = None
-        self.counters = FrontCounters()
+        self._counters = _FrontCounters()
 
-    def start(self) -> None:
+    async def load(self) -> None:
+        """Start connecting in the background; misses answer 503 until connected."""
         self._link.start(self._set_up)
 
     async def _set_up(self, connection: AbstractRobustConnection) -> None:
@@ -190,16 +196,44 @@ class BrokerRenderer:
         connection.close_callbacks.add(self._fail_pending)
         self._poller = asyncio.ensure_future(self._poll_consumers())
 
+    async def wait_connected(self) -> None:
+        await self._link.ready.wait()
+
     async def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
         self._fail_pending()
         await self._link.close()
 
-    def health(self) -> BrokerHealth:
-        return BrokerHealth(
-            self._link.connected, self._consumers, len(self._pending), self.counters
+    def health(self) -> RendererHealth:
+        counters = self._counters
+        broker = BrokerHealth(
+            connected=self._link.connected,
+            consumers=self._consumers,
+            waiting=len(self._pending),
+            published=counters.published,
+            replies=counters.replies,
+            unexpected_replies=counters.unexpected_replies,
+            refused_full=counters.refused_full,
+            refused_unavailable=counters.refused_unavailable,
         )
+        return RendererHealth(
+            renders_running=len(self._pending),
+            renders_waiting=0,
+            fetches=0,
+            source_hits=0,
+            renders=counters.published,
+            abandoned=0,
+            source_cache=None,
+            broker=broker,
+        )
+
+    async def render(self, job: RenderJob, abandoned: threading.Event) -> RenderResult:
+        deadline = job.deadline or time.time() + self._default_timeout
+        reply = await self.call(
+            jobs.Job(job.options, job.headers, job.client_address, deadline)
+        )
+        return RenderResult(reply.body, reply.content_type, reply.shareable, reply.complete)
 
     async def call(self, job: jobs.Job) -> jobs.Reply:
         """Publish `job` and wait for its reply (the caller applies the deadline).
@@ -210,10 +244,10 @@ class BrokerRenderer:
         """
         channel = self._channel
         if channel is None or not self._link.connected:
-            self.counters.refused_down += 1
+            self._counters.refused_unavailable += 1
             raise Unavailable(detail="no connection to the broker")
         if self._consumers == 0:
-            self.counters.refused_no_workers += 1
+            self._counters.refused_unavailable += 1
             raise Unavailable(detail=f"no worker consumes {self._config.queue}")
         correlation = uuid.uuid4().hex
         reply: asyncio.Future[jobs.Reply] = asyncio.get_running_loop().create_future()
@@ -229,12 +263,12 @@ class BrokerRenderer:
             try:
                 await channel.default_exchange.publish(message, routing_key=self._config.queue)
             except DeliveryError as exc:
-                self.counters.refused_full += 1
+                self._counters.refused_full += 1
                 raise Overloaded(detail=f"job queue full: {exc}") from None
             except _CONNECTION_ERRORS as exc:
-                self.counters.refused_down += 1
+                self._counters.refused_unavailable += 1
                 raise Unavailable(detail=f"publishing failed: {exc}") from None
-            self.counters.published += 1
+            self._counters.published += 1
             return await reply
         finally:
             self._pending.pop(correlation, None)
@@ -242,10 +276,10 @@ class BrokerRenderer:
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         waiter = self._pending.get(message.correlation_id or "")
         if waiter is None or waiter.done():
-            self.counters.unexpected_replies += 1
+            self._counters.unexpected_replies += 1
             log.debug("dropped a reply nobody waits for (%s)", message.correlation_id)
             return
-        self.counters.replies += 1
+        self._counters.replies += 1
         try:
             waiter.set_result(jobs.decode_reply(message.body, message.headers))
         except jobs.MalformedMessage as exc:
@@ -260,15 +294,19 @@ class BrokerRenderer:
                 waiter.set_exception(Unavailable(detail="broker connection lost"))
 
     async def _poll_consumers(self) -> None:
-        """Keep the job queue's consumer count, so that no worker is a 503 at once."""
+        """Keep the job queue's consumer count, so that no worker is a 503 at once.
+
+        A passive declare on the AMQP channel itself: aio-pika's robust
+        channel answers a repeated declare from what it remembers.
+        """
         while True:
             channel = self._channel
             if channel is not None and self._link.connected:
                 try:
-                    declared = await channel.declare_queue(self._config.queue, passive=True)
-                    result = declared.declaration_result
-                    self._consumers = result.consumer_count if result else None
-                except _CONNECTION_ERRORS as exc:
+                    underlay = await channel.get_underlay_channel()
+                    declared = await underlay.queue_declare(self._config.queue, passive=True)
+                    self._consumers = declared.consumer_count
+                except Exception as exc:  # the count is advice: never let the poll die
                     log.debug("consumer count unknown: %s", exc)
                     self._consumers = None
             await asyncio.sleep(CONSUMER_POLL)
@@ -300,6 +338,7 @@ class JobConsumer:
         self._tag: str | None = None
         self._channel: AbstractChannel | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     @property
     def connected(self) -> bool:
@@ -359,11 +398,16 @@ class JobConsumer:
         """Stop taking jobs, let those in flight finish (up to `timeout`), then close.
 
         Jobs received but not acknowledged when the connection closes go back
-        to the queue for another worker.
+        to the queue for another worker. Calling it again does nothing.
         """
-        if self._queue is not None and self._tag is not None:
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                await self._queue.cancel(self._tag)
+        if self._stopped:
+            return
+        self._stopped = True
+        queue, tag = self._queue, self._tag
+        if queue is not None and tag is not None and self._link.connected:
+            with contextlib.suppress(*_CONNECTION_ERRORS, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await queue.cancel(tag)
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=timeout)
         await self._link.close()

@@ -1,6 +1,7 @@
 """Command line: argv, logging set-up, and the wiring of every component.
 
     previewer serve [--flags]     run the HTTP service
+    previewer worker --broker URL run a render worker of broker mode
     previewer sign PATH...        print signed request paths
     previewer warm TARGET ...     warm a cache or load-test a service (warm.py)
 
@@ -18,7 +19,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,12 +29,14 @@ from previewer import __version__, imaging, signing, warmplan
 from previewer.accesslog import AccessLog
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
-from previewer.config import SERVE, ConfigError, Option, Settings, load, options_for
+from previewer.broker import BrokerRenderer, JobConsumer
+from previewer.config import SERVE, WORKER, ConfigError, Option, Settings, load, options_for
 from previewer.fetch import Fetcher, Resolver
-from previewer.renderer import EmbeddedRenderer
+from previewer.renderer import EmbeddedRenderer, Renderer
 from previewer.server import HttpServer, build_app
 from previewer.service import PreviewService
 from previewer.storage import Storage
+from previewer.worker import Worker
 
 log = logging.getLogger("previewer")
 
@@ -45,6 +48,13 @@ _COMMANDS = {
         "run the HTTP service",
         "Run the HTTP service. Every flag also reads PREVIEWER_<FLAG> "
         "from the environment; a flag wins over its variable.",
+    ),
+    WORKER: (
+        "run a render worker (broker mode)",
+        "Consume render jobs from RabbitMQ (--broker) and answer them: fetch the "
+        "source under the source policy, keep it in the source cache, render it. "
+        "Every flag also reads PREVIEWER_<FLAG> from the environment; a flag wins "
+        "over its variable.",
     ),
     "sign": (
         "print signed request paths",
@@ -145,24 +155,23 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
     `resolver` replaces the system DNS resolver (the address policy still
     applies to its answers); tests use it to stage names without a network.
     """
-    imaging.configure()
-    executor = ThreadPoolExecutor(settings.imaging.workers, thread_name_prefix="render")
-    fetcher = Fetcher(settings.fetch, resolver)
-    await fetcher.start()
     cache = settings.cache
-    renderer = EmbeddedRenderer(
-        config=settings.imaging,
-        fetcher=fetcher,
-        sources=DiskCache(
-            "source", Storage(cache.dir / SOURCES_DIR), CacheIndex(cache.source_bytes)
-        ),
-        executor=executor,
-    )
+    stack = contextlib.AsyncExitStack()
+    renderer: Renderer
+    if settings.broker.url:
+        broker = BrokerRenderer(settings.broker, settings.server.request_timeout)
+        stack.push_async_callback(broker.close)
+        renderer, preview_bytes = broker, cache.size  # the workers keep the sources
+    else:
+        renderer = await stack.enter_async_context(
+            embedded_renderer(settings, cache.source_bytes, resolver)
+        )
+        preview_bytes = cache.preview_bytes
     service = PreviewService(
         previews=DiskCache(
             "preview",
             Storage(cache.dir),
-            CacheIndex(cache.preview_bytes, cache.max_items, memory_bytes=cache.memory_size),
+            CacheIndex(preview_bytes, cache.max_items, memory_bytes=cache.memory_size),
         ),
         renderer=renderer,
         disk_budget=cache.size,
@@ -171,15 +180,93 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
     server = HttpServer(
         build_app(service, settings.server, settings.imaging, access_log), settings.server
     )
+    async with stack:
+        try:
+            await service.start()
+            url = await server.start()
+            yield Running(service=service, url=url, access_log=access_log)
+        finally:
+            await server.stop()
+            await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def embedded_renderer(
+    settings: Settings, source_bytes: int, resolver: Resolver | None = None
+) -> AsyncIterator[EmbeddedRenderer]:
+    """The render stage of the embedded mode and of a worker: fetch, source cache, libvips.
+
+    `source_bytes` bounds the source cache (0: none).
+    """
+    imaging.configure()
+    executor = ThreadPoolExecutor(settings.imaging.workers, thread_name_prefix="render")
+    fetcher = Fetcher(settings.fetch, resolver)
+    await fetcher.start()
+    cache = settings.cache
     try:
-        await service.start()
-        url = await server.start()
-        yield Running(service=service, url=url, access_log=access_log)
+        yield EmbeddedRenderer(
+            config=settings.imaging,
+            fetcher=fetcher,
+            sources=DiskCache(
+                "source", Storage(cache.dir / SOURCES_DIR), CacheIndex(source_bytes)
+            ),
+            executor=executor,
+        )
     finally:
-        await server.stop()
-        await service.stop()
         await fetcher.close()
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class RunningWorker:
+    worker: Worker
+    consumer: JobConsumer
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    settings: Settings, resolver: Resolver | None = None
+) -> AsyncIterator[RunningWorker]:
+    """A render worker consuming jobs; on exit it finishes the jobs in flight, then stops."""
+    if not settings.broker.url:
+        raise ConfigError("worker needs --broker or PREVIEWER_BROKER")
+    # a worker keeps sources only: its whole --cache-size, unless a share is set
+    sources = settings.cache.size if settings.cache.source_size is None else settings.cache.source_size
+    async with embedded_renderer(settings, sources, resolver) as renderer:
+        await renderer.load()
+        worker = Worker(
+            renderer,
+            max_dimension=settings.imaging.max_dimension,
+            delivery_limit=settings.broker.delivery_limit,
+        )
+        consumer = JobConsumer(settings.broker, settings.imaging.workers, worker.handle)
+        consumer.start()
+        try:
+            yield RunningWorker(worker, consumer)
+        finally:
+            await consumer.stop(settings.server.shutdown_timeout)
+
+
+async def work(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(settings) as running:
+        log.info(
+            "worker consuming %s with %d render slots (cache %s)",
+            settings.broker.queue,
+            settings.imaging.workers,
+            settings.cache.dir.absolute(),
+        )
+        await stop.wait()
+        log.info(
+            "stopping: finishing %d jobs in flight (up to %ss)",
+            running.consumer.in_flight,
+            settings.server.shutdown_timeout,
+        )
+    log.info("stopped")
+    return 0
 
 
 async def serve(settings: Settings) -> int:
@@ -220,7 +307,7 @@ _M_ARENA_MAX = -8  # glibc malloc.h
 _M_MMAP_THRESHOLD = -3
 
 
-def _run(settings: Settings) -> int:
+def _run(main: Callable[[Settings], Coroutine[object, object, int]], settings: Settings) -> int:
     try:
         import uvloop
 
@@ -228,7 +315,7 @@ def _run(settings: Settings) -> int:
     except ImportError:  # pragma: no cover - uvloop is absent on some platforms
         loop_factory = None
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(serve(settings))
+        return runner.run(main(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,7 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # libvips warns per tile and without the request (a truncated JPEG gives a
     # handful of "error in tile" lines); the service logs one line per render instead.
     logging.getLogger("pyvips").setLevel(logging.ERROR)
-    if command == "serve":
+    if command in (SERVE, WORKER):
         _tune_malloc()  # before any thread starts
-        return _run(settings)
+        try:
+            return _run(serve if command == SERVE else work, settings)
+        except ConfigError as exc:
+            print(f"previewer: {exc}", file=sys.stderr)
+            return 2
     raise AssertionError(f"unknown command {command}")  # argparse allows only the above

@@ -131,7 +131,10 @@ class ServerConfig:
     host: str = setting("127.0.0.1", parse=non_empty, help="address to listen on")
     port: int = setting(8080, parse=int_in(0, 65535), help="TCP port (0 picks a free one)")
     log_level: str = setting(
-        "info", parse=choice(*LOG_LEVELS), help="`debug`, `info`, `warning` or `error`"
+        "info",
+        parse=choice(*LOG_LEVELS),
+        help="`debug`, `info`, `warning` or `error`",
+        commands=(SERVE, WORKER),
     )
     access_log: bool = setting(
         True,
@@ -147,7 +150,8 @@ class ServerConfig:
     shutdown_timeout: float = setting(
         10.0,
         parse=seconds,
-        help="seconds requests in flight get to finish after SIGTERM or SIGINT",
+        help="seconds requests (a worker: jobs) in flight get to finish after SIGTERM or SIGINT",
+        commands=(SERVE, WORKER),
     )
     signing_key: bytes = setting(
         b"",
@@ -179,9 +183,10 @@ class CacheConfig:
     `size` bounds every file under `dir`: previews, sources, entry headers and
     temporary files. The source cache's share of it is `source_size` bytes
     (None: a quarter of `size`; 0: no source cache); previews get the rest.
+    A worker keeps sources only: the whole of `size` is its source cache.
     """
 
-    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE, WORKER)
 
     dir: Path = setting(
         Path(".previewer-cache"), parse=path, flag="cache-dir", help="directory of the disk cache"
@@ -196,7 +201,11 @@ class CacheConfig:
         shown_default="1GiB",
     )
     max_items: int = setting(
-        0, parse=int_in(0), flag="cache-max-items", help="entry bound; 0 means none"
+        0,
+        parse=int_in(0),
+        flag="cache-max-items",
+        help="entry bound of the preview cache; 0 means none",
+        commands=(SERVE,),
     )
     memory_size: int = setting(
         32 * 1024**2,
@@ -204,6 +213,7 @@ class CacheConfig:
         flag="memory-cache-size",
         help="bytes of recent previews also kept in memory; 0 turns it off",
         shown_default="32MiB",
+        commands=(SERVE,),
     )
     source_size: int | None = setting(
         None,
@@ -230,17 +240,18 @@ SOURCE_SHARE_DIVISOR = 4  # the source cache's default share: a quarter of --cac
 class ImagingConfig:
     """What a render may produce and how many run at once."""
 
-    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE, WORKER)
 
     max_dimension: int = setting(
         4096, parse=int_in(1, 16384), help="largest width or height a client may ask for"
     )
-    quality: int = setting(80, parse=int_in(1, 100), help="JPEG quality")
+    quality: int = setting(80, parse=int_in(1, 100), help="JPEG quality", commands=(SERVE,))
     gravity: str = setting(
         "attention",
         parse=choice(*GRAVITIES, aliases={"center": "centre"}),
         help="crop gravity: `attention` (libvips's content-aware crop) or `centre` "
         "(also spelt `center`)",
+        commands=(SERVE,),
     )
     max_source_pixels: int = setting(
         50_000_000,
@@ -262,7 +273,7 @@ class ImagingConfig:
 class FetchConfig:
     """Fetching sources: deadlines, limits, forwarded headers, allowed addresses."""
 
-    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE,)
+    COMMANDS: ClassVar[tuple[str, ...]] = (SERVE, WORKER)
 
     timeout: float = setting(
         10.0,

@@ -46,6 +46,7 @@ class RenderJob:
     options: PreviewOptions
     headers: Headers
     client_address: str | None
+    deadline: float | None = None  # Unix time after which nobody waits for the answer
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,20 @@ class RenderResult:
 
 
 @dataclass(frozen=True)
+class BrokerHealth:
+    """Broker mode, as a front sees it."""
+
+    connected: bool
+    consumers: int | None  # workers consuming the job queue, as last seen; None: unknown
+    waiting: int  # jobs published and not yet answered
+    published: int
+    replies: int
+    unexpected_replies: int  # duplicates and late answers, dropped
+    refused_full: int  # the queue was at its bound: 503
+    refused_unavailable: int  # no broker connection or no worker: 503
+
+
+@dataclass(frozen=True)
 class RendererHealth:
     renders_running: int
     renders_waiting: int
@@ -67,6 +82,7 @@ class RendererHealth:
     renders: int
     abandoned: int  # source fetches dropped because every request had gone
     source_cache: CacheHealth | None
+    broker: BrokerHealth | None = None  # broker mode only
 
 
 class Renderer(Protocol):

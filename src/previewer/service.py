@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from previewer.errors import RequestTimeout
 from previewer.flight import SingleFlight
 from previewer.headers import Headers
 from previewer.options import PreviewOptions
-from previewer.renderer import Renderer, RenderJob, flight_key
+from previewer.renderer import BrokerHealth, Renderer, RenderJob, flight_key
 from previewer.storage import Entry, key_digest
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class Health:
     renders_in_progress: int  # running or waiting for a render slot
     renders_waiting: int
     counters: Counters
+    broker: BrokerHealth | None = None  # broker mode only
 
 
 class PreviewService:
@@ -156,6 +158,7 @@ class PreviewService:
                 stored=cache.stored,
                 abandoned=self._flights.abandoned + rendering.abandoned,
             ),
+            broker=rendering.broker,
         )
 
     async def get(
@@ -181,10 +184,11 @@ class PreviewService:
             self._hits += 1
             return Preview(entry, hit=True, shareable=True)
         if time_limit is None:
-            return await self._lookup(options, digest, headers, client_address)
+            return await self._lookup(options, digest, headers, client_address, None)
+        deadline = time.time() + time_limit
         try:
             async with asyncio.timeout(time_limit):
-                return await self._lookup(options, digest, headers, client_address)
+                return await self._lookup(options, digest, headers, client_address, deadline)
         except TimeoutError:
             raise RequestTimeout(detail=f"no preview within {time_limit}s") from None
 
@@ -194,6 +198,7 @@ class PreviewService:
         digest: str,
         client_headers: Iterable[tuple[str, str]],
         client_address: str | None,
+        deadline: float | None,
     ) -> Preview:
         headers: Headers = list(client_headers)
         entry = await asyncio.to_thread(self._previews.get, digest)
@@ -201,7 +206,7 @@ class PreviewService:
             self._hits += 1
             return Preview(entry, hit=True, shareable=True)
         self._misses += 1
-        job = RenderJob(options, headers, client_address)
+        job = RenderJob(options, headers, client_address, deadline)
         return await self._flights.run(
             flight_key(digest, headers), lambda abandoned: self._produce(job, digest, abandoned)
         )

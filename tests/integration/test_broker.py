@@ -1,0 +1,151 @@
+"""Broker mode end to end: a front and workers talking through a real RabbitMQ node.
+
+The HTTP behaviour shared with the embedded mode is covered by the
+`both_modes` modules; this file covers what only broker mode has: the
+queue's bounds, its dead letters, a front without workers, health.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import aio_pika
+import pytest
+
+import images
+from conftest import Service, ServiceFactory
+from origin import Origin
+from previewer import jobs
+from previewer.options import PreviewOptions, parse_source
+from rabbitmq import RabbitNode
+from waiting import until
+
+pytestmark = pytest.mark.broker
+
+
+@pytest.fixture
+def mode() -> str:
+    return "broker"
+
+
+async def _preview(service: Service, origin: Origin, path: str = "/a.jpg") -> tuple[int, bytes]:
+    status, _, body = await service.get(f"/fill/120/80/{origin.authority}{path}")
+    return status, body
+
+
+async def test_a_miss_is_rendered_by_the_worker_and_then_served_from_the_front(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    service = await start_service()
+    status, headers, body = await service.get(f"/fill/120/80/{origin.authority}/a.jpg")
+    assert (status, headers["X-Cache"]) == (200, "MISS")
+    assert (images.decode(body).width, images.decode(body).height) == (120, 80)
+    assert service.worker is not None
+    assert service.worker.worker.counters.rendered == 1
+    status, headers, again = await service.get(f"/fill/120/80/{origin.authority}/a.jpg")
+    assert (status, headers["X-Cache"], again) == (200, "HIT", body)
+    assert service.worker.worker.counters.jobs == 1
+    assert origin.hits["/a.jpg"] == 1
+    broker = service.running.service.health().broker
+    assert broker is not None
+    assert (broker.connected, broker.consumers, broker.published, broker.replies) == (
+        True,
+        1,
+        1,
+        1,
+    )
+
+
+async def test_health_reports_the_broker(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    status, _, body = await service.get("/health")
+    assert status == 200
+    broker = json.loads(body)["broker"]
+    assert (broker["connected"], broker["consumers"], broker["waiting"]) == (True, 1, 0)
+
+
+async def test_the_worker_s_errors_reach_the_client_as_the_embedded_mode_answers_them(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    origin.add("/gone.jpg", b"", status=404)
+    origin.add("/text.jpg", b"not an image")
+    origin.add("/broken.jpg", b"", status=500)
+    service = await start_service()
+    for path, status, code in (
+        ("/gone.jpg", 404, "source_status"),
+        ("/text.jpg", 422, "source_not_image"),
+        ("/broken.jpg", 502, "source_status"),
+    ):
+        got, headers, body = await service.get(f"/fill/120/80/{origin.authority}{path}")
+        assert (got, json.loads(body)["error"]) == (status, code), path
+        assert headers["Cache-Control"] == "no-store"
+
+
+async def test_without_a_worker_a_miss_is_503_at_once_and_hits_still_work(
+    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    service = await start_service()
+    status, _ = await _preview(service, origin)
+    assert status == 200
+    # the worker stops: the front sees no consumer on the queue
+    assert service.worker is not None
+    await service.worker.consumer.stop(timeout=5)
+    await until(lambda: (service.running.service.health().broker.consumers == 0), within=15)  # type: ignore[union-attr]
+    status, headers, body = await service.get(f"/fill/121/80/{origin.authority}/a.jpg")
+    assert (status, json.loads(body)["error"], headers["Retry-After"]) == (503, "unavailable", "1")
+    status, headers, _ = await service.get(f"/fill/120/80/{origin.authority}/a.jpg")
+    assert (status, headers["X-Cache"]) == (200, "HIT")
+
+
+async def _publish_raw(node: RabbitNode, queue: str, body: bytes) -> None:
+    connection = await aio_pika.connect(node.url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue)
+
+
+def _job_body(origin: Origin, deadline: float) -> bytes:
+    options = PreviewOptions(
+        operation="fill",
+        width=10,
+        height=10,
+        gravity="centre",
+        quality=80,
+        source=parse_source(f"{origin.authority}/a.jpg"),
+    )
+    return jobs.encode_job(jobs.Job(options, [], None, deadline))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\x00\x01 garbage", b'{"v": 99}', b'{"v": 1, "options": {"width": "x"}}'],
+    ids=["garbage", "unknown-version", "bad-field"],
+)
+async def test_a_malformed_job_is_dead_lettered_and_the_worker_goes_on(
+    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode, body: bytes
+) -> None:
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    queue = f"previewer.test.{uuid.uuid4().hex}"
+    service = await start_service(broker_queue=queue)
+    await _publish_raw(rabbit, queue, body)
+    assert service.worker is not None
+    await until(lambda: service.worker.worker.counters.malformed == 1)  # type: ignore[union-attr]
+    await until(lambda: rabbit.queue_stats(queue + ".dead").get("messages") == 1, within=15)
+    status, _ = await _preview(service, origin)
+    assert status == 200
+
+
+async def test_a_job_whose_deadline_passed_is_dropped_unrendered(
+    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode
+) -> None:
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    queue = f"previewer.test.{uuid.uuid4().hex}"
+    service = await start_service(broker_queue=queue)
+    await _publish_raw(rabbit, queue, _job_body(origin, deadline=1.0))
+    assert service.worker is not None
+    await until(lambda: service.worker.worker.counters.expired == 1)  # type: ignore[union-attr]
+    assert origin.hits["/a.jpg"] == 0
+    assert service.worker.worker.counters.rendered == 0
