@@ -30,11 +30,11 @@ from yarl import URL
 
 import images
 from origin import NginxOrigin, Origin, StubResolver
-from waiting import until
 from previewer.cli import Running, RunningWorker, running, running_worker
 from previewer.config import WORKER, load, options_for
 from previewer.renderer import BrokerHealth
 from rabbitmq import RabbitNode
+from waiting import until
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
@@ -204,9 +204,9 @@ MODES = ("embedded", "broker")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Tests marked `both_modes` run against the embedded mode and a front with a worker."""
-    if "mode" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_modes"):
-        if not metafunc.definition.get_closest_marker("embedded_only"):
-            metafunc.parametrize("mode", MODES, indirect=True)
+    marked = metafunc.definition.get_closest_marker
+    if "mode" in metafunc.fixturenames and marked("both_modes") and not marked("embedded_only"):
+        metafunc.parametrize("mode", MODES, indirect=True)
 
 
 @pytest.fixture
@@ -328,18 +328,28 @@ def _drain(stream: IO[str], lines: list[str]) -> None:
 _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
+_CONSUMING = re.compile(r"worker consuming (\S+)")
+
+
 def spawn_service(
-    args: list[str], env: dict[str, str] | None = None, wait_loaded: bool = True
+    args: list[str],
+    env: dict[str, str] | None = None,
+    wait_loaded: bool = True,
+    command: str = "serve",
 ) -> ServiceProcess:
     """Run `python -m previewer serve ARGS` and wait for its listening line.
 
     The service serves before its cache index is loaded; unless `wait_loaded`
     is false, this also waits until /health says the index is complete.
+    With `command="worker"`, runs a worker and waits for its consuming line
+    (its `url` is then the queue's name).
     """
     full_env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
     full_env.update(env or {})
+    ready = _LISTENING if command == "serve" else _CONSUMING
+    port = ["--port", "0"] if command == "serve" else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "previewer", "serve", "--port", "0", *args],
+        [sys.executable, "-m", "previewer", command, *port, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -353,12 +363,12 @@ def spawn_service(
         if not line:
             break
         lines.append(line.rstrip("\n"))
-        match = _LISTENING.search(line)
+        match = ready.search(line)
         if match:
             drain = threading.Thread(target=_drain, args=(proc.stderr, lines), daemon=True)
             drain.start()
             process = ServiceProcess(proc, match.group(1), lines, drain)
-            if wait_loaded:
+            if wait_loaded and command == "serve":
                 process.wait_loaded(deadline - time.monotonic())
             return process
     proc.kill()
@@ -372,9 +382,12 @@ def service_process() -> Iterator[Callable[..., ServiceProcess]]:
     started: list[ServiceProcess] = []
 
     def spawn(
-        args: list[str], env: dict[str, str] | None = None, wait_loaded: bool = True
+        args: list[str],
+        env: dict[str, str] | None = None,
+        wait_loaded: bool = True,
+        command: str = "serve",
     ) -> ServiceProcess:
-        process = spawn_service(args, env, wait_loaded)
+        process = spawn_service(args, env, wait_loaded, command)
         started.append(process)
         return process
 

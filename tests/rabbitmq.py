@@ -79,7 +79,9 @@ class RabbitNode:
     def start(self) -> None:
         server = RABBITMQ_BIN / "rabbitmq-server"
         if not server.exists():
-            raise RuntimeError("rabbitmq-server is not installed: run scripts/install-system-deps.sh")
+            raise RuntimeError(
+                "rabbitmq-server is not installed: run scripts/install-system-deps.sh"
+            )
         env = self.env()
         with open(self.folder / "server.out", "ab") as out:
             self._proc = subprocess.Popen(

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 RECONNECT_INTERVAL = 1.0  # seconds between connection attempts
 CONSUMER_POLL = 1.0  # seconds between checks of the job queue's consumer count
+FIRST_CONNECTION_GRACE = 2.0  # seconds a miss waits for a front's first connection
 CLOSE_TIMEOUT = 5.0  # seconds a clean close may take before the connection is dropped
 _CONNECTION_ERRORS = (AMQPError, aiormq.exceptions.AMQPError, ConnectionError, OSError)
 
@@ -115,7 +116,9 @@ class Link:
                 break
             except _CONNECTION_ERRORS as exc:
                 if attempt == 0:
-                    log.warning("broker unreachable, retrying every %ss: %s", RECONNECT_INTERVAL, exc)
+                    log.warning(
+                        "broker unreachable, retrying every %ss: %s", RECONNECT_INTERVAL, exc
+                    )
                 attempt += 1
                 await asyncio.sleep(RECONNECT_INTERVAL)
         self.connection = connection
@@ -230,9 +233,7 @@ class BrokerRenderer:
 
     async def render(self, job: RenderJob, abandoned: threading.Event) -> RenderResult:
         deadline = job.deadline or time.time() + self._default_timeout
-        reply = await self.call(
-            jobs.Job(job.options, job.headers, job.client_address, deadline)
-        )
+        reply = await self.call(jobs.Job(job.options, job.headers, job.client_address, deadline))
         return RenderResult(reply.body, reply.content_type, reply.shareable, reply.complete)
 
     async def call(self, job: jobs.Job) -> jobs.Reply:
@@ -242,6 +243,10 @@ class BrokerRenderer:
         worker, Overloaded (503) when the queue is at its bound, and the
         worker's own error when it sends one.
         """
+        if not self._link.ready.is_set():  # just started: the first connection is on its way
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FIRST_CONNECTION_GRACE):
+                    await self._link.ready.wait()
         channel = self._channel
         if channel is None or not self._link.connected:
             self._counters.refused_unavailable += 1
@@ -364,11 +369,11 @@ class JobConsumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._in_flight.add(task)  # type: ignore[arg-type]
+        self._in_flight.add(task)
         try:
             await self._handler(self._delivery(message))
         finally:
-            self._in_flight.discard(task)  # type: ignore[arg-type]
+            self._in_flight.discard(task)
 
     def _delivery(self, message: AbstractIncomingMessage) -> Delivery:
         headers = message.headers or {}
@@ -394,8 +399,8 @@ class JobConsumer:
 
         return Delivery(message.body, deliveries, reply, ack, dead_letter)
 
-    async def stop(self, timeout: float) -> None:
-        """Stop taking jobs, let those in flight finish (up to `timeout`), then close.
+    async def stop(self, grace: float) -> None:
+        """Stop taking jobs, let those in flight finish (up to `grace` seconds), then close.
 
         Jobs received but not acknowledged when the connection closes go back
         to the queue for another worker. Calling it again does nothing.
@@ -409,5 +414,5 @@ class JobConsumer:
                 async with asyncio.timeout(CLOSE_TIMEOUT):
                     await queue.cancel(tag)
         if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=timeout)
+            await asyncio.wait(set(self._in_flight), timeout=grace)
         await self._link.close()

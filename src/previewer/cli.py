@@ -27,9 +27,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from previewer import __version__, imaging, signing, warmplan
 from previewer.accesslog import AccessLog
+from previewer.broker import BrokerRenderer, JobConsumer
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
-from previewer.broker import BrokerRenderer, JobConsumer
 from previewer.config import SERVE, WORKER, ConfigError, Option, Settings, load, options_for
 from previewer.fetch import Fetcher, Resolver
 from previewer.renderer import EmbeddedRenderer, Renderer
@@ -207,9 +207,7 @@ async def embedded_renderer(
         yield EmbeddedRenderer(
             config=settings.imaging,
             fetcher=fetcher,
-            sources=DiskCache(
-                "source", Storage(cache.dir / SOURCES_DIR), CacheIndex(source_bytes)
-            ),
+            sources=DiskCache("source", Storage(cache.dir / SOURCES_DIR), CacheIndex(source_bytes)),
             executor=executor,
         )
     finally:
@@ -231,7 +229,9 @@ async def running_worker(
     if not settings.broker.url:
         raise ConfigError("worker needs --broker or PREVIEWER_BROKER")
     # a worker keeps sources only: its whole --cache-size, unless a share is set
-    sources = settings.cache.size if settings.cache.source_size is None else settings.cache.source_size
+    sources = (
+        settings.cache.size if settings.cache.source_size is None else settings.cache.source_size
+    )
     async with embedded_renderer(settings, sources, resolver) as renderer:
         await renderer.load()
         worker = Worker(
@@ -254,12 +254,17 @@ async def work(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(settings) as running:
         log.info(
-            "worker consuming %s with %d render slots (cache %s)",
-            settings.broker.queue,
+            "worker started: %d render slots (cache %s); connecting to the broker",
             settings.imaging.workers,
             settings.cache.dir.absolute(),
         )
-        await stop.wait()
+        ready = asyncio.ensure_future(running.consumer.wait_ready())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done():
+            log.info("worker consuming %s", settings.broker.queue)
+        ready.cancel()
+        await stopping
         log.info(
             "stopping: finishing %d jobs in flight (up to %ss)",
             running.consumer.in_flight,

@@ -84,7 +84,10 @@ async def test_the_worker_s_errors_reach_the_client_as_the_embedded_mode_answers
 
 
 async def test_without_a_worker_a_miss_is_503_at_once_and_hits_still_work(
-    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode, tmp_path_factory: pytest.TempPathFactory
+    start_service: ServiceFactory,
+    origin: Origin,
+    rabbit: RabbitNode,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     origin.add("/a.jpg", images.jpeg(640, 480))
     service = await start_service()
@@ -92,8 +95,8 @@ async def test_without_a_worker_a_miss_is_503_at_once_and_hits_still_work(
     assert status == 200
     # the worker stops: the front sees no consumer on the queue
     assert service.worker is not None
-    await service.worker.consumer.stop(timeout=5)
-    await until(lambda: (service.running.service.health().broker.consumers == 0), within=15)  # type: ignore[union-attr]
+    await service.worker.consumer.stop(grace=5)
+    await until(lambda: service.running.service.health().broker.consumers == 0, within=15)  # type: ignore[union-attr]
     status, headers, body = await service.get(f"/fill/121/80/{origin.authority}/a.jpg")
     assert (status, json.loads(body)["error"], headers["Retry-After"]) == (503, "unavailable", "1")
     status, headers, _ = await service.get(f"/fill/120/80/{origin.authority}/a.jpg")
