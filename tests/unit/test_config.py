@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from previewer import cli, config_doc
-from previewer.config import OPTIONS, ConfigError, Settings, load, options_for
+from previewer.config import OPTIONS, WORKER, ConfigError, Settings, load, options_for
 from previewer.config_values import choice, parse_bool, parse_bytes, parse_header_names
 
 README = Path(__file__).parents[2] / "README.md"
@@ -148,6 +148,10 @@ def test_every_option_is_read_from_its_variable() -> None:
         "memory-cache-size": "2MiB",
         "access-log": "off",
         "playground": "off",
+        "broker": "amqp://user:secret@rabbit.example:5672/previews",
+        "broker-queue": "renders",
+        "broker-queue-length": "17",
+        "broker-delivery-limit": "5",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -182,6 +186,13 @@ def test_override_keys_are_flags_not_variables() -> None:
 # --- bad values: every message names the variable, or the flag for overrides --------
 
 BAD_VALUES: list[tuple[str, str]] = [
+    ("broker", "http://rabbit.example/"),
+    ("broker", "amqp://"),
+    ("broker", "rabbit.example:5672"),
+    ("broker-queue", " "),
+    ("broker-queue-length", "0"),
+    ("broker-delivery-limit", "0"),
+    ("broker-delivery-limit", "21"),
     ("port", "nope"),
     ("port", "-1"),
     ("port", "65536"),
@@ -577,3 +588,16 @@ def test_a_source_share_leaving_no_room_for_previews_is_refused(source: str) -> 
     for name in ("--source-cache-size", "PREVIEWER_SOURCE_CACHE_SIZE", "--cache-size"):
         assert name in message
     assert "no room for previews" in message
+
+
+def test_the_worker_takes_the_settings_of_its_work_and_not_the_front_s() -> None:
+    worker = {opt.flag for opt in options_for(WORKER)}
+    assert {"broker", "broker-queue", "cache-dir", "cache-size", "source-cache-size"} <= worker
+    assert {"fetch-timeout", "allow-private-networks", "max-source-pixels", "workers"} <= worker
+    assert {"log-level", "shutdown-timeout"} <= worker
+    assert not {"port", "host", "quality", "gravity", "memory-cache-size", "signing-key"} & worker
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load({}, {"port": "1"}, command=WORKER)
+    # a bad variable of the front's alone does not stop a worker
+    settings = load({"PREVIEWER_PORT": "nope", "PREVIEWER_BROKER": "amqp://h/"}, command=WORKER)
+    assert settings.broker.url == "amqp://h/"
