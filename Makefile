@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt docs build clean system-deps bench bench-smoke soak compose-check screenshot
+.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats soak compose-check screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ clean:
 bench: $(STAMP)
 	PYTHON=$(PYTHON) bash bench/setup.sh
 	$(BIN)/python bench/run.py
+
+# JPEG, WebP and AVIF side by side on the corpus (docs/formats.md), alone: 1-2 minutes.
+# Needs what bench/setup.sh installs (corpus, wrk, nginx, numpy).
+bench-formats: $(STAMP)
+	$(BIN)/python bench/formats.py --quick
 
 # A few seconds: previewer and a loopback origin through the bench harness.
 bench-smoke: $(STAMP)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pyvips
-from quality import _luma, best_ssim, covered_reference
+from quality import best_ssim, covered_reference, luma
 
 from previewer import imaging
 
@@ -61,9 +61,9 @@ def measure(corpus: Path) -> dict[str, Any]:
                 "megabytes": photo["bytes"] / 1e6,
                 "progressive": photo["progressive"],
                 "thumbnail_ms": round(plain_ms, 1),
-                "thumbnail_ssim": best_ssim(reference, _luma(_decode(plain_body))),
+                "thumbnail_ssim": best_ssim(reference, luma(_decode(plain_body))),
                 "previewer_ms": round(ours_ms, 1),
-                "previewer_ssim": best_ssim(reference, _luma(_decode(ours_body))),
+                "previewer_ssim": best_ssim(reference, luma(_decode(ours_body))),
             }
         )
     return {"photos": rows}

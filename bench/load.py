@@ -65,16 +65,19 @@ def measure(
     origin_roots: list[int],
     work: Path,
     nonce: str | None,
+    headers: tuple[str, ...] = (),
 ) -> Result:
     """Run wrk for `duration` seconds at `concurrency` connections and measure.
 
     `nonce` makes every request unique (see cycle.lua); None cycles the plain
-    paths, for the hit path.
+    paths, for the hit path. `headers` ("Name: value") go on every request.
     """
     paths_file = work / "paths.txt"
     paths_file.write_text("\n".join(paths) + "\n")
     threads = max(1, min(concurrency, os.cpu_count() or 1))
     argv = [_wrk(), f"-t{threads}", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "60s"]
+    for header in headers:
+        argv += ["-H", header]
     argv += ["-s", str(LUA), url, "--", str(paths_file)]
     if nonce is not None:
         argv.append(nonce)

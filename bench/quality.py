@@ -32,7 +32,7 @@ CENTRE_PEERS = ("thumbor", "image_filter", "previewer-centre", "pillow")
 Plane = npt.NDArray[np.float64]  # one image plane, one float per pixel
 
 
-def _luma(image: Any) -> Plane:
+def luma(image: Any) -> Plane:
     if image.hasalpha():
         image = image.flatten()
     grey = image.colourspace("b-w").cast("uchar")
@@ -78,7 +78,7 @@ def covered_reference(body: bytes) -> Plane:
     cover_w = max(WIDTH, round(full.width * scale))
     cover_h = max(HEIGHT, round(full.height * scale))
     resized = full.resize(cover_w / full.width, vscale=cover_h / full.height, kernel="lanczos3")
-    return _luma(resized)
+    return luma(resized)
 
 
 def best_ssim(reference: Plane, preview: Plane) -> float:
@@ -130,7 +130,7 @@ def main() -> None:
             if preview.name not in references:
                 body = (args.corpus / preview.name).read_bytes()
                 references[preview.name] = covered_reference(body)
-            scores[preview.name] = round(best_ssim(references[preview.name], _luma(image)), 4)
+            scores[preview.name] = round(best_ssim(references[preview.name], luma(image)), 4)
         values = list(scores.values())
         report[peer_dir.name] = {
             "checked": len(list(peer_dir.glob("*.jpg"))),

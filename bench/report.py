@@ -14,6 +14,7 @@ from typing import Any
 import chart
 import corpus
 import fastpath
+import formats_report
 import srcset
 from figures import (
     Data,
@@ -220,6 +221,16 @@ def _srcset_text(data: Data) -> str:
     )
 
 
+def _formats_text(data: Data) -> str:
+    s = _stage(data, "formats")
+    if isinstance(s, str):
+        return s
+    return (
+        "Negotiated output (`--webp`, `--avif`; docs/formats.md) on the corpus, side by side "
+        "in one run (`bench/formats.py`).\n\n" + formats_report.markdown(s)
+    )
+
+
 def _fastpath_text(data: Data) -> str:
     s = _stage(data, "fastpath")
     if isinstance(s, str):
@@ -420,6 +431,10 @@ def markdown(data: Data) -> str:
         "## Second size of the same source (srcset)",
         "",
         _srcset_text(data),
+        "",
+        "## Output formats: JPEG, WebP and AVIF",
+        "",
+        _formats_text(data),
         "",
         "## One render on one thread",
         "",

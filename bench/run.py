@@ -15,6 +15,8 @@ Stages, all on 127.0.0.1, every server started and stopped here:
 4. start-up over 100,000 cache entries (`bench/startup.py`);
 5. srcset: four sizes of every corpus photo, with and without the source
    cache, from a loopback and a 20 Mbit/s origin (`bench/srcset.py`);
+   formats: JPEG, WebP and AVIF (at several encoder efforts) side by side:
+   bytes, SSIM, encode time and CPU per miss (`bench/formats.py`);
 6. render: one thread, no HTTP: each corpus photo by a plain libvips
    thumbnail and by previewer's path (`bench/fastpath.py`), and the cost of
    each crop gravity (`bench/render_cost.py`);
@@ -27,8 +29,9 @@ Stages, all on 127.0.0.1, every server started and stopped here:
 Settings come from the environment (defaults in brackets): BENCH_REPS [3],
 BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
 BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
-[10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_RENDER
-[1], BENCH_WARM [1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
+[10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_FORMATS [1],
+BENCH_RENDER [1], BENCH_WARM [1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1],
+BENCH_DOCS (output directory) [docs],
 BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
 other programs used more than that share (%) of the machine's CPU is taken
 again, after a pause, up to that many times; the least disturbed one is kept.
@@ -80,6 +83,7 @@ class Config:
     inprocess_seconds: float
     startup_entries: int
     srcset: bool
+    formats: bool
     render: bool
     warm: bool
     profile: bool
@@ -105,6 +109,7 @@ class Config:
             inprocess_seconds=float(environ.get("BENCH_INPROCESS_SECONDS", "10")),
             startup_entries=int(environ.get("BENCH_STARTUP_ENTRIES", "100000")),
             srcset=flag("BENCH_SRCSET", "1"),
+            formats=flag("BENCH_FORMATS", "1"),
             render=flag("BENCH_RENDER", "1"),
             warm=flag("BENCH_WARM", "1"),
             profile=flag("BENCH_PROFILE", "1"),
@@ -390,7 +395,7 @@ def main() -> None:
     origin = peers.start_origin(RUN / "origin", corpus.DEFAULT_OUT)
     origin_port = int(origin.url.rsplit(":", 1)[1])
     data: dict[str, Any] = {"profiles": {}, "experiments": [], "startup": None, "srcset": None}
-    data.update(fastpath=None, gravity_cost=None)
+    data.update(fastpath=None, gravity_cost=None, formats=None)
     try:
         failures, quality, sizes = check_peers(cfg.peers, files, RUN, origin_port, log)
         for name, why in failures.items():
@@ -411,6 +416,12 @@ def main() -> None:
             except Exception as exc:
                 data["srcset"] = {"error": str(exc)}
             log(f"  {data['srcset']}")
+        if cfg.formats:
+            log("formats: JPEG, WebP and AVIF side by side")
+            try:
+                data["formats"] = python_json([str(HERE / "formats.py")], 3600)
+            except Exception as exc:
+                data["formats"] = {"error": str(exc)}
         if cfg.render:
             data.update(render_stage())
         if cfg.warm:

@@ -267,6 +267,31 @@ class ImagingConfig:
     queue_size: int = setting(
         64, parse=int_in(0), help="renders that may wait for a thread; beyond that, 503 at once"
     )
+    # Output format negotiation (docs/formats.md). The defaults come from
+    # bench/formats.py: the lowest WebP and AVIF qualities at least as close to
+    # the source (SSIM) as JPEG at `quality` 80; AVIF effort 3, the knee of the
+    # measured cost (effort 4 saves one point more for 2.5x the CPU per miss).
+    webp: bool = setting(
+        False,
+        parse=parse_bool,
+        switch=True,
+        help="WebP to requests whose `Accept` names `image/webp`; adds `Vary: Accept` "
+        "(see docs/formats.md)",
+    )
+    avif: bool = setting(
+        False,
+        parse=parse_bool,
+        switch=True,
+        help="AVIF to requests whose `Accept` names `image/avif` (wins over WebP); "
+        "adds `Vary: Accept`",
+    )
+    webp_quality: int = setting(78, parse=int_in(1, 100), help="WebP quality")
+    avif_quality: int = setting(60, parse=int_in(1, 100), help="AVIF quality")
+    avif_effort: int = setting(
+        3,
+        parse=int_in(0, 9),
+        help="AVIF encoder effort, 0 (fastest) to 9 (smallest files); measured in docs/formats.md",
+    )
 
 
 @dataclass(frozen=True)

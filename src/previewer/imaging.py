@@ -42,6 +42,7 @@ from previewer.geometry import (
     search_size,
     unoriented,
 )
+from previewer.options import AVIF, WEBP
 
 MAX_FRAMES = 1000
 """Most frames (pages) a source may declare; more is refused as SourceTooLarge.
@@ -81,8 +82,10 @@ class RenderJob:
     width: int
     height: int
     gravity: str  # "attention" or "centre"
-    quality: int
+    quality: int  # of the output format
     max_pixels: int
+    output_format: str = "auto"  # "auto" (JPEG, or PNG with alpha), "webp" or "avif"
+    effort: int = 0  # AVIF encoder effort, 0 (fastest) to 9
 
 
 @dataclass(frozen=True)
@@ -337,13 +340,27 @@ def _stop_if_cancelled(work: _Work) -> None:
 
 def _encode(work: _Work) -> Rendered:
     image = work.image
-    if image.hasalpha():
-        body = image.pngsave_buffer(keep="none")
-        content_type = "image/png"
-    else:
-        body = image.jpegsave_buffer(Q=work.job.quality, keep="none", optimize_coding=True)
-        content_type = "image/jpeg"
+    body, content_type = encode(image, work.job)
     return Rendered(body, content_type, image.width, image.height, work.format.name)
+
+
+def encode(image: Any, job: RenderJob) -> tuple[bytes, str]:
+    """8-bit sRGB pixels -> the bytes of the job's output format and its media type.
+
+    WebP and AVIF keep an alpha band; the default format is JPEG, or PNG when
+    there is alpha. No metadata is kept in any of them. AVIF is AV1 in HEIF
+    (libheif with libaom), 8-bit, chroma subsampled by libvips' rule.
+    """
+    if job.output_format == AVIF:
+        body = image.heifsave_buffer(
+            compression="av1", Q=job.quality, effort=job.effort, bitdepth=8, keep="none"
+        )
+        return body, "image/avif"
+    if job.output_format == WEBP:
+        return image.webpsave_buffer(Q=job.quality, keep="none"), "image/webp"
+    if image.hasalpha():
+        return image.pngsave_buffer(keep="none"), "image/png"
+    return image.jpegsave_buffer(Q=job.quality, keep="none", optimize_coding=True), "image/jpeg"
 
 
 def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> Rendered:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from previewer.errors import PreviewError, error_from_reply
-from previewer.options import PreviewOptions, parse_source
+from previewer.options import MAX_EFFORT, PreviewOptions, parse_source
 
 VERSION = 1
 _FIELD_LIMIT = 64 * 1024  # bytes of one header value; larger is not a real client's
@@ -69,6 +69,7 @@ def encode_job(job: Job) -> bytes:
             "gravity": options.gravity,
             "quality": options.quality,
             "output_format": options.output_format,
+            "effort": options.effort,
             "source": str(options.source),
         },
         "headers": [[name, value] for name, value in job.headers],
@@ -104,6 +105,8 @@ def decode_job(
         quality=_int(raw, "quality", 1, 100),
         source=source,
         output_format=_choice(raw, "output_format", formats),
+        # absent from jobs of fronts that predate negotiation: they send only "auto"
+        effort=_int(raw, "effort", 0, MAX_EFFORT) if "effort" in raw else 0,
     )
     headers = _field(document, "headers", list)
     pairs: list[tuple[str, str]] = []

@@ -15,6 +15,10 @@ Normalisation, which decides when two requests share a preview:
   percent-decoding, no case folding, no reordering of query parameters and no
   removal of dot segments, because an origin may treat any of those as a
   different resource.
+
+Output format negotiation (`negotiate`), also pure: the client's `Accept`
+header picks the output format before the cache key is made, so requests
+whose `Accept` differ but lead to one format share one entry and one render.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from dataclasses import dataclass
 from previewer.errors import InvalidRequest
 
 OPERATIONS = ("fill",)
-OUTPUT_FORMATS = ("auto",)  # auto: JPEG, or PNG when the source has alpha
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _DIMENSION_RE = re.compile(r"[0-9]{1,6}")
@@ -36,6 +39,13 @@ _IPV6_RE = re.compile(r"\[([0-9A-Fa-f:.]+)\]")
 # RFC 3986 pchar plus "/" and "?"; "%" must start a well-formed escape.
 _PATH_FULL_RE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
 MAX_SOURCE_LENGTH = 8192
+
+# Output formats: the default rule, or one negotiated from Accept.
+AUTO = "auto"  # JPEG, or PNG when the preview has alpha
+WEBP = "webp"
+AVIF = "avif"
+OUTPUT_FORMATS = (AUTO, WEBP, AVIF)
+MAX_EFFORT = 9  # AVIF encoder effort runs from 0 (fastest) to this
 
 
 @dataclass(frozen=True)
@@ -70,14 +80,108 @@ class PreviewOptions:
     gravity: str
     quality: int
     source: SourceURL
-    output_format: str = "auto"  # JPEG, or PNG when the source has alpha
+    output_format: str = AUTO  # AUTO, WEBP or AVIF
+    effort: int = 0  # AVIF encoder effort; 0 for the other formats
 
     def cache_key(self) -> str:
-        """The canonical form of these options; equal keys mean equal previews."""
+        """The canonical form of these options; equal keys mean equal previews.
+
+        `quality` is the quality of the output format. The AVIF effort is
+        in the key as well, since it changes the bytes; the keys of JPEG/PNG
+        previews are the same as before negotiation existed.
+        """
+        effort = f"|e={self.effort}" if self.output_format == AVIF else ""
         return (
             f"v1|{self.operation}|{self.width}x{self.height}|g={self.gravity}"
-            f"|q={self.quality}|f={self.output_format}|{self.source}"
+            f"|q={self.quality}|f={self.output_format}{effort}|{self.source}"
         )
+
+
+# --- output format negotiation ---------------------------------------------------
+
+_MEDIA_TYPES = {AVIF: "image/avif", WEBP: "image/webp"}
+_QVALUE_RE = re.compile(r"(?:0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?)")
+
+
+@dataclass(frozen=True)
+class Output:
+    """The format a preview is encoded in, with that format's encoder settings."""
+
+    format: str  # AUTO, WEBP or AVIF
+    quality: int
+    effort: int = 0  # AVIF only
+
+
+@dataclass(frozen=True)
+class OutputRules:
+    """Which formats negotiation may pick, and the settings of each format
+    (their defaults live in config.ImagingConfig)."""
+
+    webp: bool
+    avif: bool
+    quality: int  # JPEG
+    webp_quality: int
+    avif_quality: int
+    avif_effort: int
+
+    @property
+    def negotiates(self) -> bool:
+        """True when the format depends on `Accept` (responses then vary on it)."""
+        return self.webp or self.avif
+
+    def choose(self, accept: str | None) -> Output:
+        """The output for a request with this `Accept` header (None: the header is absent)."""
+        fmt = negotiate(accept, webp=self.webp, avif=self.avif)
+        if fmt == AVIF:
+            return Output(AVIF, self.avif_quality, self.avif_effort)
+        if fmt == WEBP:
+            return Output(WEBP, self.webp_quality)
+        return Output(AUTO, self.quality)
+
+
+def accepted_types(accept: str) -> frozenset[str]:
+    """Media types an `Accept` header names explicitly with a weight above 0.
+
+    Lower-cased; wildcards (`image/*`, `*/*`) are kept as written. A member
+    with a malformed weight is ignored, as is one given `q=0` (RFC 9110
+    12.4.2: "not acceptable").
+    """
+    named: set[str] = set()
+    refused: set[str] = set()
+    for member in accept.split(","):
+        media_type, *params = (part.strip() for part in member.split(";"))
+        media_type = media_type.lower()
+        if not media_type:
+            continue
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                value = value.strip()
+                weight = float(value) if _QVALUE_RE.fullmatch(value) else -1.0
+        if weight > 0:
+            named.add(media_type)
+        else:
+            refused.add(media_type)
+    return frozenset(named - refused)
+
+
+def negotiate(accept: str | None, *, webp: bool, avif: bool) -> str:
+    """AVIF, WEBP or AUTO for a request's `Accept` header.
+
+    A format is chosen only when it is turned on and the header names its
+    media type explicitly: `*/*` and `image/*` are sent by clients that cannot
+    decode AVIF or WebP too, so they get AUTO, as does a request without the
+    header. AVIF wins over WebP when both are named (it is the smaller).
+    """
+    if not (webp or avif) or not accept:
+        return AUTO
+    named = accepted_types(accept)
+    if avif and _MEDIA_TYPES[AVIF] in named:
+        return AVIF
+    if webp and _MEDIA_TYPES[WEBP] in named:
+        return WEBP
+    return AUTO
 
 
 def parse_dimension(text: str, name: str, maximum: int) -> int:
@@ -146,9 +250,18 @@ def parse_source(text: str) -> SourceURL:
 
 
 def parse_request(
-    raw_path: str, *, max_dimension: int, gravity: str, quality: int
+    raw_path: str,
+    *,
+    max_dimension: int,
+    gravity: str,
+    quality: int,
+    output: Output | None = None,
 ) -> PreviewOptions:
-    """Parse `/fill/{w}/{h}/{source}[?query]` as the client sent it (not decoded)."""
+    """Parse `/fill/{w}/{h}/{source}[?query]` as the client sent it (not decoded).
+
+    `output` is the negotiated format (see `OutputRules.choose`); None means
+    the default, JPEG or PNG at `quality`.
+    """
     path, sep, query = raw_path.partition("?")
     parts = path.split("/", 4)
     # ["", "fill", width, height, source]
@@ -160,11 +273,14 @@ def parse_request(
     width = parse_dimension(parts[2], "width", max_dimension)
     height = parse_dimension(parts[3], "height", max_dimension)
     source = parse_source(parts[4] + sep + query)
+    output = output or Output(AUTO, quality)
     return PreviewOptions(
         operation=operation,
         width=width,
         height=height,
         gravity=gravity,
-        quality=quality,
+        quality=output.quality,
         source=source,
+        output_format=output.format,
+        effort=output.effort,
     )

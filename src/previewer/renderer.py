@@ -158,6 +158,8 @@ class EmbeddedRenderer:
                 gravity=options.gravity,
                 quality=options.quality,
                 max_pixels=self._config.max_source_pixels,
+                output_format=options.output_format,
+                effort=options.effort,
             ),
             abandoned,
         )

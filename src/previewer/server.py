@@ -10,6 +10,10 @@ The only module that imports the web framework (aiohttp.web).
 Any other path is 404. A path under `/fill` (or, with signing on, a path
 whose first segment has the form of a signature) that does not parse is 400.
 
+With `--webp` or `--avif` on, the output format is negotiated from `Accept`
+(options.OutputRules) before the cache key is made, and every preview
+response, 304s included, carries `Vary: Accept`.
+
 Every error is JSON `{"error": code, "message": sentence}` with
 `Cache-Control: no-store`. A PreviewError keeps its status; anything else is
 a bug, logged with its traceback and answered 500. Requests aiohttp cannot
@@ -44,7 +48,7 @@ from previewer.errors import (
     PreviewError,
     UriTooLong,
 )
-from previewer.options import PreviewOptions, parse_request
+from previewer.options import Output, OutputRules, PreviewOptions, parse_request
 from previewer.service import Preview, PreviewService
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SERVICE = web.AppKey("service", PreviewService)
 _SETTINGS = web.AppKey("settings", ServerConfig)
 _ACCESS_LOG = web.AppKey("access_log", AccessLog)
-_PARSE: web.AppKey[Callable[[str], PreviewOptions]] = web.AppKey("parse")
+_PARSE: web.AppKey[Callable[..., PreviewOptions]] = web.AppKey("parse")
+_NEGOTIATE: web.AppKey[Callable[[str | None], Output] | None] = web.AppKey("negotiate")
 # Paths parsed lately, remembered: hits repeat them. Errors are not remembered;
 # a path is at most 8 KB (aiohttp's request-line limit), so the memo stays small.
 PARSE_MEMO_SIZE = 1024
@@ -65,6 +70,8 @@ MAX_HEADER_FIELD = 16384  # bytes of one header's name and value (431 beyond)
 MAX_HEADERS = 128  # header lines (400 beyond)
 # The first segment of a signed path: base64url of an HMAC-SHA256, unpadded.
 _SIGNATURE = "/{signature:[A-Za-z0-9_-]{43}}"
+# Accept values negotiated lately: browsers send a handful of distinct ones.
+NEGOTIATE_MEMO_SIZE = 256
 
 
 def build_app(
@@ -79,7 +86,7 @@ def build_app(
     app[_SETTINGS] = server_config
     app[_ACCESS_LOG] = access_log or AccessLog(successes=server_config.access_log)
     app.on_cleanup.append(_flush_access_log)
-    parse: Callable[[str], PreviewOptions] = functools.lru_cache(maxsize=PARSE_MEMO_SIZE)(
+    parse: Callable[..., PreviewOptions] = functools.lru_cache(maxsize=PARSE_MEMO_SIZE)(
         functools.partial(
             parse_request,
             max_dimension=imaging_config.max_dimension,
@@ -88,6 +95,17 @@ def build_app(
         )
     )
     app[_PARSE] = parse
+    rules = OutputRules(
+        webp=imaging_config.webp,
+        avif=imaging_config.avif,
+        quality=imaging_config.quality,
+        webp_quality=imaging_config.webp_quality,
+        avif_quality=imaging_config.avif_quality,
+        avif_effort=imaging_config.avif_effort,
+    )
+    app[_NEGOTIATE] = (
+        functools.lru_cache(maxsize=NEGOTIATE_MEMO_SIZE)(rules.choose) if rules.negotiates else None
+    )
     app.router.add_get("/health", _health)
     app.router.add_get("/fill{tail:(?:/.*)?}", _fill)
     if server_config.signing_key:
@@ -162,7 +180,12 @@ async def _fill(request: web.Request) -> web.Response:
     path = request.raw_path
     if config.signing_key:
         path = signing.verify(path, config.signing_key, config.signing_salt)
-    options = request.app[_PARSE](path)
+    negotiate = request.app[_NEGOTIATE]
+    if negotiate is None:
+        options = request.app[_PARSE](path)
+    else:  # several Accept lines are one list (RFC 9110 5.3)
+        accept = ", ".join(request.headers.getall("Accept", [])) or None
+        options = request.app[_PARSE](path, output=negotiate(accept))
     preview = await request.app[_SERVICE].get(
         options, request.headers.items(), request.remote, config.request_timeout
     )
@@ -183,6 +206,8 @@ def _preview_response(request: web.Request, preview: Preview, config: ServerConf
         "X-Cache": "HIT" if preview.hit else "MISS",
         "X-Content-Type-Options": "nosniff",
     }
+    if request.app[_NEGOTIATE] is not None:
+        headers["Vary"] = "Accept"
     if _not_modified(request, preview):
         response = web.Response(status=304, headers=headers)
     else:

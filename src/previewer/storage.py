@@ -5,13 +5,18 @@ Blocking file I/O; callers run it in a thread. Knows nothing of HTTP or libvips.
 An entry lives at `root/ab/cd/<sha256 of the cache key>`, never at a path made
 from user input. Its layout is a fixed header followed by the preview bytes:
 
-    magic "PVW1" | format (1 byte: 1 JPEG, 2 PNG, 3 source bytes) | 3 reserved
+    magic "PVW1" | format (1 byte: 1 JPEG, 2 PNG, 3 source bytes, 4 WebP, 5 AVIF)
+    | 3 reserved
     | created (float64, Unix time)
     | body length (uint64) | SHA-256 of the body (32 bytes) | body
 
 A read checks the magic, the length and the checksum, so a truncated or
-corrupted entry is dropped instead of served. A write goes to a temporary file
-in the same directory, then is renamed over the final name, so a crash leaves
+corrupted entry is dropped instead of served. Format codes are only ever
+added: an entry written before WebP and AVIF existed reads the same, and an
+older release that meets a code it does not know drops that entry as
+corrupt (a miss, rendered again) rather than serve it under a wrong type.
+A write goes to a temporary file in the same directory, then is renamed
+over the final name, so a crash leaves
 either the whole entry or a `.tmp` file that `scan` removes. There is no fsync
 per entry: a process crash cannot lose written data, and whatever a power loss
 leaves behind fails the checksum and is dropped rather than served.
@@ -36,7 +41,13 @@ log = logging.getLogger(__name__)
 _MAGIC = b"PVW1"
 _HEADER = struct.Struct("<4sB3xdQ32s")
 HEADER_SIZE = _HEADER.size
-_FORMATS = {"image/jpeg": 1, "image/png": 2, "application/octet-stream": 3}  # 3: a source
+_FORMATS = {
+    "image/jpeg": 1,
+    "image/png": 2,
+    "application/octet-stream": 3,  # a cached source
+    "image/webp": 4,
+    "image/avif": 5,
+}
 _CONTENT_TYPES = {code: ctype for ctype, code in _FORMATS.items()}
 _DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 TEMP_SUFFIX = ".tmp"

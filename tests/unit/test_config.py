@@ -29,6 +29,7 @@ def test_defaults_are_safe() -> None:
     assert settings.cache.max_items == 0
     assert settings.imaging.gravity in ("attention", "centre")
     assert settings.imaging.workers >= 1
+    assert (settings.imaging.webp, settings.imaging.avif) == (False, False)  # opt-in
 
 
 def test_unrelated_variables_are_ignored() -> None:
@@ -103,6 +104,12 @@ def test_every_option_has_its_own_variable() -> None:
         ("PREVIEWER_DNS_CACHE_TTL", "60", "fetch", "dns_cache_ttl", 60),
         ("PREVIEWER_COOKIE_REQUESTS", "Private", "fetch", "cookie_requests", "private"),
         ("PREVIEWER_COOKIE_REQUESTS", "shared", "fetch", "cookie_requests", "shared"),
+        ("PREVIEWER_WEBP", "true", "imaging", "webp", True),
+        ("PREVIEWER_AVIF", "1", "imaging", "avif", True),
+        ("PREVIEWER_WEBP_QUALITY", "1", "imaging", "webp_quality", 1),
+        ("PREVIEWER_AVIF_QUALITY", "100", "imaging", "avif_quality", 100),
+        ("PREVIEWER_AVIF_EFFORT", "0", "imaging", "avif_effort", 0),
+        ("PREVIEWER_AVIF_EFFORT", "9", "imaging", "avif_effort", 9),
     ],
 )
 def test_each_variable(variable: str, raw: str, section: str, name: str, expected: Any) -> None:
@@ -152,6 +159,11 @@ def test_every_option_is_read_from_its_variable() -> None:
         "broker-queue": "renders",
         "broker-queue-length": "17",
         "broker-delivery-limit": "5",
+        "webp": "on",
+        "avif": "yes",
+        "webp-quality": "50",
+        "avif-quality": "40",
+        "avif-effort": "8",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -253,6 +265,12 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("cookie-requests", "public"),
     ("cookie-requests", ""),
     ("allow-private-networks", ""),
+    ("webp", "webp"),
+    ("avif", "2"),
+    ("webp-quality", "0"),
+    ("avif-quality", "101"),
+    ("avif-effort", "10"),
+    ("avif-effort", "-1"),
 ]
 
 

@@ -885,3 +885,63 @@ def test_region_fill_follows_every_orientation(orientation: int) -> None:
     expected = expected.resize(100 / side)
     out = check_output(render(body, job(100, 100)), 100, 100)
     assert (out - expected).abs().avg() < 6
+
+
+# --- output formats ------------------------------------------------------------------
+
+
+def decode_any(body: bytes) -> tuple[str, Image]:
+    """The loader and the decoded pixels of any output, AVIF included: the HEIF loader
+    is let through for this decode only (configure() blocks it process-wide)."""
+    pyvips.operation_block_set("VipsForeignLoadHeif", False)
+    try:
+        image = pyvips.Image.new_from_buffer(body, "")
+        return image.get("vips-loader"), image.copy_memory()
+    finally:
+        imaging.configure()
+
+
+@pytest.mark.parametrize(
+    ("output_format", "content_type", "loader"),
+    [("webp", "image/webp", "webpload_buffer"), ("avif", "image/avif", "heifload_buffer")],
+)
+@pytest.mark.parametrize("alpha", [False, True])
+def test_negotiated_formats_encode_what_they_say(
+    output_format: str, content_type: str, loader: str, alpha: bool
+) -> None:
+    source = photo(320, 240)
+    if alpha:
+        source = source.bandjoin(200).copy(interpretation="srgb")
+    body = source.pngsave_buffer()
+    rendered = render(body, RenderJob(96, 64, "centre", 70, 10**8, output_format, effort=0))
+    assert rendered.content_type == content_type
+    assert (rendered.width, rendered.height) == (96, 64)
+    found, image = decode_any(rendered.body)
+    assert found == loader
+    assert (image.width, image.height) == (96, 64)
+    assert bool(image.hasalpha()) is alpha
+    assert image.bands == (4 if alpha else 3)
+    if alpha:
+        assert abs(image[3].avg() - 200) < 3
+    else:  # the picture survives: mean colour within a few levels of the JPEG's
+        jpeg = decode(render(body, job(96, 64)).body)
+        assert abs(image.avg() - jpeg.avg()) < 4
+
+
+@pytest.mark.parametrize("output_format", ["webp", "avif"])
+def test_negotiated_formats_keep_no_metadata(output_format: str) -> None:
+    source = with_orientation(photo(120, 90), 1)
+    source.set_type(pyvips.GValue.gstr_type, "exif-ifd0-Artist", "someone")
+    body = source.jpegsave_buffer(Q=90)
+    rendered = render(body, RenderJob(60, 40, "centre", 70, 10**8, output_format, effort=0))
+    _, image = decode_any(rendered.body)
+    assert not image.get_typeof("exif-data")
+    assert not image.get_typeof("icc-profile-data")
+
+
+def test_avif_effort_reaches_the_encoder() -> None:
+    """Effort changes the bytes (same pixels, same quality): it is really passed on."""
+    body = photo(400, 300).jpegsave_buffer(Q=90)
+    fast = render(body, RenderJob(200, 150, "centre", 60, 10**8, "avif", effort=0))
+    slow = render(body, RenderJob(200, 150, "centre", 60, 10**8, "avif", effort=4))
+    assert fast.body != slow.body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from http import HTTPStatus
 
@@ -19,7 +20,11 @@ from previewer.errors import (
 )
 from previewer.options import PreviewOptions, parse_source
 
-LIMITS = {"max_dimension": 4096, "gravities": ("attention", "centre"), "formats": ("auto",)}
+LIMITS = {
+    "max_dimension": 4096,
+    "gravities": ("attention", "centre"),
+    "formats": ("auto", "webp", "avif"),
+}
 
 
 def _job(**changes: object) -> jobs.Job:
@@ -45,6 +50,27 @@ def _job(**changes: object) -> jobs.Job:
 def test_a_job_survives_the_round_trip() -> None:
     job = _job()
     assert jobs.decode_job(jobs.encode_job(job), **LIMITS) == job  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("output_format", "quality", "effort"), [("webp", 78, 0), ("avif", 60, 3)])
+def test_a_negotiated_format_and_its_settings_survive_the_round_trip(
+    output_format: str, quality: int, effort: int
+) -> None:
+    """A worker must render the format, quality and effort the front's cache key names."""
+    options = dataclasses.replace(
+        _job().options, output_format=output_format, quality=quality, effort=effort
+    )
+    job = _job(options=options)
+    decoded = jobs.decode_job(jobs.encode_job(job), **LIMITS)  # type: ignore[arg-type]
+    assert decoded == job
+    assert decoded.options.cache_key() == options.cache_key()
+
+
+def test_a_job_without_an_effort_is_read_as_effort_0() -> None:
+    """Jobs from fronts that predate negotiation carry no effort (and only "auto")."""
+    document = json.loads(jobs.encode_job(_job()))
+    del document["options"]["effort"]
+    assert jobs.decode_job(json.dumps(document).encode(), **LIMITS) == _job()  # type: ignore[arg-type]
 
 
 def test_a_job_without_client_or_request_id_survives_the_round_trip() -> None:
@@ -76,6 +102,9 @@ def _document(**changes: object) -> bytes:
         (_document(options_gravity="north"), "gravity"),
         (_document(options_quality=101), "quality"),
         (_document(options_output_format="bmp"), "output_format"),
+        (_document(options_effort=10), "effort"),
+        (_document(options_effort=-1), "effort"),
+        (_document(options_effort="3"), "effort"),
         (_document(options_operation="fit"), "operation"),
         (_document(options_source="ftp://example.com/a.jpg"), "bad source"),
         (_document(options_source="user@example.com/a.jpg"), "bad source"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from http import HTTPStatus
 
 import pytest
@@ -9,7 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from previewer.errors import InvalidRequest
-from previewer.options import MAX_SOURCE_LENGTH, PreviewOptions, parse_request
+from previewer.options import (
+    AUTO,
+    AVIF,
+    MAX_SOURCE_LENGTH,
+    WEBP,
+    Output,
+    OutputRules,
+    PreviewOptions,
+    accepted_types,
+    negotiate,
+    parse_request,
+)
 
 MAX = 4096
 
@@ -431,3 +443,131 @@ def test_key_is_equal_exactly_when_paths_are(first: str, second: str) -> None:
     a = key(f"/fill/10/10/example.com/{first}")
     b = key(f"/fill/10/10/example.com/{second}")
     assert (a == b) == (first == second)
+
+
+# --- output format negotiation ------------------------------------------------------
+
+# The Accept headers browsers send for <img>.
+CHROMIUM = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+FIREFOX = "image/avif,image/webp,image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"
+FIREFOX_92_TO_127 = "image/avif,image/webp,*/*"
+SAFARI = (
+    "image/webp,image/avif,image/jxl,image/heic,image/heic-sequence,video/*;q=0.8,"
+    "image/png,image/svg+xml,image/*;q=0.8,*/*;q=0.5"
+)
+SAFARI_WEBP_ONLY = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,*/*;q=0.5"
+
+RULES = OutputRules(
+    webp=True, avif=True, quality=80, webp_quality=81, avif_quality=61, avif_effort=3
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "both", "webp_only", "avif_only"),
+    [
+        (CHROMIUM, AVIF, WEBP, AVIF),
+        (FIREFOX, AVIF, WEBP, AVIF),
+        (FIREFOX_92_TO_127, AVIF, WEBP, AVIF),
+        (SAFARI, AVIF, WEBP, AVIF),
+        (SAFARI_WEBP_ONLY, WEBP, WEBP, AUTO),
+        ("*/*", AUTO, AUTO, AUTO),
+        ("image/*", AUTO, AUTO, AUTO),
+        ("image/*,*/*;q=0.8", AUTO, AUTO, AUTO),
+        ("", AUTO, AUTO, AUTO),
+        (None, AUTO, AUTO, AUTO),
+        ("image/jpeg", AUTO, AUTO, AUTO),
+        ("image/avif;q=0", AUTO, AUTO, AUTO),
+        ("image/avif;q=0.0, image/webp", WEBP, WEBP, AUTO),
+        ("image/avif; q=0.000, image/webp;q=0", AUTO, AUTO, AUTO),
+        ("image/avif;q=0.001", AVIF, AUTO, AVIF),
+        ("image/webp;q=1.000", WEBP, WEBP, AUTO),
+        ("image/avif, image/avif;q=0", AUTO, AUTO, AUTO),  # refused anywhere: refused
+        ("IMAGE/AVIF", AVIF, AUTO, AVIF),
+        (" image/webp ; q=0.5 ", WEBP, WEBP, AUTO),
+        ("image/webp;level=1;q=0.5", WEBP, WEBP, AUTO),
+        ("image/avif;q=2", AUTO, AUTO, AUTO),  # malformed weight: ignored
+        ("image/avif;q=abc, image/webp", WEBP, WEBP, AUTO),
+        ("image/avif;q=-1", AUTO, AUTO, AUTO),
+        ("image/avif;q=1.5", AUTO, AUTO, AUTO),
+        ("image/avifx, ximage/webp", AUTO, AUTO, AUTO),
+        (",,;;,", AUTO, AUTO, AUTO),
+    ],
+)
+def test_negotiate(accept: str | None, both: str, webp_only: str, avif_only: str) -> None:
+    assert negotiate(accept, webp=True, avif=True) == both
+    assert negotiate(accept, webp=True, avif=False) == webp_only
+    assert negotiate(accept, webp=False, avif=True) == avif_only
+    assert negotiate(accept, webp=False, avif=False) == AUTO
+
+
+def test_accepted_types_lists_only_the_named_and_acceptable() -> None:
+    assert accepted_types(SAFARI_WEBP_ONLY) == {
+        "image/webp",
+        "image/png",
+        "image/svg+xml",
+        "image/*",
+        "video/*",
+        "*/*",
+    }
+    assert accepted_types("image/webp;q=0, */*") == {"*/*"}
+
+
+@given(st.text(max_size=200))
+def test_negotiate_takes_any_header_without_error(accept: str) -> None:
+    assert negotiate(accept, webp=True, avif=True) in (AUTO, WEBP, AVIF)
+
+
+def test_choose_gives_each_format_its_own_settings() -> None:
+    assert RULES.choose(CHROMIUM) == Output(AVIF, 61, 3)
+    assert RULES.choose(SAFARI_WEBP_ONLY) == Output(WEBP, 81)
+    assert RULES.choose("*/*") == Output(AUTO, 80)
+    assert RULES.negotiates
+    off = dataclasses.replace(RULES, webp=False, avif=False)
+    assert not off.negotiates
+    assert off.choose(CHROMIUM) == Output(AUTO, 80)
+
+
+def test_the_format_and_its_settings_are_in_the_cache_key() -> None:
+    path = "/fill/100/80/example.com/a.jpg"
+    keys = {
+        parse_request(
+            path, max_dimension=MAX, gravity="centre", quality=80, output=RULES.choose(accept)
+        ).cache_key()
+        for accept in (CHROMIUM, SAFARI_WEBP_ONLY, "*/*")
+    }
+    assert len(keys) == 3
+    other_effort = dataclasses.replace(RULES, avif_effort=5)
+    assert (
+        parse_request(
+            path,
+            max_dimension=MAX,
+            gravity="centre",
+            quality=80,
+            output=other_effort.choose(CHROMIUM),
+        ).cache_key()
+        not in keys
+    )
+
+
+def test_accept_values_leading_to_one_format_give_one_key() -> None:
+    path = "/fill/100/80/example.com/a.jpg"
+    keys = {
+        parse_request(
+            path, max_dimension=MAX, gravity="centre", quality=80, output=RULES.choose(accept)
+        ).cache_key()
+        for accept in (CHROMIUM, FIREFOX, FIREFOX_92_TO_127, SAFARI)
+    }
+    assert len(keys) == 1
+
+
+def test_the_default_format_keeps_the_key_it_had_before_negotiation() -> None:
+    """Entries cached before WebP and AVIF existed stay valid."""
+    options = parse_request(
+        "/fill/100/80/example.com/a.jpg",
+        max_dimension=MAX,
+        gravity="centre",
+        quality=80,
+        output=RULES.choose("*/*"),
+    )
+    assert options.cache_key() == "v1|fill|100x80|g=centre|q=80|f=auto|http://example.com/a.jpg"
+    assert options == parse("/fill/100/80/example.com/a.jpg")

@@ -64,7 +64,10 @@ def test_an_entrys_etag_is_a_quoted_strong_etag_of_its_body() -> None:
 # --- write and read ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["image/jpeg", "image/png", "image/webp", "image/avif", "application/octet-stream"],
+)
 def test_round_trip(storage: Storage, content_type: str) -> None:
     digest = key_digest("round trip")
     before = time.time()
@@ -177,6 +180,35 @@ def test_unknown_content_type_is_refused(storage: Storage) -> None:
     with pytest.raises((KeyError, ValueError)):
         storage.write(key_digest("gif"), Entry.of(BODY, "image/gif"))
     assert all_files(storage.root) == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "code"),
+    [
+        ("image/jpeg", 1),
+        ("image/png", 2),
+        ("application/octet-stream", 3),
+        ("image/webp", 4),
+        ("image/avif", 5),
+    ],
+)
+def test_format_codes_on_disk_never_change(storage: Storage, content_type: str, code: int) -> None:
+    """Entries written by earlier releases must keep reading as the same type."""
+    digest = key_digest(content_type)
+    storage.write(digest, Entry.of(BODY, content_type))
+    assert storage.path_for(digest).read_bytes()[4] == code
+
+
+def test_an_unknown_format_code_is_dropped_as_corrupt(storage: Storage) -> None:
+    """What a newer release wrote is a miss here, never served under a wrong type."""
+    digest = key_digest("from the future")
+    storage.write(digest, Entry.of(BODY, "image/avif"))
+    path = storage.path_for(digest)
+    data = path.read_bytes()
+    path.write_bytes(data[:4] + bytes([6]) + data[5:])
+    with pytest.raises(CorruptEntry):
+        storage.read(digest)
+    assert not path.exists()
 
 
 def test_read_of_a_missing_entry(storage: Storage) -> None:
