@@ -19,13 +19,13 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 check: $(STAMP)
-	$(BIN)/ruff format --check src tests bench deploy
-	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests testkit bench deploy
+	$(BIN)/ruff check src tests testkit bench deploy
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff format src tests bench deploy
-	$(BIN)/ruff check --fix src tests bench deploy
+	$(BIN)/ruff format src tests testkit bench deploy
+	$(BIN)/ruff check --fix src tests testkit bench deploy
 
 test: system-deps $(STAMP) check compose-check
 	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)

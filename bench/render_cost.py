@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testkit"))
 
-import images  # the test suite's image generator
+import images  # the images shared with the test suite
 from previewer import imaging
 from previewer.config import GRAVITIES
 

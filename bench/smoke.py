@@ -28,17 +28,17 @@ import peers
 import pyvips
 from procs import TreeSampler, cpu_seconds, get
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testkit"))
+
+import images  # the images shared with the test suite
+
 SIZES = ((300, 200), (120, 160))
 BURST = 12
 
 
 def _photo_like(width: int, height: int, *, progressive: bool) -> bytes:
     """A noisy colour gradient, so the JPEG is not trivially small."""
-    xyz = pyvips.Image.xyz(width, height)
-    red = xyz[0] * (255 / width)
-    green = xyz[1] * (255 / height)
-    noise = pyvips.Image.gaussnoise(width, height, sigma=30, mean=128)
-    image = red.bandjoin([green, noise]).cast("uchar").copy(interpretation="srgb")
+    image = images.noisy_gradient(width, height, sigma=30)
     body: bytes = image.jpegsave_buffer(Q=85, interlace=progressive)
     return body
 

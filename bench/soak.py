@@ -33,9 +33,9 @@ import aiohttp
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "testkit"))
 
-import images  # noqa: E402  (the test suite's image generator)
+import images  # noqa: E402  (the images and the origin shared with the test suite)
 from origin import Origin  # noqa: E402
 
 MARK_BEGIN = "<!-- soak:begin -->"

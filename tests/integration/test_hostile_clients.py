@@ -284,7 +284,11 @@ async def test_aborted_cache_hits_leak_no_file_handles(
     service_process: Callable[..., ServiceProcess], origin: Origin, tmp_path: Path
 ) -> None:
     big = (
-        (pyvips.Image.gaussnoise(1500, 1500).bandjoin([128, 128, 128]).cast("uchar"))
+        (
+            pyvips.Image.gaussnoise(1500, 1500, seed=images.SEED)
+            .bandjoin([128, 128, 128])
+            .cast("uchar")
+        )
         .copy(interpretation="srgb")
         .pngsave_buffer(compression=0)
     )

@@ -34,13 +34,7 @@ def solid(width: int, height: int, colour: list[int]) -> Image:
 
 def photo(width: int = 400, height: int = 300) -> Image:
     """Smooth gradients plus noise, 8-bit sRGB."""
-    xyz = pyvips.Image.xyz(width, height)
-    red = xyz[0] * (255.0 / width)
-    green = xyz[1] * (255.0 / height)
-    blue = (xyz[0] + xyz[1]) * (128.0 / (width + height)) + 64
-    noise = pyvips.Image.gaussnoise(width, height, sigma=10)
-    image = red.bandjoin([green, blue]) + noise
-    return image.cast("uchar").copy(interpretation="srgb")
+    return images.photo(width, height, sigma=10, subject=False)
 
 
 def halves(width: int, height: int, white_fraction: float = 0.5) -> Image:

@@ -7,20 +7,13 @@ import pyvips
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import images
 from previewer import imaging
 from previewer.geometry import Size, jpeg_shrink
 from previewer.jpeg import dc_only
 
-
-def _photo(width: int, height: int) -> pyvips.Image:
-    xyz = pyvips.Image.xyz(width, height)
-    noise = pyvips.Image.gaussnoise(width, height, sigma=20)
-    image = (xyz[0] * 255 / width).bandjoin([xyz[1] * 255 / height, noise + 128])
-    return image.cast("uchar").copy(interpretation="srgb")
-
-
-PROGRESSIVE = _photo(1600, 1200).jpegsave_buffer(Q=90, interlace=True)
-BASELINE = _photo(1600, 1200).jpegsave_buffer(Q=90)
+PROGRESSIVE = images.noisy_gradient(1600, 1200).jpegsave_buffer(Q=90, interlace=True)
+BASELINE = images.noisy_gradient(1600, 1200).jpegsave_buffer(Q=90)
 
 
 def _scans(data: bytes) -> list[int]:
