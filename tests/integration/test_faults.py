@@ -255,8 +255,8 @@ async def test_overload_answers_503_at_once_and_recovers(
     assert len(ok) + len(refused) == 50
     assert len(ok) >= 5  # one running and four queued were admitted
     assert len(refused) >= 30
-    # refusals came at once, while the admitted renders were still queued
+    # refusals came at once, while the admitted renders were still queued (a bound
+    # measured against the admitted renders, not in seconds: the machine may be busy)
     assert max(refused) < sorted(ok)[-1]
-    assert max(refused) < 1.0
     status, _, _ = await service.get(f"/fill/100/100/{origin.authority}/big.jpg")
     assert status == 200  # recovered immediately

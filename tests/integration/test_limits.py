@@ -11,6 +11,8 @@ from aiohttp import web
 import images
 from conftest import ServiceFactory
 from origin import Gate, Origin
+from previewer import imaging
+from previewer.imaging import RenderJob
 from waiting import until
 
 BIG = images.jpeg(3000, 3000)
@@ -81,7 +83,8 @@ async def test_request_deadline_abandons_the_render(
     start_service: ServiceFactory, origin: Origin
 ) -> None:
     # A 12000x12000 fill takes seconds to encode; the deadline is 0.5 s.
-    origin.add("/up.jpg", images.jpeg(1200, 800))
+    source = images.jpeg(1200, 800)
+    origin.add("/up.jpg", source)
     service = await start_service(
         request_timeout="0.5", max_dimension="16384", gravity="centre", workers="1"
     )
@@ -94,9 +97,15 @@ async def test_request_deadline_abandons_the_render(
         health = json.loads((await service.get("/health"))[2])
         return bool(health["renders_in_progress"] == 0)
 
-    await until(render_stopped, within=10)
-    # stopped well before the render could have finished on its own
-    assert time.monotonic() - started < 2.0
+    await until(render_stopped, within=30)
+    stopped = time.monotonic() - started
+    # stopped well before the render could have finished on its own: sooner than a
+    # fill of a quarter of its area takes, measured here, side by side
+    begun = time.monotonic()
+    quarter = RenderJob(6000, 6000, "centre", 80, 100_000_000)
+    await asyncio.to_thread(imaging.render, source, quarter)
+    baseline = time.monotonic() - begun
+    assert stopped < baseline, f"stopped after {stopped:.2f}s; a quarter fill takes {baseline:.2f}s"
     health = json.loads((await service.get("/health"))[2])
     assert health["counters"]["abandoned"] == 1
     assert health["cache"]["entries"] == 0

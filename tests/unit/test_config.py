@@ -27,7 +27,7 @@ def test_defaults_are_safe() -> None:
     assert settings.fetch.allow_private_networks is False
     assert settings.fetch.drop_headers == frozenset()
     assert settings.cache.max_items == 0
-    assert settings.imaging.gravity in ("attention", "centre")
+    assert settings.imaging.gravity == "attention"
     assert settings.imaging.workers >= 1
     assert (settings.imaging.webp, settings.imaging.avif) == (False, False)  # opt-in
 
