@@ -30,6 +30,7 @@ from yarl import URL
 
 import images
 from origin import NginxOrigin, Origin, StubResolver
+from previewer.accesslog import FLUSH_INTERVAL
 from previewer.cli import Running, RunningWorker, running, running_worker
 from previewer.config import WORKER, load, options_for
 from previewer.renderer import BrokerHealth
@@ -235,13 +236,19 @@ async def start_service(
     In broker mode (the `mode` fixture) the front publishes each miss to a
     queue of its own on the session's RabbitMQ node, and one worker, with
     the same settings where it takes them, answers it.
+    `flush_interval` sets how long the access log keeps successes' lines.
     """
     stack = contextlib.AsyncExitStack()
     client = await stack.enter_async_context(
         aiohttp.ClientSession(auto_decompress=False, skip_auto_headers=("User-Agent",))
     )
 
-    async def start(resolver: StubResolver | None = None, **overrides: object) -> Service:
+    async def start(
+        resolver: StubResolver | None = None,
+        *,
+        flush_interval: float = FLUSH_INTERVAL,
+        **overrides: object,
+    ) -> Service:
         values = {
             "port": "0",
             "cache-dir": str(tmp_path / "cache"),
@@ -263,7 +270,9 @@ async def start_service(
             )
             await worker.consumer.wait_ready()
         settings = load({}, values)
-        run = await stack.enter_async_context(running(settings, resolver))
+        run = await stack.enter_async_context(
+            running(settings, resolver, flush_interval=flush_interval)
+        )
         await run.service.wait_loaded()  # tests start from a known index
         if worker is not None:
             await until(lambda: (run.service.health().broker or _NO_BROKER).consumers == 1)

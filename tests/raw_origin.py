@@ -180,9 +180,10 @@ def drip(data: bytes, interval: float) -> Script:
 def send(data: bytes, then: str = "close", pause: float = 0.0) -> Script:
     """Send `data` at once, then "close" (FIN), "reset" (RST) or "wait" for the peer.
 
-    `pause` seconds pass before the close or reset: time for the peer to read what was
-    sent, so that a reset lands in the middle of the body rather than before the head
-    (the kernel drops unread data when a RST arrives).
+    `pause` seconds pass before the close or reset: an origin that stalls mid-body,
+    then resets. The pause is part of the scenario, not a wait for the peer: a test
+    using it must expect the same answer whether the peer read the data before the
+    RST or not (the kernel drops unread data when a RST arrives).
     """
 
     async def script(conn: Connection) -> None:

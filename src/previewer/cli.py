@@ -26,7 +26,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from previewer import __version__, imaging, signing, warmplan
-from previewer.accesslog import AccessLog
+from previewer.accesslog import FLUSH_INTERVAL, AccessLog
 from previewer.broker import BrokerRenderer, JobConsumer
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
@@ -149,11 +149,15 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, resolver: Resolver | None = None) -> AsyncIterator[Running]:
+async def running(
+    settings: Settings, resolver: Resolver | None = None, *, flush_interval: float = FLUSH_INTERVAL
+) -> AsyncIterator[Running]:
     """Build every component once, start listening, and tear down in order.
 
     `resolver` replaces the system DNS resolver (the address policy still
     applies to its answers); tests use it to stage names without a network.
+    `flush_interval` is how long the access log keeps successful requests'
+    lines; tests shorten it to see a timed write without waiting a second.
     """
     cache = settings.cache
     stack = contextlib.AsyncExitStack()
@@ -176,7 +180,7 @@ async def running(settings: Settings, resolver: Resolver | None = None) -> Async
         renderer=renderer,
         disk_budget=cache.size,
     )
-    access_log = AccessLog(successes=settings.server.access_log)
+    access_log = AccessLog(successes=settings.server.access_log, interval=flush_interval)
     server = HttpServer(
         build_app(service, settings.server, settings.imaging, access_log), settings.server
     )

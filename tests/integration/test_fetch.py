@@ -186,7 +186,7 @@ async def test_dripping_body_hits_the_whole_fetch_deadline(
             if stop.is_set():
                 break
             await response.write(bytes([byte]))
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the drip under test, not a wait for something
         return response
 
     origin.route("/drip.jpg", drip)

@@ -13,7 +13,6 @@ from aiohttp import web
 import images
 from conftest import Service, ServiceFactory
 from origin import Gate, Origin
-from previewer.accesslog import FLUSH_INTERVAL
 from waiting import until
 
 JPEG = images.jpeg(640, 480)
@@ -137,13 +136,13 @@ async def test_every_request_gets_an_access_log_line(
     assert re.match(stamp + " INFO previewer.access GET /fill/", lines[0])
 
 
-async def test_access_lines_of_successes_are_written_within_a_second(
-    service: Service, origin: Origin, capsys: pytest.CaptureFixture[str]
+async def test_access_lines_of_successes_are_written_after_the_flush_interval(
+    start_service: ServiceFactory, origin: Origin, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    service = await start_service(flush_interval=0.05)
     origin.add("/p.jpg", JPEG)
     assert (await service.get(f"/fill/120/90/{origin.authority}/p.jpg"))[0] == 200
-    await asyncio.sleep(FLUSH_INTERVAL + 0.2)
-    assert service.running.access_log.waiting == 0
+    await until(lambda: service.running.access_log.waiting == 0)
     assert len(_access_lines(capsys)) == 1
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import re
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from previewer.accesslog import LOGGER_NAME, MAX_BUFFERED, AccessLog
+from waiting import until
 
 LINE = re.compile(
     r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) INFO previewer\.access "
@@ -70,10 +70,11 @@ async def test_successes_are_written_after_the_interval() -> None:
     access = AccessLog(out, interval=0.05)
     _record(access)
     assert out.getvalue() == ""
-    await asyncio.sleep(0.2)
+    await until(lambda: access.waiting == 0)
     assert out.getvalue().count("\n") == 1
     _record(access)  # a new batch arms a new timer
-    await asyncio.sleep(0.2)
+    assert access.waiting == 1
+    await until(lambda: access.waiting == 0)
     assert out.getvalue().count("\n") == 2
 
 
