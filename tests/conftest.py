@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
+import hypothesis
 import pytest
 from aiohttp import web
 from multidict import CIMultiDict
@@ -36,6 +37,11 @@ from previewer.config import WORKER, load, options_for
 from previewer.renderer import BrokerHealth
 from rabbitmq import RabbitNode
 from waiting import until
+
+# Property tests draw the same examples on every run (seeded from each test), and
+# no example database carries failures from one run into the next.
+hypothesis.settings.register_profile("deterministic", derandomize=True, database=None)
+hypothesis.settings.load_profile("deterministic")
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 
