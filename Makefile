@@ -27,6 +27,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src tests testkit bench deploy
 	$(BIN)/ruff check --fix src tests testkit bench deploy
 
+# pytest-randomly shuffles the order and prints its seed in the header; replay an
+# order with PYTEST_ARGS="-p randomly --randomly-seed=N" (docs/testing.md).
 test: system-deps $(STAMP) check compose-check
 	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/coverage report  # fails under the floor set in pyproject.toml

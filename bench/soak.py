@@ -3,8 +3,8 @@
     .venv/bin/python bench/soak.py [--duration 600] [--concurrency 16]
                                    [--report docs/reliability.md]
 
-Starts an origin on 127.0.0.1 (the test suite's programmable origin, serving
-images made here), starts `previewer serve` as a child process, and runs a
+Starts an origin on 127.0.0.1 (testkit's programmable origin, serving
+testkit's seeded images), starts `previewer serve` as a child process, and runs a
 mix of cache hits, misses, origin errors, bad requests, image bombs and
 client aborts for the given duration. Every 10 s it samples the service's
 RSS, open file descriptors and cache bytes. At the end it prints a report
