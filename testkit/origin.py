@@ -163,6 +163,14 @@ http {{
 """
 
 
+class _PortTaken(Exception):
+    """nginx could not bind its port: someone took it after it was chosen."""
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
 class NginxOrigin:
     """nginx serving `root` on a free loopback port, with a countable access log."""
 
@@ -177,6 +185,21 @@ class NginxOrigin:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start nginx and wait until it listens.
+
+        The port is free when chosen but not reserved: another process (another
+        test session on the machine) may take it before nginx binds. nginx then
+        exits at once, and it is started again on a newly chosen port.
+        """
+        for _ in range(5):
+            try:
+                self._start_once()
+                return
+            except _PortTaken:
+                self.port = free_port()
+        raise RuntimeError("nginx found no free port in 5 tries")
+
+    def _start_once(self) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not os.path.exists(binary):
             raise RuntimeError("nginx is not installed: run scripts/install-system-deps.sh")
@@ -196,12 +219,23 @@ class NginxOrigin:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"nginx exited at start: {stderr.read_text()}")
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
+                errors = stderr.read_text() + _read(self.prefix / "error.log")
+                if "Address already in use" in errors:
+                    raise _PortTaken(errors)
+                raise RuntimeError(f"nginx exited at start: {errors}")
+            if self._answers():
+                return
+            time.sleep(0.02)  # polling another process's state: no event to wait on
         raise RuntimeError("nginx did not start listening within 10s")
+
+    def _answers(self) -> bool:
+        """Whether nginx itself answers on the port (not some other listener)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+                return b"\r\nServer: nginx" in sock.recv(4096)
+        except OSError:  # refused, or a timeout from a listener that is not nginx
+            return False
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
