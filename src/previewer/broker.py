@@ -52,7 +52,15 @@ RECONNECT_INTERVAL = 1.0  # seconds between connection attempts
 CONSUMER_POLL = 1.0  # seconds between checks of the job queue's consumer count
 FIRST_CONNECTION_GRACE = 2.0  # seconds a miss waits for a front's first connection
 CLOSE_TIMEOUT = 5.0  # seconds a clean close may take before the connection is dropped
-_CONNECTION_ERRORS = (AMQPError, aiormq.exceptions.AMQPError, ConnectionError, OSError)
+# ChannelInvalidStateError (a RuntimeError): the channel closed under a publish,
+# ack or cancel while the connection was being lost, before it counted as lost.
+_CONNECTION_ERRORS = (
+    AMQPError,
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+)
 
 
 def queue_arguments(config: BrokerConfig) -> dict[str, Any]:

@@ -152,3 +152,20 @@ async def test_a_job_whose_deadline_passed_is_dropped_unrendered(
     await until(lambda: service.worker.worker.counters.expired == 1)  # type: ignore[union-attr]
     assert origin.hits["/a.jpg"] == 0
     assert service.worker.worker.counters.rendered == 0
+
+
+async def test_a_channel_closed_before_the_connection_counts_as_lost_is_503_not_500(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    """While the broker goes down, the front's channel can close before its connection
+    counts as lost; a miss published in that moment is 503 `unavailable`."""
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    service = await start_service()
+    status, _ = await _preview(service, origin)
+    assert status == 200
+    renderer = service.running.service._renderer
+    channel = renderer._channel  # type: ignore[attr-defined]
+    await channel.close()
+    assert renderer._link.connected  # type: ignore[attr-defined]
+    status, headers, body = await service.get(f"/fill/121/80/{origin.authority}/a.jpg")
+    assert (status, json.loads(body)["error"], headers["Retry-After"]) == (503, "unavailable", "1")
