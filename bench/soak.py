@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/soak.py [--duration 600] [--concurrency 16]
                                    [--report docs/reliability.md]
+    .venv/bin/python bench/soak.py --broker [--workers 2] [--kill-every 30] ...
 
 Starts an origin on 127.0.0.1 (testkit's programmable origin, serving
 testkit's seeded images), starts `previewer serve` as a child process, and runs a
@@ -9,6 +10,15 @@ mix of cache hits, misses, origin errors, bad requests, image bombs and
 client aborts for the given duration. Every 10 s it samples the service's
 RSS, open file descriptors and cache bytes. At the end it prints a report
 and, with --report, writes it into that Markdown file between markers.
+
+With --broker it starts a private RabbitMQ node (bench/rabbit.py), the front
+as `previewer serve --broker` and `--workers` worker processes, then adds
+chaos: every `--kill-every` seconds one worker (in turn) is killed with
+SIGKILL and started again, and once, in the middle of the run, the broker is
+restarted. Every failure must carry one of the documented error codes, every
+request must be answered (the client waits the front's request timeout plus
+a margin), and no answer may be a 500. Its table goes between the
+`soak-broker` markers.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -35,12 +46,31 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "testkit"))
 
+from rabbit import RabbitNode  # noqa: E402
+
 import images  # noqa: E402  (the images and the origin shared with the test suite)
 from origin import Origin  # noqa: E402
+from previewer.errors import PreviewError  # noqa: E402
 
 MARK_BEGIN = "<!-- soak:begin -->"
 MARK_END = "<!-- soak:end -->"
+BROKER_MARK_BEGIN = "<!-- soak-broker:begin -->"
+BROKER_MARK_END = "<!-- soak-broker:end -->"
 CACHE_BOUND = "8MB"
+LOGS = ROOT / "bench" / ".work" / "soak-logs"  # the run's service (and worker) logs, kept
+REQUEST_TIMEOUT = 30.0  # the front's --request-timeout (its default)
+ANSWER_MARGIN = 15.0  # a request unanswered this long after it is a hang
+
+
+def _codes(cls: type[PreviewError]) -> set[str]:
+    found = {cls.code}
+    for sub in cls.__subclasses__():
+        found |= _codes(sub)
+    return found
+
+
+# Every code of the error table; "internal" (a 500) is never acceptable.
+DOCUMENTED_CODES = _codes(PreviewError) - {"internal"}
 
 
 @dataclass
@@ -49,6 +79,8 @@ class Stats:
     kinds: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     samples: list[dict[str, float]] = field(default_factory=list)
+    codes: Counter[str] = field(default_factory=Counter)  # "status code" of each failure
+    events: list[tuple[float, str]] = field(default_factory=list)  # chaos, seconds from start
 
 
 def _proc_status(pid: int, key: str) -> int:
@@ -77,10 +109,14 @@ async def _start_origin() -> Origin:
     return origin
 
 
-def _start_service(cache_dir: str, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `previewer serve`; its log goes to `log_path`."""
+def _start_service(
+    cache_dir: str, log_path: Path, broker: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `previewer serve` (a front with `broker`); its log goes to `log_path`."""
     command = [sys.executable, "-m", "previewer", "serve", "--port", "0"]
     command += ["--cache-dir", cache_dir, "--cache-size", CACHE_BOUND, "--allow-private-networks"]
+    if broker:
+        command += ["--broker", broker]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 30
@@ -91,6 +127,92 @@ def _start_service(cache_dir: str, log_path: Path) -> tuple[subprocess.Popen[byt
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError("previewer did not start:\n" + log_path.read_text())
+
+
+def _start_worker(
+    broker: str, cache_dir: str, log_path: Path, workers: int
+) -> subprocess.Popen[bytes]:
+    """Start `previewer worker`; its log is appended to `log_path`. Does not wait."""
+    command = [sys.executable, "-m", "previewer", "worker", "--broker", broker]
+    command += ["--cache-dir", cache_dir, "--cache-size", CACHE_BOUND, "--allow-private-networks"]
+    command += ["--workers", str(workers)]
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(command, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_consuming(log_path: Path, count: int, within: float = 60) -> None:
+    """Wait until `log_path` holds `count` "worker consuming" lines."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if log_path.read_text().count("worker consuming") >= count:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("worker did not start consuming:\n" + log_path.read_text()[-3000:])
+
+
+@dataclass
+class Chaos:
+    """The broker run's workers, their SIGKILLs and the one broker restart."""
+
+    node: RabbitNode
+    folder: Path
+    workers: int  # renders per worker process
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    kills: int = 0
+    broker_down_s: float = 0.0
+
+    def log(self, slot: int) -> Path:
+        return self.folder / f"worker-{slot}.log"
+
+    def start(self, slot: int) -> subprocess.Popen[bytes]:
+        cache = str(self.folder / f"worker-{slot}-cache")
+        return _start_worker(self.node.url, cache, self.log(slot), self.workers)
+
+    def start_all(self, count: int) -> None:
+        self.procs = [self.start(slot) for slot in range(count)]
+        for slot in range(count):
+            _wait_consuming(self.log(slot), 1)
+
+    async def run(self, until: float, kill_every: float, stats: Stats) -> None:
+        started = time.monotonic()
+        restart_at = started + (until - started) / 2
+        next_kill = started + kill_every
+        slot = 0
+        while True:
+            now = time.monotonic()
+            if restart_at and now >= restart_at:
+                restart_at = 0.0
+                stats.events.append((now - started, "broker restart"))
+                await asyncio.to_thread(self.node.restart)
+                self.broker_down_s = time.monotonic() - now
+                stats.events.append((time.monotonic() - started, "broker back"))
+                continue
+            if now >= until:
+                return
+            if now >= next_kill:
+                next_kill += kill_every
+                self.procs[slot].kill()
+                await asyncio.to_thread(self.procs[slot].wait)
+                self.kills += 1
+                stats.events.append((now - started, f"kill -9 worker {slot}"))
+                self.procs[slot] = self.start(slot)
+                slot = (slot + 1) % len(self.procs)
+                continue
+            wake = min(next_kill, until, restart_at or until)
+            await asyncio.sleep(max(0.0, min(1.0, wake - now)))
+
+    def stop(self) -> list[int | None]:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes: list[int | None] = []
+        for proc in self.procs:
+            try:
+                codes.append(proc.wait(30))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(None)
+        return codes
 
 
 def _pick(authority: str, rng: random.Random) -> tuple[str, str]:
@@ -135,11 +257,22 @@ async def _worker(
         started = time.perf_counter()
         try:
             async with client.get(url + path) as resp:
-                await resp.read()
+                body = await resp.read()
                 stats.statuses[str(resp.status)] += 1
-        except aiohttp.ClientError as exc:
+                if resp.status >= 400:
+                    stats.codes[f"{resp.status} {_error_code(body)}"] += 1
+        except (aiohttp.ClientError, TimeoutError) as exc:
             stats.statuses[type(exc).__name__] += 1
         stats.latencies.append((time.perf_counter() - started) * 1000)
+
+
+def _error_code(body: bytes) -> str:
+    """The `error` of a JSON error body, or "(not JSON)"."""
+    try:
+        code = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return "(not JSON)"
+    return str(code)
 
 
 async def _sampler(
@@ -163,7 +296,9 @@ async def _sampler(
         await asyncio.sleep(min(10.0, max(0.0, until - time.monotonic())))
 
 
-def _report(stats: Stats, duration: float, concurrency: int, pid: int) -> str:
+def _report(
+    stats: Stats, duration: float, concurrency: int, pid: int, chaos: Chaos | None = None
+) -> str:
     total = sum(stats.statuses.values())
     lat = sorted(stats.latencies)
     p50 = statistics.median(lat)
@@ -174,34 +309,57 @@ def _report(stats: Stats, duration: float, concurrency: int, pid: int) -> str:
     growth = (last["rss_mb"] - middle["rss_mb"]) / middle["rss_mb"] * 100
     status_mix = ", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items()))
     kind_mix = ", ".join(f"{k}: {v}" for k, v in sorted(stats.kinds.items()))
-    return "\n".join(
-        [
-            f"Run of {duration:.0f} s at concurrency {concurrency}, "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-            f"`{Path(sys.executable).name} bench/soak.py --duration {duration:.0f}`.",
-            "",
-            "| measure | value |",
-            "|---|---|",
-            f"| requests served | {total} ({total / duration:.0f}/s) |",
-            f"| request mix | {kind_mix} |",
-            f"| status mix | {status_mix} |",
-            f"| latency p50 / p99 | {p50:.1f} ms / {p99:.1f} ms |",
-            f"| RSS start / middle / end | {first['rss_mb']:.0f} / {middle['rss_mb']:.0f} / "
-            f"{last['rss_mb']:.0f} MB (end vs middle {growth:+.1f}%) |",
-            f"| peak RSS (VmHWM) | {_proc_status(pid, 'VmHWM') / 1024:.0f} MB |",
-            f"| open fds start / end | {first['fds']:.0f} / {last['fds']:.0f} |",
-            f"| cache bytes, peak / bound | {peak_cache:.0f} / {last['cache_max']:.0f} |",
-            f"| 500 answers | {stats.statuses.get('500', 0)} "
-            "(502s answer the origin-error requests) |",
+    command = f"bench/soak.py --duration {duration:.0f}"
+    if chaos is not None:
+        command += f" --broker --workers {len(chaos.procs)}"
+    lines = [
+        f"Run of {duration:.0f} s at concurrency {concurrency}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"`{Path(sys.executable).name} {command}`.",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| requests served | {total} ({total / duration:.0f}/s) |",
+        f"| request mix | {kind_mix} |",
+        f"| status mix | {status_mix} |",
+        f"| latency p50 / p99 | {p50:.1f} ms / {p99:.1f} ms |",
+        f"| RSS start / middle / end | {first['rss_mb']:.0f} / {middle['rss_mb']:.0f} / "
+        f"{last['rss_mb']:.0f} MB (end vs middle {growth:+.1f}%) |",
+        f"| peak RSS (VmHWM) | {_proc_status(pid, 'VmHWM') / 1024:.0f} MB |",
+        f"| open fds start / middle / end | {first['fds']:.0f} / {middle['fds']:.0f} / "
+        f"{last['fds']:.0f} |",
+        f"| cache bytes, peak / bound | {peak_cache:.0f} / {last['cache_max']:.0f} |",
+        f"| 500 answers | {stats.statuses.get('500', 0)} (502s answer the origin-error requests) |",
+    ]
+    if chaos is not None:
+        failures = ", ".join(f"{k}: {v}" for k, v in sorted(stats.codes.items()))
+        lines += [
+            f"| failures by status and code | {failures} |",
+            f"| undocumented codes | {len(_undocumented(stats))} |",
+            f"| unanswered (no answer within {REQUEST_TIMEOUT + ANSWER_MARGIN:.0f} s) | "
+            f"{_unanswered(stats)} |",
+            f"| workers killed with SIGKILL and restarted | {chaos.kills} |",
+            f"| broker restart (stop + start) | {chaos.broker_down_s:.1f} s |",
         ]
-    )
+    return "\n".join(lines)
 
 
-def _write_report(path: Path, text: str) -> None:
-    doc = path.read_text() if path.exists() else f"{MARK_BEGIN}\n{MARK_END}\n"
-    before, _, rest = doc.partition(MARK_BEGIN)
-    _, _, after = rest.partition(MARK_END)
-    path.write_text(f"{before}{MARK_BEGIN}\n{text}\n{MARK_END}{after}")
+def _undocumented(stats: Stats) -> list[str]:
+    return [k for k in stats.codes if k.split(" ", 1)[1] not in DOCUMENTED_CODES]
+
+
+def _unanswered(stats: Stats) -> int:
+    """Requests that got no HTTP answer (client timeouts and dropped connections)."""
+    return sum(v for k, v in stats.statuses.items() if not k.isdigit() and k != "aborted")
+
+
+def _write_report(path: Path, text: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
+    doc = path.read_text() if path.exists() else ""
+    if begin not in doc:
+        doc += f"\n{begin}\n{end}\n"
+    before, _, rest = doc.partition(begin)
+    _, _, after = rest.partition(end)
+    path.write_text(f"{before}{begin}\n{text}\n{end}{after}")
 
 
 async def main() -> int:
@@ -209,17 +367,30 @@ async def main() -> int:
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--broker", action="store_true", help="a front, workers and RabbitMQ")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (--broker)")
+    parser.add_argument("--kill-every", type=float, default=30.0, help="seconds (--broker)")
     args = parser.parse_args()
 
     origin = await _start_origin()
     with tempfile.TemporaryDirectory(prefix="previewer-soak-") as cache_dir:
-        log_path = Path(cache_dir) / "service.log"
-        proc, url = await asyncio.to_thread(_start_service, cache_dir + "/cache", log_path)
+        folder = Path(cache_dir)
+        log_path = folder / "service.log"
+        chaos: Chaos | None = None
+        if args.broker:
+            node = RabbitNode(folder / "rabbitmq", name="previewer-soak")
+            await asyncio.to_thread(node.start)
+            chaos = Chaos(node, folder, workers=2)
+            await asyncio.to_thread(chaos.start_all, args.workers)
+        broker = chaos.node.url if chaos else None
+        proc, url = await asyncio.to_thread(_start_service, cache_dir + "/cache", log_path, broker)
         stats = Stats()
+        worker_codes: list[int | None] = []
         try:
             until = time.monotonic() + args.duration
+            timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT + ANSWER_MARGIN)
             async with aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=args.concurrency + 4)
+                connector=aiohttp.TCPConnector(limit=args.concurrency + 4), timeout=timeout
             ) as client:
                 await asyncio.gather(
                     _sampler(proc.pid, url, until, stats, client),
@@ -227,20 +398,43 @@ async def main() -> int:
                         _worker(url, origin.authority, until, stats, seed, client)
                         for seed in range(args.concurrency)
                     ),
+                    *([chaos.run(until, args.kill_every, stats)] if chaos else []),
                 )
-            report = _report(stats, args.duration, args.concurrency, proc.pid)
+            report = _report(stats, args.duration, args.concurrency, proc.pid, chaos)
         finally:
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(proc.wait, 30)
+            if chaos is not None:
+                worker_codes = await asyncio.to_thread(chaos.stop)
+                await asyncio.to_thread(chaos.node.stop)
             await origin.stop()
-            errors = [line for line in log_path.read_text().splitlines() if " ERROR " in line]
+            logs = [log_path, *(chaos.log(i) for i in range(args.workers))] if chaos else [log_path]
+            LOGS.mkdir(parents=True, exist_ok=True)
+            for log in logs:
+                shutil.copyfile(log, LOGS / log.name)
+            # previewer's own errors; the AMQP libraries log each refused reconnection
+            # attempt at ERROR while the broker is down, which is expected here
+            errors = [
+                f"{log.name}: {line}"
+                for log in logs
+                for line in log.read_text().splitlines()
+                if " ERROR previewer" in line
+            ]
     print(report)
-    print(f"service exit code: {code}; error lines in its log: {len(errors)}")
+    for at, event in stats.events:
+        print(f"  {at:6.1f} s  {event}")
+    print(f"service exit code: {code}; worker exit codes: {worker_codes}")
+    print(f"error lines in the logs: {len(errors)}")
     for line in errors[:20]:
         print("  " + line)
     if args.report:
-        _write_report(args.report, report)
-    return 1 if code != 0 or stats.statuses["500"] or errors else 0
+        marks = (BROKER_MARK_BEGIN, BROKER_MARK_END) if chaos else (MARK_BEGIN, MARK_END)
+        _write_report(args.report, report, *marks)
+    failed = code != 0 or stats.statuses["500"] > 0 or bool(errors)
+    if chaos is not None:
+        failed = failed or bool(_undocumented(stats)) or _unanswered(stats) > 0
+        failed = failed or any(worker_codes)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
