@@ -43,7 +43,7 @@ from aio_pika.exceptions import AMQPError, DeliveryError
 
 from previewer import jobs
 from previewer.config import BrokerConfig
-from previewer.errors import Overloaded, Unavailable
+from previewer.errors import Overloaded, RequestTimeout, Unavailable
 from previewer.renderer import BrokerHealth, RendererHealth, RenderJob, RenderResult
 
 log = logging.getLogger(__name__)
@@ -245,11 +245,15 @@ class BrokerRenderer:
         return RenderResult(reply.body, reply.content_type, reply.shareable, reply.complete)
 
     async def call(self, job: jobs.Job) -> jobs.Reply:
-        """Publish `job` and wait for its reply (the caller applies the deadline).
+        """Publish `job` and wait for its reply, until the job's deadline at most.
 
         Raises Unavailable (503) at once with no broker connection or no
-        worker, Overloaded (503) when the queue is at its bound, and the
-        worker's own error when it sends one.
+        worker, or when the connection is lost while the job waits;
+        Overloaded (503) when the queue is at its bound; RequestTimeout (504)
+        at the deadline, whatever the job waits for (a confirm or a reply that
+        a broker restart lost); and the worker's own error when it sends one.
+        The call always ends by the deadline: the flight it belongs to, which
+        later requests for the same preview join, never outlives it.
         """
         if not self._link.ready.is_set():  # just started: the first connection is on its way
             with contextlib.suppress(TimeoutError):
@@ -273,16 +277,19 @@ class BrokerRenderer:
                 reply_to=self._reply_queue,
                 expiration=max(0.001, job.deadline - time.time()),
             )
-            try:
-                await channel.default_exchange.publish(message, routing_key=self._config.queue)
-            except DeliveryError as exc:
-                self._counters.refused_full += 1
-                raise Overloaded(detail=f"job queue full: {exc}") from None
-            except _CONNECTION_ERRORS as exc:
-                self._counters.refused_unavailable += 1
-                raise Unavailable(detail=f"publishing failed: {exc}") from None
-            self._counters.published += 1
-            return await reply
+            async with asyncio.timeout(max(0.001, job.deadline - time.time())):
+                try:
+                    await channel.default_exchange.publish(message, routing_key=self._config.queue)
+                except DeliveryError as exc:
+                    self._counters.refused_full += 1
+                    raise Overloaded(detail=f"job queue full: {exc}") from None
+                except _CONNECTION_ERRORS as exc:
+                    self._counters.refused_unavailable += 1
+                    raise Unavailable(detail=f"publishing failed: {exc}") from None
+                self._counters.published += 1
+                return await reply
+        except TimeoutError:
+            raise RequestTimeout(detail="no reply from a worker by the deadline") from None
         finally:
             self._pending.pop(correlation, None)
 

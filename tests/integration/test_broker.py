@@ -7,7 +7,9 @@ queue's bounds, its dead letters, a front without workers, health.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 
 import aio_pika
@@ -17,6 +19,9 @@ import images
 from conftest import Service, ServiceFactory
 from origin import Origin
 from previewer import jobs
+from previewer.broker import BrokerRenderer, declare_jobs
+from previewer.config import BrokerConfig
+from previewer.errors import RequestTimeout
 from previewer.options import PreviewOptions, parse_source
 from rabbitmq import RabbitNode
 from waiting import until
@@ -169,3 +174,39 @@ async def test_a_channel_closed_before_the_connection_counts_as_lost_is_503_not_
     assert renderer._link.connected  # type: ignore[attr-defined]
     status, headers, body = await service.get(f"/fill/121/80/{origin.authority}/a.jpg")
     assert (status, json.loads(body)["error"], headers["Retry-After"]) == (503, "unavailable", "1")
+
+
+async def test_a_job_whose_reply_never_comes_ends_at_its_deadline(
+    rabbit: RabbitNode, origin: Origin
+) -> None:
+    """A job taken by a worker that never answers (its reply lost, as across a broker
+    restart) ends with 504 at its deadline; before, it waited forever, and so did
+    every later request for the same preview, since they join the same flight."""
+    config = BrokerConfig(url=rabbit.url, queue=f"silent-{uuid.uuid4().hex[:8]}")
+    renderer = BrokerRenderer(config, default_timeout=60)
+    holder = await aio_pika.connect(rabbit.url)  # takes jobs and never answers
+    try:
+        queue = await declare_jobs(await holder.channel(), config)
+
+        async def hold(_message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            return None
+
+        await queue.consume(hold, no_ack=False)
+        await renderer.load()
+        await renderer.wait_connected()
+        await until(lambda: renderer.health().broker.consumers == 1, within=15)  # type: ignore[union-attr]
+        options = PreviewOptions(
+            operation="fill",
+            width=10,
+            height=10,
+            gravity="centre",
+            quality=80,
+            source=parse_source(f"{origin.authority}/a.jpg"),
+        )
+        call = renderer.call(jobs.Job(options, [], None, time.time() + 1.0))
+        with pytest.raises(RequestTimeout):
+            await asyncio.wait_for(call, timeout=30)
+        assert renderer.health().broker.waiting == 0  # type: ignore[union-attr]
+    finally:
+        await renderer.close()
+        await holder.close()
