@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats soak compose-check screenshot
+.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats soak soak-broker demo-scale compose-check screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,19 @@ screenshot: system-deps $(STAMP)
 # Ten minutes of mixed load; writes its table into docs/reliability.md. Not part of `test`.
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --duration 600 --report docs/reliability.md
+
+# The same soak in broker mode: a front, two workers (one killed with kill -9 every
+# 30 s and started again) and a private RabbitMQ node restarted once midway; writes
+# its table into docs/reliability.md. SOAK_DURATION=60 for a short run.
+SOAK_DURATION ?= 600
+soak-broker: system-deps $(STAMP)
+	$(BIN)/python bench/soak.py --broker --duration $(SOAK_DURATION) --report docs/reliability.md
+
+# Broker mode's figures: 1, 2, 4 workers, RPC overhead, several fronts, scale-up
+# (about 8 minutes); writes docs/scale-out.md's tables, scale-out.png and scale-up.png.
+demo-scale: system-deps $(STAMP)
+	BENCH_THUMBOR=0 PYTHON=$(PYTHON) bash bench/setup.sh
+	$(BIN)/python bench/demo_scale.py --doc docs/scale-out.md
 
 # The README's configuration table, generated from the settings declared in config.py.
 docs: $(STAMP)

@@ -5,7 +5,8 @@
 #     module (origin, static ceiling and the image_filter peer), and three
 #     wallpaper packages whose real photographs make the corpus;
 #   - thumbor in its own venv, bench/.work/thumbor-venv (its pinned Pillow and
-#     tornado must not meet previewer's dependencies);
+#     tornado must not meet previewer's dependencies); BENCH_THUMBOR=0 skips it
+#     (`make demo-scale` needs no thumbor);
 #   - (matplotlib, numpy, psutil and py-spy come with the project's .venv,
 #     from pyproject.toml's `bench` extra.)
 #
@@ -45,8 +46,8 @@ fi
 
 thumbor_venv="$work/thumbor-venv"
 thumbor_log="$work/thumbor-install.log"
-if ! "$thumbor_venv/bin/thumbor" --help >/dev/null 2>&1 \
-  || ! "$thumbor_venv/bin/python" -c "import pycurl" >/dev/null 2>&1; then
+if [ "${BENCH_THUMBOR:-1}" = 1 ] && { ! "$thumbor_venv/bin/thumbor" --help >/dev/null 2>&1 \
+  || ! "$thumbor_venv/bin/python" -c "import pycurl" >/dev/null 2>&1; }; then
   # pycurl: thumbor advises it for its HTTP loader (it warns without it)
   echo "bench setup: installing thumbor $thumbor_version and pycurl into $thumbor_venv"
   rm -rf "$thumbor_venv"
