@@ -107,8 +107,6 @@ def markdown(data: dict[str, Any]) -> str:
         f"{added:.1f} s. Answers: {_statuses(up['records'])}. 504s before the workers "
         f"joined: {late_before}; the last 504 came {stop:.1f} s after they joined "
         "(requests already waiting past their deadline).",
-        "",
-        "![Scale-up timeline](scale-up.png)",
     ]
     return "\n".join(lines)
 
