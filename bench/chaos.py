@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rabbit import RabbitNode
+from rabbitmq import RabbitNode
 
 WORKER_CACHE = "8MB"  # each worker's source cache, as bench/soak.py bounds the front's
 

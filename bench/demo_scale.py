@@ -44,7 +44,10 @@ import peers
 import scale_report
 from load import Result, measure
 from procs import Server, get
-from rabbit import RabbitNode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testkit"))
+
+from rabbitmq import RabbitNode
 
 OUT = Path(__file__).resolve().parent / ".work" / "demo-scale.json"
 MISS_MEGAPIXELS = 5.0  # the corpus photos up to this size make the miss load

@@ -47,11 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "testkit"))
 
 from chaos import Chaos  # noqa: E402
-from rabbit import RabbitNode  # noqa: E402
 
 import images  # noqa: E402  (the images and the origin shared with the test suite)
 from origin import Origin  # noqa: E402
 from previewer.errors import PreviewError  # noqa: E402
+from rabbitmq import RabbitNode  # noqa: E402
 
 MARK_BEGIN = "<!-- soak:begin -->"
 MARK_END = "<!-- soak:end -->"

@@ -1,7 +1,4 @@
-"""A private RabbitMQ node on 127.0.0.1, for the benchmark's broker runs.
-
-The same runner as the test suite's tests/rabbitmq.py, kept here so that
-bench/ stands on its own (the test suite is not installed with it).
+"""A private RabbitMQ node on 127.0.0.1, for the tests and the broker benchmarks (bench/).
 
 Debian's rabbitmq-server (installed by scripts/install-system-deps.sh) is run
 from its real scripts under /usr/lib/rabbitmq/bin (the /usr/sbin wrappers
@@ -17,20 +14,26 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
-
-from procs import free_port
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 START_TIMEOUT = 60.0  # seconds; start to ready takes 3-6 s on an idle machine
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class RabbitNode:
     """One RabbitMQ node under `folder`, listening on a free loopback port."""
 
-    def __init__(self, folder: Path, name: str = "previewer-bench") -> None:
+    def __init__(self, folder: Path, name: str = "previewer-test") -> None:
         self.folder = folder
         self.port = free_port()
         self.dist_port = free_port()
