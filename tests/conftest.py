@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import ipaddress
 import json
@@ -32,7 +33,7 @@ from yarl import URL
 import images
 from origin import NginxOrigin, Origin, StubResolver
 from previewer.accesslog import FLUSH_INTERVAL
-from previewer.cli import Running, RunningWorker, running, running_worker
+from previewer.cli import SOURCES_DIR, Running, RunningWorker, running, running_worker
 from previewer.config import WORKER, load, options_for
 from previewer.renderer import BrokerHealth
 from rabbitmq import RabbitNode
@@ -180,11 +181,33 @@ class Service:
     running: Running
     client: aiohttp.ClientSession
     resolver: StubResolver
+    source_cache_dir: Path  # the render stage's: the front's, or in broker mode the worker's
     worker: RunningWorker | None = None  # broker mode: the worker answering the front
 
     @property
     def url(self) -> str:
         return self.running.url
+
+    async def render_stage(self) -> dict[str, Any]:
+        """The render stage's figures, from wherever the renders happened.
+
+        Embedded: the front's /health. Broker mode: the worker's render
+        stage (a front in broker mode fetches and renders nothing itself).
+        Keys: fetches, source_hits, renders, abandoned, renders_in_progress,
+        source_cache (None when off).
+        """
+        if self.worker is None:
+            health = json.loads((await self.get("/health"))[2])
+            counters = health["counters"]
+            figures = {name: counters[name] for name in _STAGE_COUNTERS}
+            figures["renders_in_progress"] = health["renders_in_progress"]
+            figures["source_cache"] = health.get("source_cache")
+            return figures
+        stage = dataclasses.asdict(self.worker.worker.rendering())
+        figures = {name: stage[name] for name in _STAGE_COUNTERS}
+        figures["renders_in_progress"] = stage["renders_running"] + stage["renders_waiting"]
+        figures["source_cache"] = stage["source_cache"]
+        return figures
 
     async def get(
         self, path: str, headers: dict[str, str] | list[tuple[str, str]] | None = None
@@ -202,6 +225,7 @@ class Service:
             return resp.status, CIMultiDict(resp.headers), await resp.read()
 
 
+_STAGE_COUNTERS = ("fetches", "source_hits", "renders", "abandoned")
 ServiceFactory = Callable[..., Awaitable[Service]]
 _NO_BROKER = BrokerHealth(False, None, 0, 0, 0, 0, 0, 0)
 
@@ -264,13 +288,14 @@ async def start_service(
         values.update({k.replace("_", "-"): str(v) for k, v in overrides.items()})
         resolver = resolver or StubResolver({"origin.test": ["127.0.0.1"]})
         worker = None
+        stage_dir = values["cache-dir"]  # where the render stage keeps its sources
         if mode == "broker":
             node: RabbitNode = request.getfixturevalue("rabbit")
             values.setdefault("broker", node.url)
             values.setdefault("broker-queue", f"previewer.test.{uuid.uuid4().hex}")
             worker_flags = {opt.flag for opt in options_for(WORKER)}
             worker_values = {k: v for k, v in values.items() if k in worker_flags}
-            worker_values["cache-dir"] = str(tmp_path / "worker-cache")
+            worker_values["cache-dir"] = stage_dir = str(tmp_path / "worker-cache")
             worker = await stack.enter_async_context(
                 running_worker(load({}, worker_values, command=WORKER), resolver)
             )
@@ -282,7 +307,7 @@ async def start_service(
         await run.service.wait_loaded()  # tests start from a known index
         if worker is not None:
             await until(lambda: (run.service.health().broker or _NO_BROKER).consumers == 1)
-        return Service(run, client, resolver, worker)
+        return Service(run, client, resolver, Path(stage_dir) / SOURCES_DIR, worker)
 
     yield start
     await stack.aclose()
@@ -303,6 +328,7 @@ class ServiceProcess:
     log_lines: list[str]
 
     drain: threading.Thread | None = None
+    worker: ServiceProcess | None = None  # broker mode: the worker answering this front
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         if self.proc.poll() is None:
@@ -392,8 +418,39 @@ def spawn_service(
     raise RuntimeError("previewer did not start:\n" + "\n".join(lines))
 
 
+def worker_args(args: list[str], cache_dir: Path) -> list[str]:
+    """The flags of a `serve` command line that a worker takes too, with its own cache.
+
+    A worker takes the source policy, the fetch and size limits and the
+    imaging settings; a front's cache flags are its previews', so the
+    worker gets a cache directory of its own.
+    """
+    options = {f"--{opt.flag}": opt for opt in options_for(WORKER)}
+    switches = {f"--no-{opt.flag}": opt for opt in options.values() if opt.is_switch}
+    kept: list[str] = []
+    words = iter(args)
+    for word in words:
+        name = word.split("=", 1)[0]
+        option = options.get(name) or switches.get(name)
+        takes_value = option is not None and not option.is_switch and "=" not in word
+        value = next(words) if takes_value else None
+        if option is None or option.flag in ("cache-dir", "cache-size", "cache-max-items"):
+            continue
+        kept.extend([word] if value is None else [word, value])
+    return [*kept, "--cache-dir", str(cache_dir)]
+
+
 @pytest.fixture
-def service_process() -> Iterator[Callable[..., ServiceProcess]]:
+def service_process(
+    mode: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., ServiceProcess]]:
+    """Spawn `previewer serve` (or `worker`) processes; each is killed at the end.
+
+    In broker mode (the `mode` fixture) every `serve` process is a front on
+    a queue of its own on the session's RabbitMQ node, and a worker process
+    with the same source policy, limits and imaging settings consumes it;
+    the front is returned once /health counts that worker.
+    """
     started: list[ServiceProcess] = []
 
     def spawn(
@@ -402,9 +459,33 @@ def service_process() -> Iterator[Callable[..., ServiceProcess]]:
         wait_loaded: bool = True,
         command: str = "serve",
     ) -> ServiceProcess:
+        if mode == "broker" and command == "serve":
+            return spawn_front(args, env, wait_loaded)
+        return spawn_one(args, env, wait_loaded, command)
+
+    def spawn_one(
+        args: list[str], env: dict[str, str] | None, wait_loaded: bool, command: str
+    ) -> ServiceProcess:
         process = spawn_service(args, env, wait_loaded, command)
         started.append(process)
         return process
+
+    def spawn_front(
+        args: list[str], env: dict[str, str] | None, wait_loaded: bool
+    ) -> ServiceProcess:
+        node: RabbitNode = request.getfixturevalue("rabbit")
+        queue = f"previewer.test.{uuid.uuid4().hex}"
+        link = ["--broker", node.url, "--broker-queue", queue]
+        worker_cache = tmp_path / f"worker-cache-{len(started)}"
+        worker = spawn_one([*worker_args(args, worker_cache), *link], env, True, "worker")
+        front = spawn_one([*args, *link], env, wait_loaded, "serve")
+        front.worker = worker
+        deadline = time.monotonic() + 30
+        while front.health()["broker"]["consumers"] != 1:  # polled by the front every second
+            if time.monotonic() > deadline:
+                raise TimeoutError("the front did not see its worker within 30s")
+            time.sleep(0.05)
+        return front
 
     yield spawn
     for process in started:

@@ -30,7 +30,7 @@ from previewer.broker import Delivery
 from previewer.config import GRAVITIES
 from previewer.errors import BadImage, PreviewError, RequestTimeout
 from previewer.options import OUTPUT_FORMATS
-from previewer.renderer import Renderer, RenderJob
+from previewer.renderer import Renderer, RendererHealth, RenderJob
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ class Worker:
         self._max_dimension = max_dimension
         self._delivery_limit = delivery_limit
         self.counters = WorkerCounters()
+
+    def rendering(self) -> RendererHealth:
+        """The render stage's own figures: fetches, source hits, renders, the source cache."""
+        return self._renderer.health()
 
     async def handle(self, delivery: Delivery) -> None:
         self.counters.jobs += 1

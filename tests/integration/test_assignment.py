@@ -8,7 +8,7 @@ import images
 from conftest import GOPHER_SIZES, Service, ServiceFactory
 from origin import NginxOrigin, StubResolver
 
-pytestmark = pytest.mark.nginx
+pytestmark = [pytest.mark.nginx, pytest.mark.both_modes]
 
 ORIGINAL = "/_gopher_original_1024x504.jpg"
 

@@ -8,11 +8,15 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import images
 from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Gate, NginxOrigin, Origin
 from previewer.storage import HEADER_SIZE
 from waiting import until
+
+pytestmark = pytest.mark.both_modes
 
 JPEG = images.jpeg(800, 600)
 
@@ -236,16 +240,17 @@ async def test_more_sizes_of_one_source_need_no_second_fetch(
         assert (status, headers["X-Cache"]) == (200, "MISS")
         assert images.decode(body).width == width
     assert origin.hits["/srcset.jpg"] == 1
-    health = json.loads((await service.get("/health"))[2])
-    assert health["counters"]["source_hits"] == 3
-    assert health["source_cache"]["entries"] == 1
-    assert len(_cache_files(tmp_path / "cache" / "sources")) == 1
+    stage = await service.render_stage()
+    assert stage["source_hits"] == 3
+    assert stage["source_cache"]["entries"] == 1
+    assert len(_cache_files(service.source_cache_dir)) == 1
 
 
 async def test_concurrent_sizes_of_one_source_share_one_fetch(
     start_service: ServiceFactory, origin: Origin
 ) -> None:
-    service = await start_service(source_cache_size="0")
+    # four render slots: in broker mode, the worker's prefetch holds all four jobs at once
+    service = await start_service(source_cache_size="0", workers="4")
     gate = Gate(JPEG)
     origin.route("/srcset.jpg", gate.handler)
     tasks = [
@@ -269,8 +274,7 @@ async def test_private_sources_are_not_kept(start_service: ServiceFactory, origi
     for width in (100, 200):
         await service.get(f"/fill/{width}/100/{origin.authority}/private.jpg")
     assert origin.hits["/private.jpg"] == 2
-    health = json.loads((await service.get("/health"))[2])
-    assert health["source_cache"]["entries"] == 0
+    assert (await service.render_stage())["source_cache"]["entries"] == 0
 
 
 async def test_source_cache_bound_holds(
@@ -283,10 +287,10 @@ async def test_source_cache_bound_holds(
         await service.get(f"/fill/50/50/{origin.authority}/s{i}.jpg")
 
     async def all_stored() -> bool:  # sources are stored in the background
-        return bool(json.loads((await service.get("/health"))[2])["source_cache"]["stored"] == 5)
+        return bool((await service.render_stage())["source_cache"]["stored"] == 5)
 
     await until(all_stored)
-    assert len(_cache_files(tmp_path / "cache" / "sources")) == 2
-    assert _disk_bytes(tmp_path / "cache" / "sources") <= bound
+    assert len(_cache_files(service.source_cache_dir)) == 2
+    assert _disk_bytes(service.source_cache_dir) <= bound
     await service.get(f"/fill/60/60/{origin.authority}/s4.jpg")
     assert origin.hits["/s4.jpg"] == 1  # the newest source was kept

@@ -21,6 +21,8 @@ from previewer.headers import DECODABLE_TYPES
 from previewer.renderer import EmbeddedRenderer
 from previewer.server import MAX_HEADER_FIELD, MAX_REQUEST_TARGET
 
+pytestmark = pytest.mark.both_modes
+
 WIDTH, HEIGHT = 120, 90
 
 # The Accept headers browsers send for images (<img>, srcset, <picture>).
@@ -469,6 +471,8 @@ def logs(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -
 # --- bugs ----------------------------------------------------------------------------------
 
 
+# breaks the front's own render pool, which a front in broker mode does not have
+@pytest.mark.embedded_only
 async def test_a_bug_is_a_500_with_its_traceback_on_the_server_logger(
     service: Service, origin: Origin, caplog: pytest.LogCaptureFixture
 ) -> None:

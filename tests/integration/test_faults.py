@@ -22,7 +22,7 @@ from origin import Gate, Origin
 from previewer.storage import TEMP_SUFFIX, Storage
 from waiting import until
 
-pytestmark = pytest.mark.fault
+pytestmark = [pytest.mark.fault, pytest.mark.both_modes]
 
 JPEG = images.jpeg(640, 480)
 
@@ -200,6 +200,8 @@ async def test_sigterm_with_100_requests_in_flight(
             "--allow-private-networks",
             "--queue-size",
             "200",
+            "--workers",  # in broker mode, the worker's prefetch: it holds all 100 jobs at once
+            "100",
             "--shutdown-timeout",
             "20",
         ],
@@ -231,6 +233,8 @@ async def test_sigterm_with_100_requests_in_flight(
 # --- overload --------------------------------------------------------------------------------
 
 
+# the render pool's admission; in broker mode the queue's bound answers 503 (test_broker)
+@pytest.mark.embedded_only
 async def test_overload_answers_503_at_once_and_recovers(
     start_service: ServiceFactory, origin: Origin
 ) -> None:

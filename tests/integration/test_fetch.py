@@ -11,6 +11,8 @@ import images
 from conftest import Service, ServiceFactory
 from origin import Origin, StubResolver
 
+pytestmark = pytest.mark.both_modes
+
 JPEG = images.jpeg(300, 200)
 
 

@@ -20,6 +20,8 @@ from origin import Gate, Origin, StubResolver
 from previewer import signing
 from waiting import until
 
+pytestmark = pytest.mark.both_modes
+
 JPEG = images.jpeg(400, 300)
 KEY = bytes.fromhex("0123456789abcdef0123456789abcdef")
 SALT = bytes.fromhex("5a17")

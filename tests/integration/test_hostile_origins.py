@@ -30,6 +30,8 @@ from origin import Origin, StubResolver
 from previewer import policy
 from raw_origin import RawOrigin, head
 
+pytestmark = pytest.mark.both_modes
+
 JPEG = images.jpeg(300, 200)
 FETCH_TIMEOUT = 1.0
 # Scheduling slack on top of a deadline, and the bound on an answer that must not wait
@@ -64,9 +66,8 @@ async def fill(service: Service, source: str, size: tuple[int, int] = (40, 30)) 
 
 async def still_serves(service: Service, origin: Origin) -> None:
     """The shared post-check: nothing left rendering, and a normal request gets its preview."""
-    status, _, body = await service.get("/health")
-    assert status == 200
-    assert json.loads(body)["renders_in_progress"] == 0
+    assert (await service.get("/health"))[0] == 200
+    assert (await service.render_stage())["renders_in_progress"] == 0
     origin.add("/after.jpg", JPEG)
     answer = await fill(service, f"{origin.authority}/after.jpg", (64, 48))
     assert answer.status == 200

@@ -21,6 +21,8 @@ import images
 from conftest import Service, ServiceProcess
 from origin import NginxOrigin, Origin
 
+pytestmark = pytest.mark.both_modes
+
 
 def _mean(image: pyvips.Image) -> list[float]:
     return [image[band].avg() for band in range(image.bands)]
@@ -238,7 +240,10 @@ def test_a_truncated_source_logs_one_line_with_its_url(
         assert resp.status == 200
         assert images.decode(resp.read()).width == 300
     assert proc.stop() == 0
-    log = proc.log_lines
+    renderer = proc.worker or proc  # the process that rendered: in broker mode, the worker
+    if proc.worker is not None:
+        assert proc.worker.stop() == 0
+    log = renderer.log_lines
     truncated = [line for line in log if "source truncated" in line]
     assert len(truncated) == 1, log
     assert source in truncated[0]
