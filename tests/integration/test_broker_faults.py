@@ -57,14 +57,21 @@ def _password(url: str) -> str:
     return url.rsplit("@", 1)[0].rsplit(":", 1)[1]
 
 
-def _owner(peer_port: int) -> int:
-    """The pid of the process whose socket has local port `peer_port` (a fetch's client)."""
+def _owner(client: tuple[str, int], server: tuple[str, int]) -> int:
+    """The pid of the process holding the client end of the connection `client` -> `server`.
+
+    The whole four-tuple: an ephemeral port alone is not unique on a busy machine.
+    """
+    query = f"( src {client[0]}:{client[1]} and dst {server[0]}:{server[1]} )"
     out = subprocess.run(
-        ["ss", "-tnpH", f"sport = :{peer_port}"], capture_output=True, text=True, check=True
+        ["ss", "-tnpH", "state", "established", query],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    found = re.search(r"pid=(\d+)", out)
-    assert found is not None, f"no process owns port {peer_port}: {out!r}"
-    return int(found.group(1))
+    pids = set(re.findall(r"pid=(\d+)", out))
+    assert len(pids) == 1, f"no single owner of {client} -> {server}: {out!r}"
+    return int(pids.pop())
 
 
 @dataclass
@@ -144,9 +151,10 @@ class Tracked:
         self.fetchers: list[int] = []
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        assert peer is not None
-        self.fetchers.append(await asyncio.to_thread(_owner, peer[1]))
+        transport = request.transport
+        assert transport is not None
+        peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+        self.fetchers.append(await asyncio.to_thread(_owner, peer[:2], local[:2]))
         result = self.handler(request)
         if asyncio.iscoroutine(result):
             result = await result
@@ -412,7 +420,9 @@ async def test_a_job_that_kills_every_worker_is_dead_lettered_with_a_clean_422(
 
     async def crash(request: web.Request) -> web.Response:
         # what a decoder crash does to the worker that fetched this source
-        os.kill(poison.fetchers[-1], signal.SIGKILL)
+        victim = poison.fetchers[-1]
+        assert victim in {_pid(w) for w in workers}, "only ever a worker of this test"
+        os.kill(victim, signal.SIGKILL)
         await asyncio.Event().wait()  # never answers: its client is gone
         raise AssertionError("unreachable")
 
