@@ -12,7 +12,8 @@ Topology, declared identically by fronts and workers:
                             redelivered forever), x-max-length with
                             reject-publish (a full queue refuses at once, and
                             the front answers 503), dead-lettering to
-    previewer.render.dead   jobs that were malformed or over the delivery limit
+    previewer.render.dead   jobs that were malformed, over the delivery limit or
+                            expired (bounded like the job queue, oldest dropped)
     previewer.reply.<id>    each front's own exclusive reply queue
 
 A job expires in the queue when its request's deadline passes (per-message
@@ -96,6 +97,7 @@ class Link:
         self._task: asyncio.Task[None] | None = None
         self._on_ready: Callable[[AbstractRobustConnection], Awaitable[None]] | None = None
         self._closing = False
+        self.failure: str | None = None  # why the set-up was refused, for good
 
     def start(self, on_ready: Callable[[AbstractRobustConnection], Awaitable[None]]) -> None:
         self._on_ready = on_ready
@@ -106,6 +108,7 @@ class Link:
         connection = self.connection
         return (
             self.ready.is_set()
+            and self.failure is None
             and connection is not None
             and not connection.is_closed
             and connection.connected.is_set()
@@ -134,6 +137,13 @@ class Link:
         connection.close_callbacks.add(self._closed)
         try:
             await self._on_ready(connection)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            self.failure = f"the broker refused the queue set-up: {exc}"
+            log.error(
+                "%s; fronts and workers must use the same --broker-queue-length and "
+                "--broker-delivery-limit as the queue was declared with",
+                self.failure,
+            )
         except _CONNECTION_ERRORS as exc:  # lost again while declaring: robust will restore
             log.warning("broker set-up interrupted: %s", exc)
         self.ready.set()
@@ -158,9 +168,9 @@ class Link:
 
 
 async def declare_jobs(channel: AbstractChannel, config: BrokerConfig) -> AbstractQueue:
-    await channel.declare_queue(
-        dead_letter_queue(config), durable=True, arguments={"x-queue-type": "quorum"}
-    )
+    # bounded as well, oldest dropped first: expired jobs are dead-lettered too
+    dead: dict[str, Any] = {"x-queue-type": "quorum", "x-max-length": config.queue_length}
+    await channel.declare_queue(dead_letter_queue(config), durable=True, arguments=dead)
     return await channel.declare_queue(
         config.queue, durable=True, arguments=queue_arguments(config)
     )
@@ -262,7 +272,7 @@ class BrokerRenderer:
         channel = self._channel
         if channel is None or not self._link.connected:
             self._counters.refused_unavailable += 1
-            raise Unavailable(detail="no connection to the broker")
+            raise Unavailable(detail=self._link.failure or "no connection to the broker")
         if self._consumers == 0:
             self._counters.refused_unavailable += 1
             raise Unavailable(detail=f"no worker consumes {self._config.queue}")
@@ -363,6 +373,11 @@ class JobConsumer:
     @property
     def connected(self) -> bool:
         return self._link.connected
+
+    @property
+    def failure(self) -> str | None:
+        """Why the broker refused this worker's queue set-up (None: it did not)."""
+        return self._link.failure
 
     @property
     def in_flight(self) -> int:

@@ -265,6 +265,8 @@ async def work(settings: Settings) -> int:
         ready = asyncio.ensure_future(running.consumer.wait_ready())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done() and running.consumer.failure is not None:
+            return 1  # logged where it happened: the queue's settings differ
         if ready.done():
             log.info("worker consuming %s", settings.broker.queue)
         ready.cancel()
