@@ -3,7 +3,7 @@
     .venv/bin/python bench/demo_scale.py [--duration 15] [--doc docs/scale-out.md]
 
 `make demo-scale` runs it (after bench/setup.sh: wrk, nginx, the corpus).
-Everything runs on 127.0.0.1: a private RabbitMQ node (bench/rabbit.py), an
+Everything runs on 127.0.0.1: a private RabbitMQ node (testkit/rabbitmq.py), an
 nginx origin over the bench corpus, previewer fronts and workers. Stages,
 each measured side by side in this one run:
 

@@ -11,7 +11,7 @@ client aborts for the given duration. Every 10 s it samples the service's
 RSS, open file descriptors and cache bytes. At the end it prints a report
 and, with --report, writes it into that Markdown file between markers.
 
-With --broker it starts a private RabbitMQ node (bench/rabbit.py), the front
+With --broker it starts a private RabbitMQ node (testkit/rabbitmq.py), the front
 as `previewer serve --broker` and `--workers` worker processes, then adds
 chaos: every `--kill-every` seconds one worker (in turn) is killed with
 SIGKILL and started again, and once, in the middle of the run, the broker is
