@@ -241,7 +241,9 @@ class BrokerRenderer:
 
     async def render(self, job: RenderJob, abandoned: threading.Event) -> RenderResult:
         deadline = job.deadline or time.time() + self._default_timeout
-        reply = await self.call(jobs.Job(job.options, job.headers, job.client_address, deadline))
+        reply = await self.call(
+            jobs.Job(job.options, job.headers, job.client_address, deadline, job.request_id)
+        )
         return RenderResult(reply.body, reply.content_type, reply.shareable, reply.complete)
 
     async def call(self, job: jobs.Job) -> jobs.Reply:

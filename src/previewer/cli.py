@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from previewer import __version__, imaging, signing, warmplan
+from previewer import __version__, imaging, logs, signing, warmplan
 from previewer.accesslog import FLUSH_INTERVAL, AccessLog
 from previewer.broker import BrokerRenderer, JobConsumer
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
 from previewer.config import SERVE, WORKER, ConfigError, Option, Settings, load, options_for
 from previewer.fetch import Fetcher, Resolver
+from previewer.metrics import HealthCollector, NoMetrics, PrometheusMetrics, Recorder
 from previewer.renderer import EmbeddedRenderer, Renderer
 from previewer.server import HttpServer, build_app
 from previewer.service import PreviewService
@@ -141,11 +142,12 @@ def sign_paths(paths: Sequence[str], key: bytes, salt: bytes) -> list[str]:
 
 @dataclass
 class Running:
-    """A started service, the URL it listens on, and its access log."""
+    """A started service, the URL it listens on, its access log and its metrics' URL."""
 
     service: PreviewService
     url: str
     access_log: AccessLog
+    metrics_url: str | None = None  # None: --metrics-address is off
 
 
 @contextlib.asynccontextmanager
@@ -161,6 +163,10 @@ async def running(
     """
     cache = settings.cache
     stack = contextlib.AsyncExitStack()
+    prometheus = PrometheusMetrics() if settings.server.metrics_address else None
+    metrics: Recorder = prometheus or NoMetrics()
+    if prometheus is not None:
+        stack.callback(prometheus.stop)
     renderer: Renderer
     if settings.broker.url:
         broker = BrokerRenderer(settings.broker, settings.server.request_timeout)
@@ -168,7 +174,7 @@ async def running(
         renderer, preview_bytes = broker, cache.size  # the workers keep the sources
     else:
         renderer = await stack.enter_async_context(
-            embedded_renderer(settings, cache.source_bytes, resolver)
+            embedded_renderer(settings, cache.source_bytes, resolver, metrics)
         )
         preview_bytes = cache.preview_bytes
     service = PreviewService(
@@ -179,28 +185,42 @@ async def running(
         ),
         renderer=renderer,
         disk_budget=cache.size,
+        metrics=metrics,
     )
-    access_log = AccessLog(successes=settings.server.access_log, interval=flush_interval)
+    access_log = AccessLog(
+        successes=settings.server.access_log,
+        interval=flush_interval,
+        as_json=settings.server.log_format == "json",
+    )
     server = HttpServer(
-        build_app(service, settings.server, settings.imaging, access_log), settings.server
+        build_app(service, settings.server, settings.imaging, access_log, metrics),
+        settings.server,
     )
     async with stack:
         try:
             await service.start()
+            metrics_url = None
+            if prometheus is not None and settings.server.metrics_address is not None:
+                prometheus.register(HealthCollector(service.health))
+                metrics_url = prometheus.serve(*settings.server.metrics_address)
             url = await server.start()
-            yield Running(service=service, url=url, access_log=access_log)
+            yield Running(service, url, access_log, metrics_url)
         finally:
+            service.drain()  # /ready says 503 while the requests in flight finish
             await server.stop()
             await service.stop()
 
 
 @contextlib.asynccontextmanager
 async def embedded_renderer(
-    settings: Settings, source_bytes: int, resolver: Resolver | None = None
+    settings: Settings,
+    source_bytes: int,
+    resolver: Resolver | None = None,
+    metrics: Recorder | None = None,
 ) -> AsyncIterator[EmbeddedRenderer]:
     """The render stage of the embedded mode and of a worker: fetch, source cache, libvips.
 
-    `source_bytes` bounds the source cache (0: none).
+    `source_bytes` bounds the source cache (0: none); `metrics` gets its phases and fetches.
     """
     imaging.configure()
     executor = ThreadPoolExecutor(settings.imaging.workers, thread_name_prefix="render")
@@ -213,6 +233,7 @@ async def embedded_renderer(
             fetcher=fetcher,
             sources=DiskCache("source", Storage(cache.dir / SOURCES_DIR), CacheIndex(source_bytes)),
             executor=executor,
+            metrics=metrics,
         )
     finally:
         await fetcher.close()
@@ -285,9 +306,12 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with running(settings) as service:
         log.info("listening on %s (cache %s)", service.url, settings.cache.dir.absolute())
+        if service.metrics_url:
+            log.info("metrics on %s", service.metrics_url)
         await stop.wait()
         log.info(
-            "stopping: finishing requests in flight (up to %ss)", settings.server.shutdown_timeout
+            "stopping: not ready any more, finishing requests in flight (up to %ss)",
+            settings.server.shutdown_timeout,
         )
     log.info("stopped")
     return 0
@@ -346,11 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"previewer: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(settings.server.log_level, settings.server.log_format)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Records need no thread or process names (the format shows neither); not
     # collecting them trims each access-log line's cost on the event loop.
