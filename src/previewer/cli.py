@@ -32,7 +32,13 @@ from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
 from previewer.config import SERVE, WORKER, ConfigError, Option, Settings, load, options_for
 from previewer.fetch import Fetcher, Resolver
-from previewer.metrics import HealthCollector, NoMetrics, PrometheusMetrics, Recorder
+from previewer.metrics import (
+    HealthCollector,
+    NoMetrics,
+    PrometheusMetrics,
+    Recorder,
+    WorkerCollector,
+)
 from previewer.renderer import EmbeddedRenderer, Renderer
 from previewer.server import HttpServer, build_app
 from previewer.service import PreviewService
@@ -244,6 +250,7 @@ async def embedded_renderer(
 class RunningWorker:
     worker: Worker
     consumer: JobConsumer
+    metrics_url: str | None = None  # None: --metrics-address is off
 
 
 @contextlib.asynccontextmanager
@@ -257,7 +264,11 @@ async def running_worker(
     sources = (
         settings.cache.size if settings.cache.source_size is None else settings.cache.source_size
     )
-    async with embedded_renderer(settings, sources, resolver) as renderer:
+    prometheus = PrometheusMetrics() if settings.server.metrics_address else None
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        embedded_renderer(settings, sources, resolver, prometheus) as renderer,
+    ):
         await renderer.load()
         worker = Worker(
             renderer,
@@ -265,9 +276,16 @@ async def running_worker(
             delivery_limit=settings.broker.delivery_limit,
         )
         consumer = JobConsumer(settings.broker, settings.imaging.workers, worker.handle)
+        metrics_url = None
+        if prometheus is not None and settings.server.metrics_address is not None:
+            prometheus.register(
+                WorkerCollector(renderer.health, worker.counters, lambda: consumer.connected)
+            )
+            stack.callback(prometheus.stop)
+            metrics_url = prometheus.serve(*settings.server.metrics_address)
         consumer.start()
         try:
-            yield RunningWorker(worker, consumer)
+            yield RunningWorker(worker, consumer, metrics_url)
         finally:
             await consumer.stop(settings.server.shutdown_timeout)
 
@@ -283,6 +301,8 @@ async def work(settings: Settings) -> int:
             settings.imaging.workers,
             settings.cache.dir.absolute(),
         )
+        if running.metrics_url:
+            log.info("metrics on %s", running.metrics_url)
         ready = asyncio.ensure_future(running.consumer.wait_ready())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -182,6 +182,7 @@ class ServerConfig:
         help="`host:port` serving Prometheus metrics at `/metrics`, apart from the public port "
         "(see docs/operations.md); `off` serves none",
         shown_default="off",
+        commands=(SERVE, WORKER),
     )
     playground: bool = setting(
         True,

@@ -18,11 +18,14 @@ from memory costs the metrics a few additions to plain numbers
 (`PrometheusMetrics.request`, about half a microsecond), turned into
 families at scrape time too.
 
-Broker mode adds its metrics the same way: the counters and the connection
-state it already keeps (`BrokerHealth` of the front's renderer, a worker's
-`WorkerCounters`) become one more collector, registered with
-`PrometheusMetrics.register`, that turns each snapshot into
-`previewer_broker_*` families at scrape time (see `BROKER_METRICS`).
+Broker mode's metrics come the same way, from the counters and the
+connection state it already keeps: on a front, `HealthCollector` reads the
+`BrokerHealth` in the service's health; a worker has `WorkerCollector`
+(its render stage's health, its `WorkerCounters`, its connection). The
+`previewer_broker_*` families not made yet (`BROKER_PENDING`) need broker
+mode to keep their figures first: a front's expired jobs, the queue depth
+it last saw, and each job's duration (a histogram, which would be one more
+`_Histogram` kept by the event loop, like the request durations).
 
 The names, types and labels are the contract of deploy/metrics.txt, which
 docs/operations.md explains.
@@ -56,7 +59,9 @@ from previewer.errors import (
 )
 
 if TYPE_CHECKING:
+    from previewer.renderer import RendererHealth
     from previewer.service import Health
+    from previewer.worker import WorkerCounters
 
 Phase = Literal["queue", "fetch", "render", "store"]
 PHASES: tuple[Phase, ...] = ("queue", "fetch", "render", "store")
@@ -73,7 +78,7 @@ OVERLOAD_REASONS = ("queue_full",)  # broker mode adds broker_down, broker_full,
 CACHE_RESULTS = ("hit", "miss")
 # Seconds: a hit from memory takes well under a millisecond, a miss up to the request timeout.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# The broker-mode families of the contract, made by broker mode's own collector.
+# The broker-mode families of the contract.
 BROKER_METRICS = (
     "previewer_broker_jobs_published_total",
     "previewer_broker_replies_total",
@@ -83,6 +88,10 @@ BROKER_METRICS = (
     "previewer_broker_job_duration_seconds",
     "previewer_broker_queue_depth",
 )
+BROKER_PENDING = (
+    "previewer_broker_job_duration_seconds",
+    "previewer_broker_queue_depth",
+)  # and previewer_broker_jobs_expired_total on a front
 
 # Counters without a `_created` series: the contract lists none.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -347,13 +356,80 @@ class HealthCollector:
             entries.add_metric((name,), cache.entries)
         yield size
         yield entries
-        yield GaugeMetricFamily(
-            "previewer_renders_in_progress",
-            "Renders running on the render threads now.",
-            value=health.renders_in_progress - health.renders_waiting,
+        broker = health.broker
+        if broker is None:  # a front in broker mode renders nothing itself
+            yield from _render_gauges(
+                health.renders_in_progress - health.renders_waiting, health.renders_waiting
+            )
+            return
+        yield CounterMetricFamily(
+            "previewer_broker_jobs_published_total",
+            "Render jobs published to the job queue.",
+            value=broker.published,
         )
-        yield GaugeMetricFamily(
-            "previewer_renders_waiting",
-            "Renders waiting for a render thread now.",
-            value=health.renders_waiting,
+        yield CounterMetricFamily(
+            "previewer_broker_replies_total",
+            "Replies received for jobs this front is waiting on.",
+            value=broker.replies,
         )
+        yield _connected(broker.connected)
+
+
+class WorkerCollector:
+    """A worker's figures at scrape time: its source cache, its renders, its jobs."""
+
+    def __init__(
+        self,
+        health: Callable[[], RendererHealth],
+        counters: WorkerCounters,
+        connected: Callable[[], bool],
+    ) -> None:
+        self._health = health
+        self._counters = counters
+        self._connected = connected
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        health = self._health()
+        size = GaugeMetricFamily(
+            "previewer_cache_bytes", "Bytes held by a disk cache.", labels=("cache",)
+        )
+        entries = GaugeMetricFamily(
+            "previewer_cache_entries", "Entries held by a disk cache.", labels=("cache",)
+        )
+        if health.source_cache is not None:
+            size.add_metric(("source",), health.source_cache.bytes)
+            entries.add_metric(("source",), health.source_cache.entries)
+        yield size
+        yield entries
+        yield from _render_gauges(health.renders_running, health.renders_waiting)
+        yield CounterMetricFamily(
+            "previewer_broker_jobs_expired_total",
+            "Jobs received past their deadline and dropped unrendered.",
+            value=self._counters.expired,
+        )
+        yield CounterMetricFamily(
+            "previewer_broker_redeliveries_total",
+            "Jobs received with RabbitMQ's redelivered flag.",
+            value=self._counters.redelivered,
+        )
+        yield _connected(self._connected())
+
+
+def _render_gauges(running: int, waiting: int) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "previewer_renders_in_progress", "Renders running on the render threads now.", value=running
+    )
+    yield GaugeMetricFamily(
+        "previewer_renders_waiting", "Renders waiting for a render thread now.", value=waiting
+    )
+
+
+def _connected(connected: bool) -> Metric:
+    return GaugeMetricFamily(
+        "previewer_broker_connected",
+        "1 while connected to RabbitMQ, else 0.",
+        value=1 if connected else 0,
+    )

@@ -12,6 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+
 def documented_settings() -> frozenset[str]:
     """The variables of the README's configuration table (generated from config.py)."""
     table = (REPO / "README.md").read_text()
