@@ -22,6 +22,8 @@ Stages, all on 127.0.0.1, every server started and stopped here:
    each crop gravity (`bench/render_cost.py`);
 7. warm: `previewer warm` against wrk on previewer's hit path, side by side
    (`bench/warmspeed.py`; its figures go into results.json as `warm_vs_wrk`);
+   metrics: the hit path with the Prometheus metrics on against off, side by
+   side (`bench/metrics_cost.py`; results.json `metrics_cost`);
 8. profile: py-spy on previewer under load, and a few previewer variants;
 9. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
    and the targets table on stdout.
@@ -30,7 +32,7 @@ Settings come from the environment (defaults in brackets): BENCH_REPS [3],
 BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
 BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
 [10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_FORMATS [1],
-BENCH_RENDER [1], BENCH_WARM [1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1],
+BENCH_RENDER [1], BENCH_WARM [1], BENCH_METRICS [1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1],
 BENCH_DOCS (output directory) [docs],
 BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
 other programs used more than that share (%) of the machine's CPU is taken
@@ -86,6 +88,7 @@ class Config:
     formats: bool
     render: bool
     warm: bool
+    metrics: bool
     profile: bool
     experiments: bool
     docs: Path
@@ -112,6 +115,7 @@ class Config:
             formats=flag("BENCH_FORMATS", "1"),
             render=flag("BENCH_RENDER", "1"),
             warm=flag("BENCH_WARM", "1"),
+            metrics=flag("BENCH_METRICS", "1"),
             profile=flag("BENCH_PROFILE", "1"),
             experiments=flag("BENCH_EXPERIMENTS", "1"),
             docs=Path(environ.get("BENCH_DOCS", str(HERE.parent / "docs"))),
@@ -434,6 +438,16 @@ def main() -> None:
             except Exception as exc:
                 data["warm_vs_wrk"] = {"error": str(exc)}
             log(f"  ratio warm/wrk {data['warm_vs_wrk'].get('ratio_median')}")
+        if cfg.metrics:
+            log("metrics: the hit path with metrics on against off")
+            conc = str(max(cfg.concurrency))
+            argv = [str(HERE / "metrics_cost.py"), "--duration", f"{cfg.duration:g}"]
+            argv += ["--reps", str(max(cfg.reps, 5)), "--concurrency", conc, "--json"]
+            try:
+                data["metrics_cost"] = python_json(argv, 3600)
+            except Exception as exc:
+                data["metrics_cost"] = {"error": str(exc)}
+            log(f"  ratio on/off {data['metrics_cost'].get('ratio_median')}")
         if cfg.profile and "previewer-centre" in cfg.peers:
             data["profiles"] = profile_stage(cfg, files, origin, origin_port)
         if cfg.experiments and "previewer-centre" in cfg.peers:

@@ -251,7 +251,9 @@ class BrokerRenderer:
 
     async def render(self, job: RenderJob, abandoned: threading.Event) -> RenderResult:
         deadline = job.deadline or time.time() + self._default_timeout
-        reply = await self.call(jobs.Job(job.options, job.headers, job.client_address, deadline))
+        reply = await self.call(
+            jobs.Job(job.options, job.headers, job.client_address, deadline, job.request_id)
+        )
         return RenderResult(reply.body, reply.content_type, reply.shareable, reply.complete)
 
     async def call(self, job: jobs.Job) -> jobs.Reply:
@@ -275,7 +277,9 @@ class BrokerRenderer:
             raise Unavailable(detail=self._link.failure or "no connection to the broker")
         if self._consumers == 0:
             self._counters.refused_unavailable += 1
-            raise Unavailable(detail=f"no worker consumes {self._config.queue}")
+            raise Unavailable(
+                detail=f"no worker consumes {self._config.queue}", reason="no_workers"
+            )
         correlation = uuid.uuid4().hex
         reply: asyncio.Future[jobs.Reply] = asyncio.get_running_loop().create_future()
         self._pending[correlation] = reply
@@ -292,7 +296,9 @@ class BrokerRenderer:
                     await channel.default_exchange.publish(message, routing_key=self._config.queue)
                 except DeliveryError as exc:
                     self._counters.refused_full += 1
-                    raise Overloaded(detail=f"job queue full: {exc}") from None
+                    raise Overloaded(
+                        detail=f"job queue full: {exc}", reason="broker_full"
+                    ) from None
                 except _CONNECTION_ERRORS as exc:
                     self._counters.refused_unavailable += 1
                     raise Unavailable(detail=f"publishing failed: {exc}") from None

@@ -25,13 +25,20 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from previewer import __version__, imaging, signing, warmplan
+from previewer import __version__, imaging, logs, signing, warmplan
 from previewer.accesslog import FLUSH_INTERVAL, AccessLog
 from previewer.broker import BrokerRenderer, JobConsumer
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
 from previewer.config import SERVE, WORKER, ConfigError, Option, Settings, load, options_for
 from previewer.fetch import Fetcher, Resolver
+from previewer.metrics import (
+    HealthCollector,
+    NoMetrics,
+    PrometheusMetrics,
+    Recorder,
+    WorkerCollector,
+)
 from previewer.renderer import EmbeddedRenderer, Renderer
 from previewer.server import HttpServer, build_app
 from previewer.service import PreviewService
@@ -141,11 +148,12 @@ def sign_paths(paths: Sequence[str], key: bytes, salt: bytes) -> list[str]:
 
 @dataclass
 class Running:
-    """A started service, the URL it listens on, and its access log."""
+    """A started service, the URL it listens on, its access log and its metrics' URL."""
 
     service: PreviewService
     url: str
     access_log: AccessLog
+    metrics_url: str | None = None  # None: --metrics-address is off
 
 
 @contextlib.asynccontextmanager
@@ -161,6 +169,10 @@ async def running(
     """
     cache = settings.cache
     stack = contextlib.AsyncExitStack()
+    prometheus = PrometheusMetrics() if settings.server.metrics_address else None
+    metrics: Recorder = prometheus or NoMetrics()
+    if prometheus is not None:
+        stack.callback(prometheus.stop)
     renderer: Renderer
     if settings.broker.url:
         broker = BrokerRenderer(settings.broker, settings.server.request_timeout)
@@ -168,7 +180,7 @@ async def running(
         renderer, preview_bytes = broker, cache.size  # the workers keep the sources
     else:
         renderer = await stack.enter_async_context(
-            embedded_renderer(settings, cache.source_bytes, resolver)
+            embedded_renderer(settings, cache.source_bytes, resolver, metrics)
         )
         preview_bytes = cache.preview_bytes
     service = PreviewService(
@@ -179,28 +191,42 @@ async def running(
         ),
         renderer=renderer,
         disk_budget=cache.size,
+        metrics=metrics,
     )
-    access_log = AccessLog(successes=settings.server.access_log, interval=flush_interval)
+    access_log = AccessLog(
+        successes=settings.server.access_log,
+        interval=flush_interval,
+        as_json=settings.server.log_format == "json",
+    )
     server = HttpServer(
-        build_app(service, settings.server, settings.imaging, access_log), settings.server
+        build_app(service, settings.server, settings.imaging, access_log, metrics),
+        settings.server,
     )
     async with stack:
         try:
             await service.start()
+            metrics_url = None
+            if prometheus is not None and settings.server.metrics_address is not None:
+                prometheus.register(HealthCollector(service.health))
+                metrics_url = prometheus.serve(*settings.server.metrics_address)
             url = await server.start()
-            yield Running(service=service, url=url, access_log=access_log)
+            yield Running(service, url, access_log, metrics_url)
         finally:
+            service.drain()  # /ready says 503 while the requests in flight finish
             await server.stop()
             await service.stop()
 
 
 @contextlib.asynccontextmanager
 async def embedded_renderer(
-    settings: Settings, source_bytes: int, resolver: Resolver | None = None
+    settings: Settings,
+    source_bytes: int,
+    resolver: Resolver | None = None,
+    metrics: Recorder | None = None,
 ) -> AsyncIterator[EmbeddedRenderer]:
     """The render stage of the embedded mode and of a worker: fetch, source cache, libvips.
 
-    `source_bytes` bounds the source cache (0: none).
+    `source_bytes` bounds the source cache (0: none); `metrics` gets its phases and fetches.
     """
     imaging.configure()
     executor = ThreadPoolExecutor(settings.imaging.workers, thread_name_prefix="render")
@@ -213,6 +239,7 @@ async def embedded_renderer(
             fetcher=fetcher,
             sources=DiskCache("source", Storage(cache.dir / SOURCES_DIR), CacheIndex(source_bytes)),
             executor=executor,
+            metrics=metrics,
         )
     finally:
         await fetcher.close()
@@ -223,6 +250,7 @@ async def embedded_renderer(
 class RunningWorker:
     worker: Worker
     consumer: JobConsumer
+    metrics_url: str | None = None  # None: --metrics-address is off
 
 
 @contextlib.asynccontextmanager
@@ -236,7 +264,11 @@ async def running_worker(
     sources = (
         settings.cache.size if settings.cache.source_size is None else settings.cache.source_size
     )
-    async with embedded_renderer(settings, sources, resolver) as renderer:
+    prometheus = PrometheusMetrics() if settings.server.metrics_address else None
+    async with (
+        contextlib.AsyncExitStack() as stack,
+        embedded_renderer(settings, sources, resolver, prometheus) as renderer,
+    ):
         await renderer.load()
         worker = Worker(
             renderer,
@@ -244,9 +276,16 @@ async def running_worker(
             delivery_limit=settings.broker.delivery_limit,
         )
         consumer = JobConsumer(settings.broker, settings.imaging.workers, worker.handle)
+        metrics_url = None
+        if prometheus is not None and settings.server.metrics_address is not None:
+            prometheus.register(
+                WorkerCollector(renderer.health, worker.counters, lambda: consumer.connected)
+            )
+            stack.callback(prometheus.stop)
+            metrics_url = prometheus.serve(*settings.server.metrics_address)
         consumer.start()
         try:
-            yield RunningWorker(worker, consumer)
+            yield RunningWorker(worker, consumer, metrics_url)
         finally:
             await consumer.stop(settings.server.shutdown_timeout)
 
@@ -262,6 +301,8 @@ async def work(settings: Settings) -> int:
             settings.imaging.workers,
             settings.cache.dir.absolute(),
         )
+        if running.metrics_url:
+            log.info("metrics on %s", running.metrics_url)
         ready = asyncio.ensure_future(running.consumer.wait_ready())
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({ready, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -287,9 +328,12 @@ async def serve(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with running(settings) as service:
         log.info("listening on %s (cache %s)", service.url, settings.cache.dir.absolute())
+        if service.metrics_url:
+            log.info("metrics on %s", service.metrics_url)
         await stop.wait()
         log.info(
-            "stopping: finishing requests in flight (up to %ss)", settings.server.shutdown_timeout
+            "stopping: not ready any more, finishing requests in flight (up to %ss)",
+            settings.server.shutdown_timeout,
         )
     log.info("stopped")
     return 0
@@ -348,11 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"previewer: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup(settings.server.log_level, settings.server.log_format)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Records need no thread or process names (the format shows neither); not
     # collecting them trims each access-log line's cost on the event loop.

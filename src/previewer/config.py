@@ -25,6 +25,7 @@ from previewer.config_values import (
     amqp_url,
     choice,
     hex_secret,
+    host_port,
     int_in,
     non_empty,
     parse_bool,
@@ -42,6 +43,7 @@ WORKER = "worker"
 
 GRAVITIES = ("attention", "centre")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 COOKIE_REQUESTS = ("shared", "private")
 
 
@@ -136,6 +138,13 @@ class ServerConfig:
         help="`debug`, `info`, `warning` or `error`",
         commands=(SERVE, WORKER),
     )
+    log_format: str = setting(
+        "text",
+        parse=choice(*LOG_FORMATS),
+        help="`text` (one line per event) or `json` (one JSON object per line; fields in "
+        "docs/operations.md)",
+        commands=(SERVE, WORKER),
+    )
     access_log: bool = setting(
         True,
         parse=parse_bool,
@@ -166,6 +175,14 @@ class ServerConfig:
         help="hex salt prepended to the signed path",
         shown_default="none",
         commands=(SERVE, "sign", "warm"),
+    )
+    metrics_address: tuple[str, int] | None = setting(
+        None,
+        parse=host_port,
+        help="`host:port` serving Prometheus metrics at `/metrics`, apart from the public port "
+        "(see docs/operations.md); `off` serves none",
+        shown_default="off",
+        commands=(SERVE, WORKER),
     )
     playground: bool = setting(
         True,

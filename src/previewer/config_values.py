@@ -144,3 +144,16 @@ def amqp_url(text: str) -> str:
     if value and not re.fullmatch(r"amqps?://[^\s/]+(/\S*)?", value):
         raise ValueError(f"not an AMQP URL (use amqp://user:pass@host:5672/vhost): {text!r}")
     return value
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """`127.0.0.1:9090`, `[::1]:9090` or `0.0.0.0:0` -> (host, port); empty or `off` -> None."""
+    value = text.strip()
+    if value.lower() in ("", "off"):
+        return None
+    host, sep, port = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not host:port: {text!r} (use e.g. 127.0.0.1:9090 or [::1]:9090)")
+    return host, int(port)

@@ -155,9 +155,14 @@ class Overloaded(PreviewError):
     default_message = "The service is busy; retry shortly."
 
     retry_after = 1  # seconds, in Retry-After
+    reason = "queue_full"  # a fixed word for the metrics: which limit was reached
 
-    def __init__(self, retry_after: int = 1, *, detail: str | None = None) -> None:
+    def __init__(
+        self, retry_after: int = 1, *, detail: str | None = None, reason: str | None = None
+    ) -> None:
         self.retry_after = retry_after
+        if reason is not None:
+            self.reason = reason
         super().__init__(detail=detail)
 
     def headers(self) -> dict[str, str]:
@@ -169,6 +174,7 @@ class Unavailable(Overloaded):
 
     code = "unavailable"
     default_message = "The service cannot render right now; retry shortly."
+    reason = "broker_down"
 
 
 class RequestTimeout(PreviewError):

@@ -112,15 +112,22 @@ class Fetcher:
             self._session = None
 
     async def fetch(
-        self, source: SourceURL, client_headers: Headers, client_address: str | None
+        self,
+        source: SourceURL,
+        client_headers: Headers,
+        client_address: str | None,
+        request_id: str | None = None,
     ) -> FetchResult:
         """GET `source` with the client's headers, following redirects, within the deadline.
 
         The client's headers are filtered by the forwarding rules of `headers.py`,
         and the answer is judged by its sharing rules (`cookie_requests` decides
-        whether a `Cookie` restricts storing as `Authorization` does).
+        whether a `Cookie` restricts storing as `Authorization` does). `request_id`
+        is sent as `X-Request-Id`.
         """
-        headers = forwarded_headers(client_headers, client_address, self.config.drop_headers)
+        headers = forwarded_headers(
+            client_headers, client_address, self.config.drop_headers, request_id
+        )
         try:
             async with asyncio.timeout(self.config.timeout):
                 body, response_headers = await self._follow(source, headers)

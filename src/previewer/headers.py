@@ -14,7 +14,9 @@ reaches the origin unchanged, repeats kept, except
   cannot read;
 - anything the operator lists in `--drop-headers`.
 `X-Forwarded-For` gets the client address appended and `Via` gets our hop; a
-request without `User-Agent` gets previewer's own.
+request without `User-Agent` gets previewer's own. `X-Request-Id` carries the
+request's id (logs.py): the client's when well formed, else previewer's, in
+place of whatever the client sent.
 
 Sharing (RFC 9111 section 3 and 3.5, rules for shared caches): a preview is
 stored only when the origin did not say `no-store` or `private`, set no
@@ -81,6 +83,7 @@ ACCEPT_FALLBACK = ",".join(DECODABLE_TYPES)
 _VARY_HARMLESS = frozenset({"accept", "accept-encoding"})
 VIA = f"1.1 previewer/{__version__}"
 USER_AGENT = f"previewer/{__version__}"  # sent only when the client sent none
+REQUEST_ID = "X-Request-Id"
 
 Headers = list[tuple[str, str]]
 
@@ -121,6 +124,7 @@ def forwarded_headers(
     client_headers: Iterable[tuple[str, str]],
     client_address: str | None,
     drop: frozenset[str] = frozenset(),
+    request_id: str | None = None,
 ) -> Headers:
     """The headers to send to the origin, in the client's order."""
     client = CIMultiDict(client_headers)
@@ -139,6 +143,10 @@ def forwarded_headers(
         out.add("X-Forwarded-For", ", ".join([*xff, client_address]))
     if "via" not in drop:
         out.add("Via", ", ".join([*out.popall("Via", []), VIA]))
+    if request_id is not None:
+        out.popall(REQUEST_ID, None)
+        if REQUEST_ID.lower() not in drop:
+            out.add(REQUEST_ID, request_id)
     return list(out.items())
 
 

@@ -5,11 +5,13 @@ the request deadline) and the work of a miss: get the source (source cache,
 single flight per source, fetch under the source policy), render it, and
 say whether the result may be shared and whether the source was complete.
 That is everything a remote worker would take over; a job carries the
-options, the forwarded headers and the client address, a reply the body,
-content type, `shareable` and `complete`.
+options, the forwarded headers, the client address and the request id, a
+reply the body, content type, `shareable` and `complete`.
 
 `EmbeddedRenderer`, the default and only implementation here, does it in
-this process: libvips on a bounded thread pool behind `Admission`.
+this process: libvips on a bounded thread pool behind `Admission`. It
+reports the queue wait, fetch and render phases of each miss and the outcome
+of each origin fetch to a `metrics.Recorder`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -28,9 +31,11 @@ from previewer import imaging
 from previewer.admission import Admission
 from previewer.cache import CacheHealth, DiskCache
 from previewer.config import ImagingConfig
+from previewer.errors import PreviewError
 from previewer.fetch import Fetcher
 from previewer.flight import SingleFlight
 from previewer.headers import Headers
+from previewer.metrics import NoMetrics, Recorder, fetch_outcome
 from previewer.options import PreviewOptions, SourceURL
 from previewer.storage import Entry, key_digest
 
@@ -47,6 +52,7 @@ class RenderJob:
     headers: Headers
     client_address: str | None
     deadline: float | None = None  # Unix time after which nobody waits for the answer
+    request_id: str | None = None  # X-Request-Id: logged with the job, sent to the origin
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,10 @@ class EmbeddedRenderer:
         fetcher: Fetcher,
         sources: DiskCache,
         executor: Executor,
+        metrics: Recorder | None = None,
     ) -> None:
         self._config = config
+        self._metrics: Recorder = metrics or NoMetrics()
         self._fetcher = fetcher
         self._sources = sources
         self._executor = executor
@@ -149,7 +157,7 @@ class EmbeddedRenderer:
 
     async def render(self, job: RenderJob, abandoned: threading.Event) -> RenderResult:
         options = job.options
-        source = await self._source(options.source, job.headers, job.client_address)
+        source = await self._source(options.source, job)
         rendered = await self._render(
             source.body,
             imaging.RenderJob(
@@ -176,9 +184,8 @@ class EmbeddedRenderer:
             rendered.body, rendered.content_type, source.shareable, rendered.complete
         )
 
-    async def _source(
-        self, source: SourceURL, headers: Headers, client_address: str | None
-    ) -> _Source:
+    async def _source(self, source: SourceURL, job: RenderJob) -> _Source:
+        headers = job.headers
         digest = key_digest(f"source|v1|{source}")
         if self._sources.enabled:
             held = self._sources.peek(digest)
@@ -188,14 +195,21 @@ class EmbeddedRenderer:
                 return _Source(entry.body, shareable=True, digest=digest, kept=True)
         return await self._flights.run(
             flight_key(digest, headers),
-            lambda _: self._fetch(source, digest, headers, client_address),
+            lambda _: self._fetch(source, digest, job),
         )
 
-    async def _fetch(
-        self, source: SourceURL, digest: str, headers: Headers, client_address: str | None
-    ) -> _Source:
+    async def _fetch(self, source: SourceURL, digest: str, job: RenderJob) -> _Source:
         self._fetches += 1
-        fetched = await self._fetcher.fetch(source, headers, client_address)
+        started = time.perf_counter()
+        try:
+            fetched = await self._fetcher.fetch(
+                source, job.headers, job.client_address, job.request_id
+            )
+        except PreviewError as exc:
+            self._metrics.fetch(fetch_outcome(exc), 0)
+            raise
+        self._metrics.phase("fetch", time.perf_counter() - started)
+        self._metrics.fetch("ok", len(fetched.body))
         return _Source(fetched.body, fetched.shareable, digest=digest, kept=False)
 
     async def _keep(self, source: _Source) -> None:
@@ -227,10 +241,17 @@ class EmbeddedRenderer:
         """Run one render on the pool, or refuse at once (503) when the queue is full."""
         ticket = self._admission.admit()
         self._renders += 1
+        metrics = self._metrics
+        admitted = time.perf_counter()
 
         def run() -> imaging.Rendered:
             ticket.start()
-            return imaging.render(body, job, abandoned.is_set)
+            started = time.perf_counter()
+            metrics.phase("queue", started - admitted)
+            try:
+                return imaging.render(body, job, abandoned.is_set)
+            finally:
+                metrics.phase("render", time.perf_counter() - started)
 
         future = self._executor.submit(run)
         future.add_done_callback(lambda _: ticket.finish())

@@ -4,7 +4,8 @@ The only module that imports the web framework (aiohttp.web).
 
     GET|HEAD /fill/{width}/{height}/{source}   the preview
     GET|HEAD /{signature}/fill/...             the same, when URL signing is on
-    GET|HEAD /health                           200 while the service can serve
+    GET|HEAD /health                           liveness: 200 while the process serves
+    GET|HEAD /ready                            readiness: 200, or 503 with the reasons
     GET|HEAD / and /playground/...             the playground page (playground.py)
 
 Any other path is 404. A path under `/fill` (or, with signing on, a path
@@ -19,6 +20,14 @@ Every error is JSON `{"error": code, "message": sentence}` with
 a bug, logged with its traceback and answered 500. Requests aiohttp cannot
 parse (over-long request lines or headers, garbage) get the same format.
 
+Every response carries `X-Request-Id` (logs.py): the client's when well
+formed, else a new one; every log line about the request carries it too.
+Every response but the probes' is reported to the `metrics.Recorder`.
+Stopping drains: /ready turns 503 (`PreviewService.drain`), and the server
+keeps listening until the requests in flight are answered or
+`--shutdown-timeout` passes, so that load balancers see the instance leave
+before its connections close.
+
 Each connection answers a client that half-closes after its request
 (`shutdown(SHUT_WR)`): asyncio would otherwise close the whole connection on
 the client's end of input, before the answer is written.
@@ -26,6 +35,7 @@ the client's end of input, before the answer is written.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -45,9 +55,13 @@ from previewer.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PreviewError,
     UriTooLong,
 )
+from previewer.headers import REQUEST_ID
+from previewer.logs import current_request, new_request_id, request_id_for
+from previewer.metrics import NoMetrics, Recorder
 from previewer.options import Output, OutputRules, PreviewOptions, parse_request
 from previewer.service import Preview, PreviewService
 
@@ -60,6 +74,10 @@ _SETTINGS = web.AppKey("settings", ServerConfig)
 _ACCESS_LOG = web.AppKey("access_log", AccessLog)
 _PARSE: web.AppKey[Callable[..., PreviewOptions]] = web.AppKey("parse")
 _NEGOTIATE: web.AppKey[Callable[[str | None], Output] | None] = web.AppKey("negotiate")
+_METRICS: web.AppKey[Recorder] = web.AppKey("metrics")
+_REQUEST_ID = web.RequestKey("request_id", str)  # the request's id
+# Probes are answered like any request but are neither counted nor waited for on stop.
+PROBES = frozenset({"/health", "/ready"})
 # Paths parsed lately, remembered: hits repeat them. Errors are not remembered;
 # a path is at most 8 KB (aiohttp's request-line limit), so the memo stays small.
 PARSE_MEMO_SIZE = 1024
@@ -79,12 +97,17 @@ def build_app(
     server_config: ServerConfig,
     imaging_config: ImagingConfig,
     access_log: AccessLog | None = None,
+    metrics: Recorder | None = None,
 ) -> web.Application:
     """The routes; `access_log` defaults to one on stderr that follows `--access-log`."""
     app = web.Application(middlewares=[_errors_and_logging])
     app[_SERVICE] = service
     app[_SETTINGS] = server_config
-    app[_ACCESS_LOG] = access_log or AccessLog(successes=server_config.access_log)
+    app[_ACCESS_LOG] = access_log or AccessLog(
+        successes=server_config.access_log, as_json=server_config.log_format == "json"
+    )
+    app[_METRICS] = metrics or NoMetrics()
+    app[_TRAFFIC] = Traffic()
     app.on_cleanup.append(_flush_access_log)
     parse: Callable[..., PreviewOptions] = functools.lru_cache(maxsize=PARSE_MEMO_SIZE)(
         functools.partial(
@@ -107,6 +130,7 @@ def build_app(
         functools.lru_cache(maxsize=NEGOTIATE_MEMO_SIZE)(rules.choose) if rules.negotiates else None
     )
     app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
     app.router.add_get("/fill{tail:(?:/.*)?}", _fill)
     if server_config.signing_key:
         app.router.add_get("/{signature}/fill{tail:(?:/.*)?}", _fill)
@@ -136,31 +160,87 @@ def error_response(exc: PreviewError) -> web.Response:
     )
 
 
+class Traffic:
+    """Requests in flight (probes aside), and a wait for there to be none."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if not self.in_flight:
+            self._idle.set()
+
+    async def idle(self, within: float) -> bool:
+        """Wait until no request is in flight; False if `within` seconds pass first."""
+        try:
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+_TRAFFIC = web.AppKey("traffic", Traffic)
+_CACHE_LABELS = {"HIT": "hit", "MISS": "miss"}
+
+
 @web.middleware
 async def _errors_and_logging(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    cause = ""
+    request_id = request_id_for(request.headers.get(REQUEST_ID))
+    request[_REQUEST_ID] = request_id
+    context = current_request.set(request_id)
+    probe = request.raw_path in PROBES
+    app = request.app
+    if not probe:
+        app[_TRAFFIC].enter()
+    code, cause, overload = "ok", "", None
     try:
         response = await handler(request)
     except web.HTTPMethodNotAllowed:
         response = error_response(MethodNotAllowed())
+        code = MethodNotAllowed.code
     except web.HTTPNotFound:
         response = error_response(NotFound())
+        code = NotFound.code
     except PreviewError as exc:
         response = error_response(exc)
-        cause = f" error={exc.code} cause={exc.detail!r}"
+        code, cause = exc.code, exc.detail
+        overload = exc.reason if isinstance(exc, Overloaded) else None
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.raw_path)
         response = error_response(PreviewError())
-        cause = " error=internal"
+        code = PreviewError.code
+    finally:
+        current_request.reset(context)
+        if not probe:
+            app[_TRAFFIC].leave()
     response.headers["Server"] = SERVER_NAME
-    request.app[_ACCESS_LOG].record(
+    response.headers[REQUEST_ID] = request_id
+    seconds = time.perf_counter() - started
+    x_cache = response.headers.get("X-Cache", "-")
+    if not probe:
+        cache = _CACHE_LABELS.get(x_cache)
+        sent = 0
+        if cache is not None and request.method != "HEAD" and isinstance(response, web.Response):
+            sent = len(response.body) if isinstance(response.body, bytes) else 0
+        app[_METRICS].request(response.status, code, cache, seconds, sent, overload)
+    app[_ACCESS_LOG].record(
         request.method,
         request.raw_path,
         response.status,
-        response.headers.get("X-Cache", "-"),
-        (time.perf_counter() - started) * 1000,
-        cause,
+        x_cache,
+        seconds * 1000,
+        error="" if code == "ok" else code,
+        cause=cause,
+        request_id=request_id,
     )
     return response
 
@@ -175,6 +255,15 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
+async def _ready(request: web.Request) -> web.Response:
+    readiness = request.app[_SERVICE].readiness()
+    return web.json_response(
+        {"ready": readiness.ready, "reasons": list(readiness.reasons)},
+        status=200 if readiness.ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 async def _fill(request: web.Request) -> web.Response:
     config = request.app[_SETTINGS]
     path = request.raw_path
@@ -187,7 +276,11 @@ async def _fill(request: web.Request) -> web.Response:
         accept = ", ".join(request.headers.getall("Accept", [])) or None
         options = request.app[_PARSE](path, output=negotiate(accept))
     preview = await request.app[_SERVICE].get(
-        options, request.headers.items(), request.remote, config.request_timeout
+        options,
+        request.headers.items(),
+        request.remote,
+        config.request_timeout,
+        request[_REQUEST_ID],
     )
     return _preview_response(request, preview, config)
 
@@ -249,9 +342,12 @@ class _Connection(web.RequestHandler):
       access-log line, never aiohttp's text page that echoes the request.
     """
 
-    def __init__(self, manager: web.Server, *, refusals: AccessLog, **kwargs: Any) -> None:
+    def __init__(
+        self, manager: web.Server, *, refusals: AccessLog, metrics: Recorder, **kwargs: Any
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._refusals = refusals
+        self._metrics = metrics
         self._client_done = False  # the client has sent all it will send
 
     def eof_received(self) -> bool:  # type: ignore[override]  # asyncio: bool | None
@@ -285,10 +381,22 @@ class _Connection(web.RequestHandler):
         if not isinstance(exc, HttpProcessingError):
             return super().handle_error(request, status, exc, message)
         error = _refusal(exc)
-        cause = f" error={error.code} cause={error.detail!r}"  # the detail names no content
-        self._refusals.record("-", "-", error.status, "-", 0.0, cause)
+        request_id = new_request_id()  # nothing of an unparsed request is trusted
+        # the detail names no content of the request
+        self._refusals.record(
+            "-",
+            "-",
+            error.status,
+            "-",
+            0.0,
+            error=error.code,
+            cause=error.detail,
+            request_id=request_id,
+        )
+        self._metrics.request(error.status, error.code, None, 0.0, 0)
         response = error_response(error)
         response.headers["Server"] = SERVER_NAME
+        response.headers[REQUEST_ID] = request_id
         response.force_close()
         return response
 
@@ -296,7 +404,7 @@ class _Connection(web.RequestHandler):
 class _Server(web.Server):
     """aiohttp's server, making `_Connection` protocols."""
 
-    def __init__(self, made: web.Server, refusals: AccessLog) -> None:
+    def __init__(self, made: web.Server, refusals: AccessLog, metrics: Recorder) -> None:
         # the arguments aiohttp's runner gave the server it made
         super().__init__(
             made.request_handler,
@@ -306,14 +414,17 @@ class _Server(web.Server):
             **made._kwargs,
         )
         self._refusals = refusals
+        self._metrics = metrics
 
     def __call__(self) -> _Connection:
-        return _Connection(self, loop=self._loop, refusals=self._refusals, **self._kwargs)
+        return _Connection(
+            self, loop=self._loop, refusals=self._refusals, metrics=self._metrics, **self._kwargs
+        )
 
 
 class _Runner(web.AppRunner):
     async def _make_server(self) -> web.Server:
-        return _Server(await super()._make_server(), self.app[_ACCESS_LOG])
+        return _Server(await super()._make_server(), self.app[_ACCESS_LOG], self.app[_METRICS])
 
 
 class HttpServer:
@@ -321,6 +432,7 @@ class HttpServer:
 
     def __init__(self, app: web.Application, config: ServerConfig) -> None:
         self._config = config
+        self._traffic = app[_TRAFFIC]
         self._runner = _Runner(
             app,
             access_log=None,  # the middleware logs one line per request
@@ -343,5 +455,17 @@ class HttpServer:
         return self.url
 
     async def stop(self) -> None:
-        """Stop accepting, then wait up to shutdown_timeout for requests in flight."""
+        """Drain, then close: requests in flight get `shutdown_timeout` seconds in all.
+
+        Until they are answered the server still listens (a load balancer
+        asking /ready meanwhile hears 503, see `PreviewService.drain`); then
+        it stops accepting and closes its connections, giving what is left
+        the rest of the time before cancelling it.
+        """
+        deadline = time.monotonic() + self._config.shutdown_timeout
+        if self._traffic.in_flight:
+            log.info("draining: %d requests in flight", self._traffic.in_flight)
+            await self._traffic.idle(self._config.shutdown_timeout)
+        # aiohttp reads the runner's shutdown timeout when it closes the connections
+        self._runner._shutdown_timeout = max(0.0, deadline - time.monotonic())
         await self._runner.cleanup()

@@ -10,7 +10,9 @@ Concurrent requests for one uncached preview share one render (a single
 flight, only between requests that carry the same credentials). The render
 itself (source cache, fetch, libvips) sits behind `renderer.Renderer`;
 blocking file I/O runs on the default thread pool. `health()` returns what
-/health reports, as a value.
+/health reports, as a value; `readiness()` what /ready reports: whether the
+instance can take traffic now, and if not, why. The time each preview write
+takes is reported to a `metrics.Recorder` (the phase `store` of a miss).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Coroutine, Iterable
@@ -27,6 +30,7 @@ from previewer.cache import CacheHealth, DiskCache
 from previewer.errors import RequestTimeout
 from previewer.flight import SingleFlight
 from previewer.headers import Headers
+from previewer.metrics import NoMetrics, Recorder
 from previewer.options import PreviewOptions
 from previewer.renderer import BrokerHealth, Renderer, RenderJob, flight_key
 from previewer.storage import Entry, key_digest
@@ -93,13 +97,33 @@ class Health:
     broker: BrokerHealth | None = None  # broker mode only
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """What /ready reports: ready when nothing is in `reasons`."""
+
+    reasons: tuple[str, ...]
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons
+
+
 class PreviewService:
     """Serves previews from the preview cache, rendering and storing each miss."""
 
-    def __init__(self, *, previews: DiskCache, renderer: Renderer, disk_budget: int) -> None:
+    def __init__(
+        self,
+        *,
+        previews: DiskCache,
+        renderer: Renderer,
+        disk_budget: int,
+        metrics: Recorder | None = None,
+    ) -> None:
         self._previews = previews
         self._renderer = renderer
         self._disk_budget = disk_budget
+        self._metrics: Recorder = metrics or NoMetrics()
+        self._draining = False
         self._flights = SingleFlight[Preview]()
         self._background: set[asyncio.Future[object]] = set()
         self._loading: asyncio.Future[tuple[None, None]] | None = None
@@ -126,6 +150,24 @@ class PreviewService:
         """Wait until every index is loaded (and so every file on disk is counted)."""
         if self._loading is not None and not self._loading.done():
             await asyncio.shield(self._loading)
+
+    def drain(self) -> None:
+        """Stop taking traffic: /ready answers 503 from now on; requests still get answers."""
+        self._draining = True
+
+    def readiness(self) -> Readiness:
+        """Can this instance take traffic? Cheap enough for a probe every second or two."""
+        reasons = []
+        if self._draining:
+            reasons.append("shutting_down")
+        if self._loading is None:
+            reasons.append("index_load_not_started")
+        if not _writable(self._previews.storage.root):
+            reasons.append("cache_dir_not_writable")
+        broker = self._renderer.health().broker
+        if broker is not None and not broker.connected:
+            reasons.append("broker_disconnected")
+        return Readiness(tuple(reasons))
 
     async def stop(self) -> None:
         """Write what only memory knows: pending previews and the uses of hot ones."""
@@ -167,13 +209,15 @@ class PreviewService:
         headers: Iterable[tuple[str, str]],
         client_address: str | None,
         time_limit: float | None = None,
+        request_id: str | None = None,
     ) -> Preview:
         """The preview for `options`: from memory at once, else within `time_limit` seconds.
 
         Raises RequestTimeout when the slow path (disk lookup, render) passes
         `time_limit`, and any other PreviewError the render raises. `headers`
         (the client's, in order, repeats included) are read only on that
-        path: a hit from memory never copies them.
+        path: a hit from memory never copies them. `request_id` travels with
+        the render job (to the origin, and to a worker in broker mode).
         """
         digest = _digest(options)
         hot = self._previews.peek(digest)
@@ -184,11 +228,13 @@ class PreviewService:
             self._hits += 1
             return Preview(entry, hit=True, shareable=True)
         if time_limit is None:
-            return await self._lookup(options, digest, headers, client_address, None)
+            return await self._lookup(options, digest, headers, client_address, None, request_id)
         deadline = time.time() + time_limit
         try:
             async with asyncio.timeout(time_limit):
-                return await self._lookup(options, digest, headers, client_address, deadline)
+                return await self._lookup(
+                    options, digest, headers, client_address, deadline, request_id
+                )
         except TimeoutError:
             raise RequestTimeout(detail=f"no preview within {time_limit}s") from None
 
@@ -199,6 +245,7 @@ class PreviewService:
         client_headers: Iterable[tuple[str, str]],
         client_address: str | None,
         deadline: float | None,
+        request_id: str | None,
     ) -> Preview:
         headers: Headers = list(client_headers)
         entry = await asyncio.to_thread(self._previews.get, digest)
@@ -206,7 +253,7 @@ class PreviewService:
             self._hits += 1
             return Preview(entry, hit=True, shareable=True)
         self._misses += 1
-        job = RenderJob(options, headers, client_address, deadline)
+        job = RenderJob(options, headers, client_address, deadline, request_id)
         return await self._flights.run(
             flight_key(digest, headers), lambda abandoned: self._produce(job, digest, abandoned)
         )
@@ -218,7 +265,7 @@ class PreviewService:
         entry = Entry.of(rendered.body, rendered.content_type)
         if shareable:
             if self._previews_loaded.is_set():
-                await asyncio.to_thread(self._previews.put, digest, entry)
+                await self._store(digest, entry)
             else:  # answer now; the write waits until every file on disk is counted
                 self._previews.hold(digest, entry)
                 self._in_background(self._put_when_loaded(digest, entry))
@@ -226,12 +273,28 @@ class PreviewService:
 
     async def _put_when_loaded(self, digest: str, entry: Entry) -> None:
         await self._previews_loaded.wait()
+        await self._store(digest, entry)
+
+    async def _store(self, digest: str, entry: Entry) -> None:
+        started = time.perf_counter()
         await asyncio.to_thread(self._previews.put, digest, entry)
+        self._metrics.phase("store", time.perf_counter() - started)
 
     def _in_background(self, work: Coroutine[object, None, object]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _writable(directory: os.PathLike[str]) -> bool:
+    """May this process create files in `directory`, or create it? (One or two stat calls.)"""
+    path = os.fspath(directory)
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
 @functools.lru_cache(maxsize=1024)

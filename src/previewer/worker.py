@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from previewer import jobs
+from previewer import jobs, logs
 from previewer.broker import Delivery
 from previewer.config import GRAVITIES
 from previewer.errors import BadImage, PreviewError, RequestTimeout
@@ -73,6 +73,8 @@ class Worker:
             log.warning("malformed job dead-lettered: %s", exc)
             await delivery.dead_letter()
             return
+        # each delivery runs in a task of its own: its log lines carry the request's id
+        logs.current_request.set(job.request_id)
         source = job.options.source
         if delivery.deliveries:
             self.counters.redelivered += 1
@@ -113,7 +115,10 @@ class Worker:
         try:
             async with asyncio.timeout(left):
                 result = await self._renderer.render(
-                    RenderJob(job.options, job.headers, job.client_address), abandoned
+                    RenderJob(
+                        job.options, job.headers, job.client_address, request_id=job.request_id
+                    ),
+                    abandoned,
                 )
         except TimeoutError:
             abandoned.set()

@@ -12,10 +12,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Settings the deployment files set ahead of the README's table listing them:
-# the metrics address and the broker URL (docs/operations.md, Status).
-SETTINGS_TO_COME = frozenset({"PREVIEWER_METRICS_ADDRESS", "PREVIEWER_BROKER"})
-
 
 def documented_settings() -> frozenset[str]:
     """The variables of the README's configuration table (generated from config.py)."""

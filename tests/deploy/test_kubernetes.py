@@ -15,7 +15,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from deploy_files import REPO, SETTINGS_TO_COME, documented_settings, no_network
+from deploy_files import REPO, documented_settings, no_network
 
 from previewer import __version__
 from previewer.config import load, parse_bytes
@@ -144,7 +144,7 @@ def container(name: str) -> dict[str, Any]:
 def test_configmap_holds_valid_documented_settings() -> None:
     data = settings()
     assert all(isinstance(value, str) for value in data.values())
-    assert set(data) <= documented_settings() | SETTINGS_TO_COME
+    assert set(data) <= documented_settings()
     loaded = load(data)  # the service accepts every value
     assert str(loaded.cache.dir) == "/var/cache/previewer"
     for name in ("previewer-front", "previewer-worker"):

@@ -220,13 +220,15 @@ async def test_sigterm_with_100_requests_in_flight(
         stopping_at = time.monotonic()
         proc.proc.send_signal(signal.SIGTERM)
         await until(lambda: any("stopping" in line for line in proc.log_lines))
-        with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), 2):
-            pass  # no new connections once stopping
+        async with client.get(f"{proc.url}/ready") as resp:  # still listening, not ready
+            assert resp.status == 503
         gate.release()
         statuses = await asyncio.gather(*tasks)
     assert statuses == [200] * 100
     assert await asyncio.to_thread(proc.proc.wait, 30) == 0
     assert time.monotonic() - stopping_at < 20
+    with pytest.raises(ConnectionRefusedError), socket.create_connection((host, int(port)), 2):
+        pass  # no connections once stopped
     proc.close()
 
 

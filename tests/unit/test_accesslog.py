@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import time
@@ -28,8 +29,8 @@ def _info_level() -> Iterator[None]:
     logger.setLevel(before)
 
 
-def _record(access: AccessLog, status: int = 200, cause: str = "") -> None:
-    access.record("GET", "/fill/1/1/a.test/x.jpg", status, "HIT", 0.123, cause)
+def _record(access: AccessLog, status: int = 200, error: str = "", cause: str = "") -> None:
+    access.record("GET", "/fill/1/1/a.test/x.jpg", status, "HIT", 0.123, error=error, cause=cause)
 
 
 def _statuses(out: io.StringIO) -> list[str]:
@@ -41,7 +42,7 @@ async def test_a_line_has_the_log_format_and_local_time() -> None:
     out = io.StringIO()
     access = AccessLog(out)
     before = time.time()
-    _record(access, 404, " error=source_status cause='404'")
+    _record(access, 404, "source_status", "404")
     after = time.time()
     match = LINE.fullmatch(out.getvalue().rstrip("\n"))
     assert match is not None, out.getvalue()
@@ -122,3 +123,45 @@ async def test_without_a_stream_it_writes_to_stderr_as_it_is_then(
     access = AccessLog()
     _record(access, 404)
     assert "status=404" in capsys.readouterr().err
+
+
+async def test_a_line_carries_the_request_id() -> None:
+    out = io.StringIO()
+    access = AccessLog(out)
+    access.record("GET", "/x", 502, "-", 1.0, error="source_status", request_id="abc-1")
+    assert out.getvalue().endswith(" error=source_status request_id=abc-1\n")
+
+
+async def test_the_json_form_has_the_stable_fields() -> None:
+    out = io.StringIO()
+    access = AccessLog(out, as_json=True)
+    access.record(
+        "GET",
+        "/fill/1/1/a.test/x.jpg",
+        404,
+        "-",
+        2.25,
+        error="source_status",
+        cause="404",
+        request_id="r1",
+    )
+    access.record("HEAD", "/fill/1/1/a.test/x.jpg", 200, "HIT", 0.04)
+    access.flush()
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first.pop("time"))
+    assert first == {
+        "level": "INFO",
+        "logger": LOGGER_NAME,
+        "message": "GET /fill/1/1/a.test/x.jpg 404",
+        "request_id": "r1",
+        "method": "GET",
+        "path": "/fill/1/1/a.test/x.jpg",
+        "status": 404,
+        "cache": "-",
+        "ms": 2.2,
+        "error": "source_status",
+        "cause": "404",
+    }
+    assert (second["method"], second["status"], second["cache"]) == ("HEAD", 200, "HIT")
+    assert second["error"] is None
+    assert second["request_id"] is None

@@ -164,6 +164,8 @@ def test_every_option_is_read_from_its_variable() -> None:
         "webp-quality": "50",
         "avif-quality": "40",
         "avif-effort": "8",
+        "log-format": "json",
+        "metrics-address": "127.0.0.1:9090",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -205,6 +207,8 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("broker-queue-length", "0"),
     ("broker-delivery-limit", "0"),
     ("broker-delivery-limit", "21"),
+    ("log-format", "xml"),
+    ("metrics-address", "9090"),
     ("port", "nope"),
     ("port", "-1"),
     ("port", "65536"),
@@ -619,3 +623,31 @@ def test_the_worker_takes_the_settings_of_its_work_and_not_the_front_s() -> None
     # a bad variable of the front's alone does not stop a worker
     settings = load({"PREVIEWER_PORT": "nope", "PREVIEWER_BROKER": "amqp://h/"}, command=WORKER)
     assert settings.broker.url == "amqp://h/"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("127.0.0.1:9090", ("127.0.0.1", 9090)),
+        ("0.0.0.0:0", ("0.0.0.0", 0)),
+        ("[::1]:9090", ("::1", 9090)),
+        ("metrics.internal:80", ("metrics.internal", 80)),
+        ("off", None),
+        ("", None),
+    ],
+)
+def test_metrics_address_is_host_and_port(text: str, value: tuple[str, int] | None) -> None:
+    assert load({"PREVIEWER_METRICS_ADDRESS": text}).server.metrics_address == value
+
+
+@pytest.mark.parametrize("text", ["9090", ":9090", "host:", "host:port", "host:70000", "[::1]"])
+def test_a_bad_metrics_address_names_the_variable(text: str) -> None:
+    with pytest.raises(ConfigError, match="PREVIEWER_METRICS_ADDRESS: not host:port"):
+        load({"PREVIEWER_METRICS_ADDRESS": text})
+
+
+def test_log_format_is_text_or_json() -> None:
+    assert load({}).server.log_format == "text"
+    assert load({"PREVIEWER_LOG_FORMAT": "JSON"}).server.log_format == "json"
+    with pytest.raises(ConfigError, match="--log-format: 'xml' is not one of text, json"):
+        load({}, {"log-format": "xml"})

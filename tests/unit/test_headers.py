@@ -421,3 +421,13 @@ def test_no_accept_from_the_client_sends_none() -> None:
 def test_accept_can_be_dropped_by_the_operator() -> None:
     out = forwarded_headers([("Accept", "image/jxl")], None, frozenset({"accept"}))
     assert "accept" not in names(out)
+
+
+def test_the_request_id_replaces_the_clients() -> None:
+    sent = [("X-Request-Id", "bad id"), ("x-request-id", "other"), ("Accept", "image/*")]
+    out = forwarded_headers(sent, None, request_id="abc")
+    assert [v for k, v in out if k.lower() == "x-request-id"] == ["abc"]
+    dropped = forwarded_headers(sent, None, frozenset({"x-request-id"}), request_id="abc")
+    assert not [v for k, v in dropped if k.lower() == "x-request-id"]
+    kept = forwarded_headers([("X-Request-Id", "as-sent")], None)
+    assert [v for k, v in kept if k.lower() == "x-request-id"] == ["as-sent"]

@@ -1,0 +1,435 @@
+"""Prometheus metrics: the `Recorder` seam, its two implementations, and the scrape address.
+
+The only module that imports `prometheus_client`. The server, the service
+and the render stage report through `Recorder`, three calls that take only
+values from small fixed sets (never a URL, a host or a key):
+
+- `request`: one response sent (status, error code, hit or miss, time,
+  body bytes, and the reason of a 503 `overloaded`);
+- `phase`: the time a miss spent in one phase (queue, fetch, render, store);
+- `fetch`: one origin fetch ended, its outcome and the bytes received.
+
+`NoMetrics` is the recorder while `--metrics-address` is off: each call
+does nothing. `PrometheusMetrics` keeps the counters and histograms, and a
+collector (`HealthCollector`) reads everything that is already counted
+elsewhere at scrape time, from `PreviewService.health()`: cache bytes and
+entries, renders running and waiting, cache hits and misses. A hit served
+from memory costs the metrics a few additions to plain numbers
+(`PrometheusMetrics.request`, about half a microsecond), turned into
+families at scrape time too.
+
+Broker mode's metrics come the same way, from the counters and the
+connection state it already keeps: on a front, `HealthCollector` reads the
+`BrokerHealth` in the service's health; a worker has `WorkerCollector`
+(its render stage's health, its `WorkerCounters`, its connection). The
+`previewer_broker_*` families not made yet (`BROKER_PENDING`) need broker
+mode to keep their figures first: a front's expired jobs, the queue depth
+it last saw, and each job's duration (a histogram, which would be one more
+`_Histogram` kept by the event loop, like the request durations).
+
+The names, types and labels are the contract of deploy/metrics.txt, which
+docs/operations.md explains.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Literal, Protocol
+from wsgiref.simple_server import WSGIServer
+
+import prometheus_client
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
+
+from previewer.errors import (
+    PreviewError,
+    SourceForbidden,
+    SourceStatus,
+    SourceTimeout,
+    SourceTooLarge,
+)
+
+if TYPE_CHECKING:
+    from previewer.renderer import RendererHealth
+    from previewer.service import Health
+    from previewer.worker import WorkerCounters
+
+Phase = Literal["queue", "fetch", "render", "store"]
+PHASES: tuple[Phase, ...] = ("queue", "fetch", "render", "store")
+FETCH_OUTCOMES = (
+    "ok",
+    "origin_4xx",
+    "origin_5xx",
+    "unreachable",
+    "timeout",
+    "too_large",
+    "forbidden",
+)
+OVERLOAD_REASONS = ("queue_full",)  # broker mode adds broker_down, broker_full, no_workers
+CACHE_RESULTS = ("hit", "miss")
+# Seconds: a hit from memory takes well under a millisecond, a miss up to the request timeout.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+# The broker-mode families of the contract.
+BROKER_METRICS = (
+    "previewer_broker_jobs_published_total",
+    "previewer_broker_replies_total",
+    "previewer_broker_jobs_expired_total",
+    "previewer_broker_redeliveries_total",
+    "previewer_broker_connected",
+    "previewer_broker_job_duration_seconds",
+    "previewer_broker_queue_depth",
+)
+BROKER_PENDING = (
+    "previewer_broker_job_duration_seconds",
+    "previewer_broker_queue_depth",
+)  # and previewer_broker_jobs_expired_total on a front
+
+# Counters without a `_created` series: the contract lists none.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Recorder(Protocol):
+    """Where the server, the service and the render stage report; thread-safe."""
+
+    def request(
+        self,
+        status: int,
+        code: str,
+        cache: str | None,
+        seconds: float,
+        sent: int,
+        overload: str | None = None,
+    ) -> None:
+        """One response: `code` is the error code or `ok`; `cache` is hit, miss or None."""
+
+    def phase(self, phase: Phase, seconds: float) -> None:
+        """A miss spent `seconds` in `phase`."""
+
+    def fetch(self, outcome: str, received: int) -> None:
+        """An origin fetch ended with `outcome` (FETCH_OUTCOMES), `received` body bytes."""
+
+
+class NoMetrics:
+    """The recorder while metrics are off."""
+
+    def request(
+        self,
+        status: int,
+        code: str,
+        cache: str | None,
+        seconds: float,
+        sent: int,
+        overload: str | None = None,
+    ) -> None:
+        return None
+
+    def phase(self, phase: Phase, seconds: float) -> None:
+        return None
+
+    def fetch(self, outcome: str, received: int) -> None:
+        return None
+
+
+def fetch_outcome(exc: PreviewError) -> str:
+    """The outcome label of a fetch that raised `exc`."""
+    if isinstance(exc, SourceStatus):
+        return "origin_4xx" if 400 <= exc.upstream_status < 500 else "origin_5xx"
+    if isinstance(exc, SourceTimeout):
+        return "timeout"
+    if isinstance(exc, SourceTooLarge):
+        return "too_large"
+    if isinstance(exc, SourceForbidden):
+        return "forbidden"
+    return "unreachable"
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+# the `le` labels of BUCKETS, spelt as prometheus-client spells its own histograms' bounds
+_LE = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
+
+
+class _Histogram:
+    """Bucket counts and a sum, kept by one thread (the event loop), read by the scraper."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[str, float]]:
+        """Cumulative, as the exposition has them: (le, count)."""
+        counts = list(self.counts)  # one copy, taken under the GIL
+        cumulative = list(itertools.accumulate(counts))
+        return list(zip(_LE, cumulative, strict=True))
+
+
+class PrometheusMetrics:
+    """The recorder while metrics are on, its registry, and the scrape server.
+
+    `request`, called for every response, is on the hit path: it only adds
+    to plain numbers, kept by the event loop (the one thread that calls it)
+    and turned into families at scrape time by `_ResponseCollector`. The
+    miss path's calls (`phase`, `fetch`, from the loop and the render
+    threads) go to prometheus-client's thread-safe counters and histograms.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        # process_*: CPU seconds, resident memory, open files, start time (from /proc)
+        prometheus_client.ProcessCollector(registry=registry)
+        phases = prometheus_client.Histogram(
+            "previewer_miss_phase_seconds",
+            "Time a miss spends in each phase: queue, fetch, render, store.",
+            ("phase",),
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        fetches = prometheus_client.Counter(
+            "previewer_origin_fetches_total",
+            "Source fetches, by outcome.",
+            ("outcome",),
+            registry=registry,
+        )
+        self._fetched = prometheus_client.Counter(
+            "previewer_fetched_bytes_total",
+            "Source bytes received from origins.",
+            registry=registry,
+        )
+        self._phases = {phase: phases.labels(phase) for phase in PHASES}
+        self._fetches = {outcome: fetches.labels(outcome) for outcome in FETCH_OUTCOMES}
+        # written by the event loop only
+        self.responses: dict[tuple[int, str], int] = {}
+        self.durations = {result: _Histogram() for result in CACHE_RESULTS}
+        self.served = 0
+        self.overloaded = dict.fromkeys(OVERLOAD_REASONS, 0)
+        registry.register(_ResponseCollector(self))
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- Recorder ----------------------------------------------------------------
+
+    def request(
+        self,
+        status: int,
+        code: str,
+        cache: str | None,
+        seconds: float,
+        sent: int,
+        overload: str | None = None,
+    ) -> None:
+        key = (status, code)  # statuses and codes come from fixed sets: the dict stays small
+        self.responses[key] = self.responses.get(key, 0) + 1
+        if cache is not None:
+            self.durations[cache].observe(seconds)
+        self.served += sent
+        if overload is not None:
+            self.overloaded[overload] = self.overloaded.get(overload, 0) + 1
+
+    def phase(self, phase: Phase, seconds: float) -> None:
+        self._phases[phase].observe(seconds)
+
+    def fetch(self, outcome: str, received: int) -> None:
+        self._fetches[outcome].inc()
+        if received:
+            self._fetched.inc(received)
+
+    # --- what is read at scrape time ---------------------------------------------
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector read at each scrape (the service's health; broker mode's)."""
+        self.registry.register(collector)
+
+    # --- the scrape address --------------------------------------------------------
+
+    def serve(self, host: str, port: int) -> str:
+        """Serve /metrics on `host:port` (port 0 picks one) on a thread; returns its URL."""
+        self._server, self._thread = prometheus_client.start_http_server(
+            port, host, registry=self.registry
+        )
+        bound_host, bound_port = self._server.server_address[:2]
+        name = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
+        shown = f"[{name}]" if ":" in name else name
+        return f"http://{shown}:{bound_port}/metrics"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+
+class _ResponseCollector:
+    """The families of `PrometheusMetrics.request`'s numbers, made at scrape time."""
+
+    def __init__(self, metrics: PrometheusMetrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self._metrics
+        by_class: dict[tuple[str, str], int] = {}
+        for (status, code), count in dict(metrics.responses).items():
+            labels = (status_class(status), code)
+            by_class[labels] = by_class.get(labels, 0) + count
+        responses = CounterMetricFamily(
+            "previewer_requests_total",
+            "Responses sent, by status class and code (the error code, or ok).",
+            labels=("status_class", "code"),
+        )
+        for labels, count in sorted(by_class.items()):
+            responses.add_metric(labels, count)
+        yield responses
+        durations = HistogramMetricFamily(
+            "previewer_request_duration_seconds",
+            "Time from request to response of a preview, by cache (hit or miss).",
+            labels=("cache",),
+        )
+        for result, histogram in metrics.durations.items():
+            durations.add_metric((result,), histogram.buckets(), sum_value=histogram.sum)
+        yield durations
+        overloaded = CounterMetricFamily(
+            "previewer_overloaded_total", "503 answers, by reason.", labels=("reason",)
+        )
+        for reason, count in dict(metrics.overloaded).items():
+            overloaded.add_metric((reason,), count)
+        yield overloaded
+        yield CounterMetricFamily(
+            "previewer_served_bytes_total",
+            "Preview bytes sent to clients (response bodies).",
+            value=metrics.served,
+        )
+
+
+class HealthCollector:
+    """Turns `PreviewService.health()` into the gauges and counters it already holds."""
+
+    def __init__(self, health: Callable[[], Health]) -> None:
+        self._health = health
+
+    def describe(self) -> list[Metric]:
+        return []  # described by collecting: the families are fixed
+
+    def collect(self) -> Iterator[Metric]:
+        health = self._health()
+        lookups = CounterMetricFamily(
+            "previewer_cache_requests_total",
+            "Preview cache lookups, by result (hit or miss).",
+            labels=("result",),
+        )
+        lookups.add_metric(("hit",), health.counters.hits)
+        lookups.add_metric(("miss",), health.counters.misses)
+        yield lookups
+        size = GaugeMetricFamily(
+            "previewer_cache_bytes", "Bytes held by a disk cache.", labels=("cache",)
+        )
+        entries = GaugeMetricFamily(
+            "previewer_cache_entries", "Entries held by a disk cache.", labels=("cache",)
+        )
+        caches = [("preview", health.cache)]
+        if health.source_cache is not None:
+            caches.append(("source", health.source_cache))
+        for name, cache in caches:
+            size.add_metric((name,), cache.bytes)
+            entries.add_metric((name,), cache.entries)
+        yield size
+        yield entries
+        broker = health.broker
+        if broker is None:  # a front in broker mode renders nothing itself
+            yield from _render_gauges(
+                health.renders_in_progress - health.renders_waiting, health.renders_waiting
+            )
+            return
+        yield CounterMetricFamily(
+            "previewer_broker_jobs_published_total",
+            "Render jobs published to the job queue.",
+            value=broker.published,
+        )
+        yield CounterMetricFamily(
+            "previewer_broker_replies_total",
+            "Replies received for jobs this front is waiting on.",
+            value=broker.replies,
+        )
+        yield _connected(broker.connected)
+
+
+class WorkerCollector:
+    """A worker's figures at scrape time: its source cache, its renders, its jobs."""
+
+    def __init__(
+        self,
+        health: Callable[[], RendererHealth],
+        counters: WorkerCounters,
+        connected: Callable[[], bool],
+    ) -> None:
+        self._health = health
+        self._counters = counters
+        self._connected = connected
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        health = self._health()
+        size = GaugeMetricFamily(
+            "previewer_cache_bytes", "Bytes held by a disk cache.", labels=("cache",)
+        )
+        entries = GaugeMetricFamily(
+            "previewer_cache_entries", "Entries held by a disk cache.", labels=("cache",)
+        )
+        if health.source_cache is not None:
+            size.add_metric(("source",), health.source_cache.bytes)
+            entries.add_metric(("source",), health.source_cache.entries)
+        yield size
+        yield entries
+        yield from _render_gauges(health.renders_running, health.renders_waiting)
+        yield CounterMetricFamily(
+            "previewer_broker_jobs_expired_total",
+            "Jobs received past their deadline and dropped unrendered.",
+            value=self._counters.expired,
+        )
+        yield CounterMetricFamily(
+            "previewer_broker_redeliveries_total",
+            "Jobs received with RabbitMQ's redelivered flag.",
+            value=self._counters.redelivered,
+        )
+        yield _connected(self._connected())
+
+
+def _render_gauges(running: int, waiting: int) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "previewer_renders_in_progress", "Renders running on the render threads now.", value=running
+    )
+    yield GaugeMetricFamily(
+        "previewer_renders_waiting", "Renders waiting for a render thread now.", value=waiting
+    )
+
+
+def _connected(connected: bool) -> Metric:
+    return GaugeMetricFamily(
+        "previewer_broker_connected",
+        "1 while connected to RabbitMQ, else 0.",
+        value=1 if connected else 0,
+    )
