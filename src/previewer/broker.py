@@ -45,6 +45,7 @@ from aio_pika.exceptions import AMQPError, DeliveryError
 from previewer import jobs
 from previewer.config import BrokerConfig
 from previewer.errors import Overloaded, RequestTimeout, Unavailable
+from previewer.metrics import Durations
 from previewer.renderer import BrokerHealth, RendererHealth, RenderJob, RenderResult
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class _FrontCounters:
     unexpected_replies: int = 0
     refused_full: int = 0
     refused_unavailable: int = 0
+    expired: int = 0
 
 
 class BrokerRenderer:
@@ -201,6 +203,9 @@ class BrokerRenderer:
         self._channel: AbstractChannel | None = None
         self._pending: dict[str, asyncio.Future[jobs.Reply]] = {}
         self._consumers: int | None = None
+        self._depth: int | None = None
+        # publish-to-reply times, kept on the event loop, read by metrics at scrape time
+        self.job_durations = Durations()
         self._poller: asyncio.Task[None] | None = None
         self._counters = _FrontCounters()
 
@@ -231,6 +236,8 @@ class BrokerRenderer:
         broker = BrokerHealth(
             connected=self._link.connected,
             consumers=self._consumers,
+            queue_depth=self._depth,
+            expired=self._counters.expired,
             waiting=len(self._pending),
             published=counters.published,
             replies=counters.replies,
@@ -292,6 +299,7 @@ class BrokerRenderer:
                 expiration=max(0.001, job.deadline - time.time()),
             )
             async with asyncio.timeout(max(0.001, job.deadline - time.time())):
+                started = time.perf_counter()
                 try:
                     await channel.default_exchange.publish(message, routing_key=self._config.queue)
                 except DeliveryError as exc:
@@ -303,9 +311,15 @@ class BrokerRenderer:
                     self._counters.refused_unavailable += 1
                     raise Unavailable(detail=f"publishing failed: {exc}") from None
                 self._counters.published += 1
-                return await reply
+                answer = await reply
+                self.job_durations.observe(time.perf_counter() - started)
+                return answer
         except TimeoutError:
+            self._counters.expired += 1
             raise RequestTimeout(detail="no reply from a worker by the deadline") from None
+        except asyncio.CancelledError:  # the request gave up first (its own deadline, or left)
+            self._counters.expired += 1
+            raise
         finally:
             self._pending.pop(correlation, None)
 
@@ -342,9 +356,10 @@ class BrokerRenderer:
                     underlay = await channel.get_underlay_channel()
                     declared = await underlay.queue_declare(self._config.queue, passive=True)
                     self._consumers = declared.consumer_count
+                    self._depth = declared.message_count
                 except Exception as exc:  # the count is advice: never let the poll die
                     log.debug("consumer count unknown: %s", exc)
-                    self._consumers = None
+                    self._consumers = self._depth = None
             await asyncio.sleep(CONSUMER_POLL)
 
 

@@ -34,6 +34,7 @@ from previewer.config import SERVE, WORKER, ConfigError, Option, Settings, load,
 from previewer.fetch import Fetcher, Resolver
 from previewer.metrics import (
     HealthCollector,
+    JobDurationCollector,
     NoMetrics,
     PrometheusMetrics,
     Recorder,
@@ -208,6 +209,8 @@ async def running(
             metrics_url = None
             if prometheus is not None and settings.server.metrics_address is not None:
                 prometheus.register(HealthCollector(service.health))
+                if isinstance(renderer, BrokerRenderer):
+                    prometheus.register(JobDurationCollector(renderer.job_durations))
                 metrics_url = prometheus.serve(*settings.server.metrics_address)
             url = await server.start()
             yield Running(service, url, access_log, metrics_url)

@@ -21,11 +21,9 @@ families at scrape time too.
 Broker mode's metrics come the same way, from the counters and the
 connection state it already keeps: on a front, `HealthCollector` reads the
 `BrokerHealth` in the service's health; a worker has `WorkerCollector`
-(its render stage's health, its `WorkerCounters`, its connection). The
-`previewer_broker_*` families not made yet (`BROKER_PENDING`) need broker
-mode to keep their figures first: a front's expired jobs, the queue depth
-it last saw, and each job's duration (a histogram, which would be one more
-`_Histogram` kept by the event loop, like the request durations).
+(its render stage's health, its `WorkerCounters`, its connection). A
+front's job durations are a `Durations` the broker renderer keeps on the
+event loop, like the request durations, read by `JobDurationCollector`.
 
 The names, types and labels are the contract of deploy/metrics.txt, which
 docs/operations.md explains.
@@ -88,11 +86,6 @@ BROKER_METRICS = (
     "previewer_broker_job_duration_seconds",
     "previewer_broker_queue_depth",
 )
-BROKER_PENDING = (
-    "previewer_broker_job_duration_seconds",
-    "previewer_broker_queue_depth",
-)  # and previewer_broker_jobs_expired_total on a front
-
 # Counters without a `_created` series: the contract lists none.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -160,8 +153,9 @@ def status_class(status: int) -> str:
 _LE = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
 
 
-class _Histogram:
-    """Bucket counts and a sum, kept by one thread (the event loop), read by the scraper."""
+class Durations:
+    """A histogram's bucket counts and sum, kept by one thread (the event loop), read by
+    the scraper."""
 
     __slots__ = ("counts", "sum")
 
@@ -217,7 +211,7 @@ class PrometheusMetrics:
         self._fetches = {outcome: fetches.labels(outcome) for outcome in FETCH_OUTCOMES}
         # written by the event loop only
         self.responses: dict[tuple[int, str], int] = {}
-        self.durations = {result: _Histogram() for result in CACHE_RESULTS}
+        self.durations = {result: Durations() for result in CACHE_RESULTS}
         self.served = 0
         self.overloaded = dict.fromkeys(OVERLOAD_REASONS, 0)
         registry.register(_ResponseCollector(self))
@@ -372,7 +366,36 @@ class HealthCollector:
             "Replies received for jobs this front is waiting on.",
             value=broker.replies,
         )
+        yield CounterMetricFamily(
+            "previewer_broker_jobs_expired_total",
+            "Requests that stopped waiting for their job's reply (deadline passed or abandoned).",
+            value=broker.expired,
+        )
+        depth = GaugeMetricFamily(
+            "previewer_broker_queue_depth", "Jobs ready in the job queue, as the front last saw."
+        )
+        if broker.queue_depth is not None:
+            depth.add_metric((), broker.queue_depth)
+        yield depth
         yield _connected(broker.connected)
+
+
+class JobDurationCollector:
+    """A front's time from publishing each job to its reply, at scrape time."""
+
+    def __init__(self, durations: Durations) -> None:
+        self._durations = durations
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            "previewer_broker_job_duration_seconds",
+            "Time from publishing a render job to its reply, as the front sees it.",
+        )
+        family.add_metric((), self._durations.buckets(), sum_value=self._durations.sum)
+        yield family
 
 
 class WorkerCollector:

@@ -77,6 +77,8 @@ class BrokerHealth:
     unexpected_replies: int  # duplicates and late answers, dropped
     refused_full: int  # the queue was at its bound: 503
     refused_unavailable: int  # no broker connection or no worker: 503
+    expired: int = 0  # requests that stopped waiting for a reply (deadline, or abandoned)
+    queue_depth: int | None = None  # jobs ready in the queue, as last seen; None: unknown
 
 
 @dataclass(frozen=True)

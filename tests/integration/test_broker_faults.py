@@ -360,6 +360,7 @@ async def test_a_stopped_worker_means_504_at_the_deadline_and_expired_jobs_are_n
     assert sum("deadline passed" in line for line in worker.log_lines) == 1
     assert not any("queued.jpg" in line for line in worker.log_lines)
     assert _broker(service).waiting == 0
+    assert _broker(service).expired == 2  # both requests stopped waiting for their reply
 
 
 async def _stats_ready(node: RabbitNode, queue: str, ready: int) -> bool:

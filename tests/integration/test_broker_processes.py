@@ -19,7 +19,6 @@ import images
 import metric_contract
 from conftest import ServiceProcess
 from origin import NginxOrigin
-from previewer.metrics import BROKER_PENDING
 from rabbitmq import RabbitNode
 
 pytestmark = [pytest.mark.broker, pytest.mark.subprocess, pytest.mark.nginx]
@@ -139,15 +138,16 @@ def test_a_front_and_a_worker_serve_their_metrics_and_carry_the_request_id(
     assert worker_metrics["previewer_renders_in_progress"] == {(): 0}
     assert "previewer_requests_total" not in worker_metrics  # a worker answers no HTTP
 
-    # each process exports the contract's metrics for its kind, but those broker mode
-    # does not keep yet
+    assert front_metrics["previewer_broker_job_duration_seconds_count"] == {(): 1}
+    assert front_metrics["previewer_broker_job_duration_seconds_sum"][()] > 0
+    assert front_metrics["previewer_broker_jobs_expired_total"] == {(): 0}
+    assert front_metrics["previewer_broker_queue_depth"] == {(): 0}
+
+    # each process exports every metric of the contract for its kind
     for process, scraped in (("front", front_metrics), ("worker", worker_metrics)):
         for name, metric in metric_contract.load().items():
-            if process not in metric.exported_by or name in BROKER_PENDING:
-                continue
-            if process == "front" and name == "previewer_broker_jobs_expired_total":
-                continue
-            assert set(metric.series) & set(scraped), f"{process} does not export {name}"
+            if process in metric.exported_by:
+                assert set(metric.series) & set(scraped), f"{process} does not export {name}"
 
     assert worker.stop(signal.SIGTERM) == 0
     assert front.stop(signal.SIGTERM) == 0
