@@ -335,4 +335,6 @@ async def test_silence_and_garbage_are_timeout_and_bad_response_errors(tmp_path:
     summary = json.loads(out)
     assert summary["statuses"] == {"none": 2}
     assert summary["error_codes"] == {"bad_response": 1, "timeout": 1}
-    assert summary["latency_ms"]["max"] >= 300
+    # the timed-out request lasted its 0.3 s timeout: uvloop's timers have a resolution of
+    # one millisecond and may fire up to that much before the deadline (299.963 ms seen)
+    assert summary["latency_ms"]["max"] >= 299
