@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyvips
 
-from previewer import formats, icc, jpeg
+from previewer import attention, formats, icc, jpeg
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.geometry import (
     Box,
@@ -218,10 +219,8 @@ def _crop(work: _Work) -> None:
     if (image.width, image.height) == (target.width, target.height):
         return
     if work.job.gravity == "attention":
-        # smartcrop reads the image more than once; the sequential load can't.
-        work.image = _watched(work, image.copy_memory()).smartcrop(
-            target.width, target.height, interesting="attention"
-        )
+        memory, box = _attention(work, image, target)
+        work.image = memory.extract_area(box.left, box.top, box.width, box.height)
     else:
         box = centre_crop(Size(image.width, image.height), target)
         work.image = image.extract_area(box.left, box.top, box.width, box.height)
@@ -280,10 +279,34 @@ def _search(work: _Work, region: Size) -> Box:
         option_string=f"fail_on={work.strictness}",
         **_colour_options(work),
     )
-    small = _watched(work, small).copy_memory()
-    found = small.smartcrop(window.width, window.height, interesting="attention")
-    box = Box(-found.get("xoffset"), -found.get("yoffset"), window.width, window.height)
+    _, box = _attention(work, _watched(work, small), window)
     return region_at(work.source, region, search, box)
+
+
+_ANALYSED = frozenset({"srgb", "b-w"})
+"""Interpretations whose 8-bit pixels attention.py analyses itself."""
+
+
+def _attention(work: _Work, image: Any, crop: Size) -> tuple[Any, Box]:
+    """`image` in memory, and the box of size `crop` that the attention analysis picks.
+
+    The image is read more than once (analysed, then cropped), which a
+    sequential load can't: it is computed into memory first. 8-bit sRGB and
+    grey pixels are analysed in numpy (attention.py, about 1 ms); any other
+    kind by libvips's smartcrop, the same analysis in some 25 operations
+    (6-7 ms).
+    """
+    if image.format == "uchar" and image.interpretation in _ANALYSED:
+        data = image.write_to_memory()
+        shape = (image.height, image.width, image.bands)
+        box = attention.place(np.frombuffer(data, dtype=np.uint8).reshape(shape), crop)
+        memory = pyvips.Image.new_from_memory(
+            data, image.width, image.height, image.bands, "uchar"
+        ).copy(interpretation=image.interpretation)
+        return memory, box
+    memory = _watched(work, image.copy_memory())
+    found = memory.smartcrop(crop.width, crop.height, interesting="attention")
+    return memory, Box(-found.get("xoffset"), -found.get("yoffset"), crop.width, crop.height)
 
 
 def _managed(work: _Work, image: Any) -> Any:
