@@ -411,7 +411,12 @@ class JobConsumer:
         await self._link.ready.wait()
 
     async def _set_up(self, connection: AbstractRobustConnection) -> None:
-        channel = await connection.channel()
+        # No publisher confirms: a reply goes out on the job's own channel just
+        # before the job's ack, and the broker handles a channel's frames in
+        # order, so it has routed the reply before it takes the ack. A reply
+        # to a front that has gone (its reply queue with it) is dropped by the
+        # broker, as it should be: nobody waits for it.
+        channel = await connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self._prefetch)
         self._queue = await declare_jobs(channel, self._config)
         self._channel = channel
@@ -440,6 +445,7 @@ class JobConsumer:
                     body, headers=reply_headers, correlation_id=message.correlation_id
                 ),
                 routing_key=message.reply_to,
+                mandatory=False,
             )
 
         async def ack() -> None:

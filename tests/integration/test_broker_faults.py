@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -574,6 +575,49 @@ async def test_replies_nobody_waits_for_are_counted_and_dropped(
     assert (broker.published, broker.replies, broker.waiting) == (2, 2, 0)
     status, headers, _, _ = await _timed(service, f"/fill/90/60/{origin.authority}/a.jpg")
     assert (status, headers["X-Cache"]) == (200, "HIT")
+
+
+async def test_a_front_lost_mid_job_costs_its_worker_nothing(
+    start_service: ServiceFactory,
+    origin: Origin,
+    shared_url: str,
+    fleet_factory: Callable[[str], Fleet],
+    tmp_path: Path,
+) -> None:
+    """A front killed while its job renders: the reply has nowhere to go, and the
+    worker (one render slot, so one job at a time) still acks it and takes the next."""
+    fleet = fleet_factory(shared_url)
+    gate = Gate(JPEG)
+    origin.route("/held-for-a-lost-front.jpg", gate.handler)
+    worker = await fleet.worker(slots=1)
+    args = ["--broker", fleet.url, "--broker-queue", fleet.queue, "--allow-private-networks"]
+    lost = await asyncio.to_thread(
+        spawn_service, [*args, "--cache-dir", str(tmp_path / "lost-front")]
+    )
+    path = f"/fill/120/80/{origin.authority}/held-for-a-lost-front.jpg"
+    request = asyncio.ensure_future(asyncio.to_thread(_get_status, lost.url + path))
+    await asyncio.wait_for(gate.all_arrived.wait(), GENEROUS)
+    assert lost.stop(signal.SIGKILL) == -signal.SIGKILL  # its reply queue goes with it
+    with pytest.raises(ConnectionError):  # RemoteDisconnected: the front never answers
+        await request
+    gate.release()
+    await until(lambda: any("rendered" in line for line in worker.log_lines), within=GENEROUS)
+
+    service = await _front(start_service, fleet, request_timeout="30")
+    after = Gate(JPEG)
+    after.release()
+    origin.route("/after-the-lost-front.jpg", after.handler)
+    path = f"/fill/90/60/{origin.authority}/after-the-lost-front.jpg"
+    status, headers, body, _ = await _timed(service, path)
+    assert status == 200, body
+    assert (headers["X-Cache"], _size(body)) == ("MISS", (90, 60))
+    assert worker.proc.poll() is None
+    assert not [line for line in worker.log_lines if "Traceback" in line or "ERROR" in line]
+
+
+def _get_status(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=GENEROUS) as response:
+        return int(response.status)
 
 
 # --- 9. SIGTERM ---------------------------------------------------------------------------------
