@@ -65,12 +65,30 @@ def demo_origin(tmp_path: Path) -> Iterator[NginxOrigin]:
 
 
 def start_balancer(prefix: Path, fronts: list[str]) -> tuple[subprocess.Popen[bytes], int]:
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    """nginx with the shipped server block on a free loopback port; returns it and the port.
+
+    The port is free when chosen but not reserved: when nginx finds it taken
+    (another test session took it first), nginx is started again on another.
+    """
     (prefix / "tmp").mkdir(parents=True)
-    port = free_port()
+    for _ in range(5):
+        port = free_port()
+        proc = _start_balancer_once(prefix, fronts, port)
+        if proc is not None:
+            return proc, port
+    raise RuntimeError("the balancer found no free port in 5 tries")
+
+
+def _start_balancer_once(
+    prefix: Path, fronts: list[str], port: int
+) -> subprocess.Popen[bytes] | None:
+    """nginx on `port`, answering; None when the port was taken."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
     (prefix / "fronts.conf").write_text(balancer_conf(port, fronts))
     user = "user root;" if os.geteuid() == 0 else ""
     (prefix / "nginx.conf").write_text(_MAIN.format(prefix=prefix, user=user))
+    errors = prefix / "error.log"
+    errors.write_text("")
     proc = subprocess.Popen(
         [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
         stdout=subprocess.DEVNULL,
@@ -79,12 +97,15 @@ def start_balancer(prefix: Path, fronts: list[str]) -> tuple[subprocess.Popen[by
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError((prefix / "error.log").read_text())
+            if "Address already in use" in errors.read_text():
+                return None
+            raise RuntimeError(errors.read_text())
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            return proc, port
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                if resp.headers.get("Server", "").startswith("nginx"):  # not another listener
+                    return proc
         except OSError:
-            time.sleep(0.02)
+            time.sleep(0.02)  # polling another process's state: no event to wait on
     proc.kill()
     raise RuntimeError("the balancer did not answer within 10 s")
 
