@@ -203,7 +203,8 @@ def fronts(demo: Demo, reps: int) -> dict[str, Any]:
     }
     runs: dict[str, list[Result]] = {name: [] for name in layouts}
     try:
-        cluster.wait_consumers(front_a, 1)
+        for front in (front_a, front_b):  # each polls the consumer count on its own
+            cluster.wait_consumers(front, 1)
         for path in demo.hit_paths:  # front A holds every preview; B its share of the hash
             for server in (front_a, two):
                 status, _, _ = get(server.url + path, timeout=60)
