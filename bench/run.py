@@ -281,6 +281,11 @@ VARIANTS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     ("--workers 4, VIPS_CONCURRENCY=1", ("--workers", "4"), {"VIPS_CONCURRENCY": "1"}),
     ("--log-level warning", ("--log-level", "warning"), {}),
     ("--source-cache-size 0", ("--source-cache-size", "0"), {}),
+    (
+        "MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=33554432",
+        (),
+        {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(32 << 20)},
+    ),
 )
 
 
