@@ -266,7 +266,7 @@ class ImagingConfig:
     gravity: str = setting(
         "attention",
         parse=choice(*GRAVITIES, aliases={"center": "centre"}),
-        help="crop gravity: `attention` (libvips's content-aware crop) or `centre` "
+        help="crop gravity: `attention` (content-aware: edges, skin tones, colour) or `centre` "
         "(also spelt `center`)",
         commands=(SERVE,),
     )
