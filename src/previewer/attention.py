@@ -11,8 +11,6 @@ best cell and keep it inside the image.
 libvips builds some 25 operations for this, a fixed 6-7 ms of CPU per render
 whatever the image's size. Here it is a few dozen array operations on the
 pixels that the fill has in memory anyway, about 1 ms (docs/performance.md).
-`imaging.py` uses it for 8-bit sRGB and greyscale pixels and keeps libvips's
-smartcrop for every other kind (16-bit, CMYK, Lab, ...).
 """
 
 from __future__ import annotations

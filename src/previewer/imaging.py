@@ -283,30 +283,21 @@ def _search(work: _Work, region: Size) -> Box:
     return region_at(work.source, region, search, box)
 
 
-_ANALYSED = frozenset({"srgb", "b-w"})
-"""Interpretations whose 8-bit pixels attention.py analyses itself."""
-
-
 def _attention(work: _Work, image: Any, crop: Size) -> tuple[Any, Box]:
-    """`image` in memory, and the box of size `crop` that the attention analysis picks.
+    """`image` in memory as 8-bit sRGB, and the box of size `crop` that the attention
+    analysis (attention.py) picks in it.
 
-    The image is read more than once (analysed, then cropped), which a
-    sequential load can't: it is computed into memory first. 8-bit sRGB and
-    grey pixels are analysed in numpy (attention.py, about 1 ms); any other
-    kind by libvips's smartcrop, the same analysis in some 25 operations
-    (6-7 ms).
+    The image is read twice (analysed, then cropped), which a sequential load
+    can't: it is computed into memory once, and the crop cuts that buffer.
+    libvips's thumbnail (and the DC-only load) gives 8-bit sRGB or grey; the
+    conversion the sRGB step would make after the crop is made before it.
     """
-    if image.format == "uchar" and image.interpretation in _ANALYSED:
-        data = image.write_to_memory()
-        shape = (image.height, image.width, image.bands)
-        box = attention.place(np.frombuffer(data, dtype=np.uint8).reshape(shape), crop)
-        memory = pyvips.Image.new_from_memory(
-            data, image.width, image.height, image.bands, "uchar"
-        ).copy(interpretation=image.interpretation)
-        return memory, box
-    memory = _watched(work, image.copy_memory())
-    found = memory.smartcrop(crop.width, crop.height, interesting="attention")
-    return memory, Box(-found.get("xoffset"), -found.get("yoffset"), crop.width, crop.height)
+    image = _as_srgb8(image)
+    data = image.write_to_memory()
+    shape = (image.height, image.width, image.bands)
+    box = attention.place(np.frombuffer(data, dtype=np.uint8).reshape(shape), crop)
+    memory = pyvips.Image.new_from_memory(data, image.width, image.height, image.bands, "uchar")
+    return memory.copy(interpretation="srgb"), box
 
 
 def _managed(work: _Work, image: Any) -> Any:
@@ -320,12 +311,15 @@ def _managed(work: _Work, image: Any) -> Any:
 
 def _to_srgb(work: _Work) -> None:
     """Convert greyscale, 16-bit and other spaces without a profile to 8-bit sRGB."""
-    image = work.image
+    work.image = _as_srgb8(work.image)
+
+
+def _as_srgb8(image: Any) -> Any:
     if image.interpretation != "srgb" or image.format != "uchar":
         image = image.colourspace("srgb")
         if image.format != "uchar":
             image = image.cast("uchar")
-    work.image = image
+    return image
 
 
 def _drop_opaque_gif_alpha(work: _Work) -> None:

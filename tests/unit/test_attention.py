@@ -102,6 +102,13 @@ def test_grey_pixels_with_and_without_alpha_find_an_edge() -> None:
         assert inside(box, 340, 50), box
 
 
+def test_a_single_band_without_a_band_axis_is_grey() -> None:
+    grey = pixels(images.photo(300, 100))[:, :, 0]
+    assert grey.ndim == 2
+    box = attention.place(grey, Size(100, 100))
+    assert box == attention.place(grey[:, :, np.newaxis], Size(100, 100))
+
+
 def test_alpha_is_ignored() -> None:
     rgb = subject_on_grey(450, 200, 400, 100, seed=3)
     with_alpha = rgb.bandjoin(pyvips.Image.gaussnoise(450, 200, seed=4).cast("uchar"))

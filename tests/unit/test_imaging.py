@@ -187,6 +187,21 @@ def test_centre_gravity_keeps_the_middle_vertically() -> None:
     assert out[2].avg() < 40
 
 
+@pytest.mark.parametrize("space", ["rgb16", "grey16", "cmyk"])
+def test_attention_on_other_pixel_kinds_finds_the_subject(space: str) -> None:
+    """16-bit, grey and CMYK sources: the analysis reads them as 8-bit sRGB, and the
+    preview is 8-bit sRGB with the bright disc in it."""
+    xyz = pyvips.Image.xyz(400, 100)
+    disc = ((xyz[0] - 360) ** 2 + (xyz[1] - 50) ** 2) < 30 * 30
+    image = disc.ifthenelse([230, 230, 230], [40, 40, 40]).cast("uchar")
+    image = image.copy(interpretation="srgb").colourspace(space)
+    source = image.tiffsave_buffer()
+    centre = check_output(render(source, job(100, 100, gravity="centre")), 100, 100)
+    out = check_output(render(source, job(100, 100, gravity="attention")), 100, 100)
+    assert (out.format, out.interpretation) == ("uchar", "srgb")
+    assert out.avg() > centre.avg() + 40  # the disc, not only the dark around it
+
+
 def test_attention_gravity_finds_the_subject() -> None:
     """A saturated disc near the right edge: centre misses it, attention does not."""
     xyz = pyvips.Image.xyz(400, 100)
