@@ -457,6 +457,9 @@ async def test_a_job_that_kills_every_worker_is_dead_lettered_with_a_clean_422(
         status, _, body, _ = await asyncio.wait_for(
             _timed(service, f"/fill/90/60/{origin.authority}/poison.jpg"), 90
         )
+        # The worker that refused the job can answer before its start-up is seen as done;
+        # the supervisor is stopped only once it holds that worker, so none is lost.
+        await until(lambda: len(workers) > limit, within=GENEROUS)
     finally:
         supervisor.cancel()
     assert (status, json.loads(body)["error"]) == (422, "source_not_image")
