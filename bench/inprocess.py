@@ -12,7 +12,10 @@ releases the GIL while it works):
   service runs (sniff, header check, shrink-on-load, crop, encode).
 
 The libvips operation cache is off for both (as previewer configures it), so
-no render is answered from memory. Each thread walks the corpus from its own
+no render is answered from memory. Both run under previewer's malloc
+settings (`previewer.memory`: the script starts again with the same glibc
+tunables as `previewer serve`), so the service and its render code are
+compared on the same allocator. Each thread walks the corpus from its own
 starting point until the time is up. With --per-file, each file is also
 rendered three times alone on one thread and its median time reported.
 Prints one JSON object.
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import pyvips
 
-from previewer import imaging
+from previewer import imaging, memory
 
 WIDTH, HEIGHT, QUALITY = 300, 200, 80
 
@@ -98,6 +101,8 @@ def main() -> None:
     parser.add_argument("--threads", default=f"1,{os.cpu_count() or 1}")
     parser.add_argument("--per-file", action="store_true", help="also time each file once")
     args = parser.parse_args()
+    memory.start_again_with_tunables()  # previewer serve's malloc settings
+    memory.tune(os.environ)
     imaging.configure()  # the service's libvips set-up: loaders locked, op cache off
     files = {p.name: p.read_bytes() for p in sorted(args.corpus.glob("*.jpg"))}
     bodies = list(files.values())
@@ -124,6 +129,7 @@ def main() -> None:
                 "per_file_ms": costs,
                 "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
                 "pyvips": pyvips.__version__,
+                "malloc": os.environ.get("GLIBC_TUNABLES") or "mallopt",
                 "vips_concurrency": pyvips.concurrency_get()
                 if hasattr(pyvips, "concurrency_get")
                 else None,

@@ -282,6 +282,11 @@ VARIANTS: tuple[tuple[str, tuple[str, ...], dict[str, str]], ...] = (
     ("--log-level warning", ("--log-level", "warning"), {}),
     ("--source-cache-size 0", ("--source-cache-size", "0"), {}),
     (
+        "without huge pages: GLIBC_TUNABLES of arena_max=2, mmap_threshold=1048576",
+        (),
+        {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576"},
+    ),
+    (
         "MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=33554432",
         (),
         {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": str(32 << 20)},

@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -377,20 +377,22 @@ def spawn_service(
     env: dict[str, str] | None = None,
     wait_loaded: bool = True,
     command: str = "serve",
+    program: Sequence[str] = (sys.executable, "-m", "previewer"),
 ) -> ServiceProcess:
     """Run `python -m previewer serve ARGS` and wait for its listening line.
 
     The service serves before its cache index is loaded; unless `wait_loaded`
     is false, this also waits until /health says the index is complete.
     With `command="worker"`, runs a worker and waits for its consuming line
-    (its `url` is then the queue's name).
+    (its `url` is then the queue's name). `program` is the command that runs
+    previewer (the installed `previewer` script, for example).
     """
     full_env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
     full_env.update(env or {})
     ready = _LISTENING if command == "serve" else _CONSUMING
     port = ["--port", "0"] if command == "serve" else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "previewer", command, *port, *args],
+        [*program, command, *port, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from previewer.cli import main
+from previewer.launch import main
 
 sys.exit(main())

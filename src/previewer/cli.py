@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from previewer import __version__, imaging, logs, signing, warmplan
+from previewer import __version__, imaging, logs, memory, signing, warmplan
 from previewer.accesslog import FLUSH_INTERVAL, AccessLog
 from previewer.broker import BrokerRenderer, JobConsumer
 from previewer.cache import DiskCache
@@ -342,51 +341,6 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-GLIBC_MALLOC_VARIABLES = (
-    "MALLOC_ARENA_MAX",
-    "MALLOC_MMAP_THRESHOLD_",
-    "MALLOC_TRIM_THRESHOLD_",
-    "MALLOC_TOP_PAD_",
-    "MALLOC_MMAP_MAX_",
-)
-"""glibc's own malloc variables: an operator who sets one tunes malloc alone."""
-
-
-def operator_tunes_malloc(environ: Mapping[str, str]) -> bool:
-    """Whether the environment carries glibc malloc settings of the operator's own."""
-    return any(name in environ for name in GLIBC_MALLOC_VARIABLES) or (
-        "glibc.malloc." in environ.get("GLIBC_TUNABLES", "")
-    )
-
-
-def _tune_malloc(environ: Mapping[str, str]) -> None:
-    """Keep freed source and pixel buffers from staying resident.
-
-    glibc gives each thread its own heap arena and raises its mmap threshold
-    as large blocks are freed, so buffers of several megabytes end up on
-    heaps that are never returned: resident memory climbs far above what is
-    in use. Two arenas, and large blocks always in their own mappings
-    (returned to the system on free), keep it near the working set, for
-    about 15% of a miss's CPU (page faults on every large buffer; measured in
-    docs/performance.md). An operator who sets glibc's own malloc variables
-    (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`, `GLIBC_TUNABLES`, ...)
-    gets those instead. No-op where the C library is not glibc.
-    """
-    if operator_tunes_malloc(environ):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        return
-    mallopt(_M_ARENA_MAX, 2)
-    mallopt(_M_MMAP_THRESHOLD, 1024 * 1024)
-
-
-_M_ARENA_MAX = -8  # glibc malloc.h
-_M_MMAP_THRESHOLD = -3
-
-
 def _run(main: Callable[[Settings], Coroutine[object, object, int]], settings: Settings) -> int:
     try:
         import uvloop
@@ -426,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # handful of "error in tile" lines); the service logs one line per render instead.
     logging.getLogger("pyvips").setLevel(logging.ERROR)
     if command in (SERVE, WORKER):
-        _tune_malloc(os.environ)  # before any thread starts
+        memory.tune(os.environ)  # before any thread starts (a no-op once launch.py set it)
         try:
             return _run(serve if command == SERVE else work, settings)
         except ConfigError as exc:

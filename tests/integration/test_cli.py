@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -11,12 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 import images
 from conftest import ServiceProcess
 from origin import Gate, Origin
-from previewer.cli import GLIBC_MALLOC_VARIABLES
 from previewer.config import OPTIONS
 from waiting import until
 
@@ -125,47 +122,3 @@ async def test_https_source_trusted_through_the_system_store(
                 assert resp.status == 200, scheme
             image = images.decode(body)
             assert (image.width, image.height) == (32, 24)
-
-
-# A block of 2 MiB allocated after previewer's malloc tuning: previewer's own settings
-# put it in a mapping of its own (the threshold is 1 MiB); an operator's threshold of
-# 32 MiB, honoured, puts it on the main heap.
-_WHERE_2_MIB_GOES = """
-import ctypes, os
-from previewer import cli
-cli._tune_malloc(os.environ)
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = [ctypes.c_size_t]
-address = libc.malloc(2 << 20)
-with open("/proc/self/maps") as maps:
-    heaps = [line.split()[0].split("-") for line in maps if line.rstrip().endswith("[heap]")]
-print(any(int(low, 16) <= address < int(high, 16) for low, high in heaps) and "heap" or "mapping")
-"""
-
-
-@pytest.mark.parametrize(
-    ("operator", "where"),
-    [
-        ({}, "mapping"),
-        ({"MALLOC_MMAP_THRESHOLD_": str(32 << 20)}, "heap"),
-        ({"GLIBC_TUNABLES": f"glibc.malloc.mmap_threshold={32 << 20}"}, "heap"),
-    ],
-)
-def test_glibc_malloc_settings_of_the_operator_win_over_previewers(
-    operator: dict[str, str], where: str
-) -> None:
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in GLIBC_MALLOC_VARIABLES and k != "GLIBC_TUNABLES"
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", _WHERE_2_MIB_GOES],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**environ, **operator},
-        check=True,
-    )
-    assert done.stdout.strip() == where
