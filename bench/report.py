@@ -15,6 +15,7 @@ import chart
 import corpus
 import fastpath
 import formats_report
+import malloc_cost
 import srcset
 from figures import (
     Data,
@@ -263,6 +264,19 @@ def _gravity_text(data: Data) -> str:
     )
 
 
+def _malloc_text(data: Data) -> str:
+    s = _stage(data, "malloc_cost")
+    if isinstance(s, str):
+        return f"Malloc cost: {s}"
+    return (
+        "Each corpus photo as a 300x200 centre fill, in process with `VIPS_CONCURRENCY=1`, "
+        f"under each glibc malloc setting in a process of its own: median CPU and minor page "
+        f"faults of {s['repeat']} renders (`bench/malloc_cost.py`; transparent huge pages: "
+        f"`{s['thp']}`). docs/performance.md explains the settings.\n\n"
+        + malloc_cost.markdown(s)
+    )
+
+
 def _baseline_text(data: Data) -> list[str]:
     if not BASELINE.exists():
         return []
@@ -441,6 +455,8 @@ def markdown(data: Data) -> str:
         _fastpath_text(data),
         "",
         _gravity_text(data),
+        "",
+        _malloc_text(data),
         "",
     ]
     parts += _profile_sections(data)

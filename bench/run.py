@@ -352,10 +352,11 @@ def experiment_stage(
 
 
 def render_stage() -> dict[str, Any]:
-    """One thread, no HTTP: plain thumbnail against previewer's path, and gravity cost."""
+    """One thread, no HTTP: plain thumbnail against previewer's path, gravity and malloc cost."""
     stages = {
         "fastpath": [str(HERE / "fastpath.py"), str(corpus.DEFAULT_OUT), "--json"],
         "gravity_cost": [str(HERE / "render_cost.py"), "--json"],
+        "malloc_cost": [str(HERE / "malloc_cost.py"), str(corpus.DEFAULT_OUT), "--json"],
     }
     found: dict[str, Any] = {}
     for name, argv in stages.items():

@@ -104,7 +104,7 @@ def test_entrypoint_runs_serve_by_default_and_worker_on_request() -> None:
     assert [json.loads(v) for v in values(runtime, "ENTRYPOINT")] == [["previewer"]]
     assert [json.loads(v) for v in values(runtime, "CMD")] == [["serve"]]
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["previewer"] == "previewer.cli:main"
+    assert scripts["previewer"] == "previewer.launch:main"  # launch.py, then cli.py
 
 
 def test_cache_volume_is_the_configured_cache_dir() -> None:
