@@ -137,7 +137,7 @@ def free_port() -> int:
         return port
 
 
-_NGINX_CONF = """
+_NGINX_MAIN = """
 worker_processes 1;
 daemon off;
 pid {prefix}/nginx.pid;
@@ -145,21 +145,25 @@ error_log {prefix}/error.log warn;
 {user}
 events {{ worker_connections 256; }}
 http {{
-    types {{ image/jpeg jpg; image/png png; image/gif gif; image/webp webp; }}
-    default_type application/octet-stream;
     access_log {prefix}/access.log;
     client_body_temp_path {prefix}/tmp;
     proxy_temp_path {prefix}/tmp;
     fastcgi_temp_path {prefix}/tmp;
     uwsgi_temp_path {prefix}/tmp;
     scgi_temp_path {prefix}/tmp;
+{http}
+}}
+"""
+
+_ORIGIN_HTTP = """
+    types {{ image/jpeg jpg; image/png png; image/gif gif; image/webp webp; }}
+    default_type application/octet-stream;
     server {{
         listen 127.0.0.1:{port};
         root {root};
         location /error/500 {{ return 500; }}
         location /error/403 {{ return 403; }}
     }}
-}}
 """
 
 
@@ -171,21 +175,22 @@ def _read(path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-class NginxOrigin:
-    """nginx serving `root` on a free loopback port, with a countable access log."""
+class Nginx:
+    """nginx with an `http` block of the caller's, on a free loopback port.
 
-    def __init__(self, root: Path, prefix: Path) -> None:
-        self.root = root
+    `configure(port)` gives the `http` block's contents for a port, with a
+    server listening on 127.0.0.1:port. Around it, one worker in the
+    foreground, and its pid, logs and temporary files under `prefix`.
+    """
+
+    def __init__(self, prefix: Path, configure: Callable[[int], str]) -> None:
         self.prefix = prefix
+        self.configure = configure
         self.port = free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def authority(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     def start(self) -> None:
-        """Start nginx and wait until it listens.
+        """Start nginx and wait until it answers.
 
         The port is free when chosen but not reserved: another process (another
         test session on the machine) may take it before nginx binds. nginx then
@@ -205,10 +210,10 @@ class NginxOrigin:
             raise RuntimeError("nginx is not installed: run scripts/install-system-deps.sh")
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
         conf = self.prefix / "nginx.conf"
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf.write_text(
-            _NGINX_CONF.format(prefix=self.prefix, port=self.port, root=self.root, user=user)
-        )
+        user = "user root;" if os.geteuid() == 0 else ""  # workers must read the files
+        http = self.configure(self.port)
+        conf.write_text(_NGINX_MAIN.format(prefix=self.prefix, user=user, http=http))
+        (self.prefix / "error.log").write_text("")
         stderr = self.prefix / "stderr.log"
         with open(stderr, "wb") as err:
             self._proc = subprocess.Popen(
@@ -226,7 +231,8 @@ class NginxOrigin:
             if self._answers():
                 return
             time.sleep(0.02)  # polling another process's state: no event to wait on
-        raise RuntimeError("nginx did not start listening within 10s")
+        self.stop()
+        raise RuntimeError("nginx did not start answering within 10s")
 
     def _answers(self) -> bool:
         """Whether nginx itself answers on the port (not some other listener)."""
@@ -238,6 +244,7 @@ class NginxOrigin:
             return False
 
     def stop(self) -> None:
+        """Stop gracefully (SIGQUIT), or kill after 5 s."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.send_signal(signal.SIGQUIT)
             try:
@@ -245,6 +252,33 @@ class NginxOrigin:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+class NginxOrigin:
+    """nginx serving `root` on a free loopback port, with a countable access log."""
+
+    def __init__(self, root: Path, prefix: Path) -> None:
+        self.root = root
+        self.prefix = prefix
+        self._nginx = Nginx(prefix, self._conf)
+
+    def _conf(self, port: int) -> str:
+        return _ORIGIN_HTTP.format(port=port, root=self.root)
+
+    @property
+    def port(self) -> int:
+        return self._nginx.port
+
+    @property
+    def authority(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start nginx and wait until it answers (on another port if its first was taken)."""
+        self._nginx.start()
+
+    def stop(self) -> None:
+        self._nginx.stop()
 
     def requests_for(self, path: str) -> int:
         """Requests nginx has logged for `path` (nginx logs once a response is sent)."""
