@@ -272,8 +272,7 @@ def _malloc_text(data: Data) -> str:
         "Each corpus photo as a 300x200 centre fill, in process with `VIPS_CONCURRENCY=1`, "
         f"under each glibc malloc setting in a process of its own: median CPU and minor page "
         f"faults of {s['repeat']} renders (`bench/malloc_cost.py`; transparent huge pages: "
-        f"`{s['thp']}`). docs/performance.md explains the settings.\n\n"
-        + malloc_cost.markdown(s)
+        f"`{s['thp']}`). docs/performance.md explains the settings.\n\n" + malloc_cost.markdown(s)
     )
 
 
