@@ -210,6 +210,18 @@ async def _sampler(
         await asyncio.sleep(min(10.0, max(0.0, until - time.monotonic())))
 
 
+def _each_minute(samples: list[dict[str, float]]) -> str:
+    """The RSS samples nearest each whole minute of the run, and the last one."""
+    marks, minute = [], 0.0
+    for sample in samples:
+        if sample["t"] >= minute:
+            marks.append(sample)
+            minute = (sample["t"] // 60 + 1) * 60
+    if marks[-1] is not samples[-1]:
+        marks.append(samples[-1])
+    return ", ".join(f"{s['rss_mb']:.0f}" for s in marks)
+
+
 def _report(
     stats: Stats, duration: float, concurrency: int, pid: int, chaos: Chaos | None = None
 ) -> str:
@@ -239,6 +251,7 @@ def _report(
         f"| latency p50 / p99 | {p50:.1f} ms / {p99:.1f} ms |",
         f"| RSS start / middle / end | {first['rss_mb']:.0f} / {middle['rss_mb']:.0f} / "
         f"{last['rss_mb']:.0f} MB (end vs middle {growth:+.1f}%) |",
+        f"| RSS each minute | {_each_minute(stats.samples)} MB |",
         f"| peak RSS (VmHWM) | {_proc_status(pid, 'VmHWM') / 1024:.0f} MB |",
         f"| open fds start / middle / end | {first['fds']:.0f} / {middle['fds']:.0f} / "
         f"{last['fds']:.0f} |",
