@@ -58,6 +58,14 @@ TUNABLES = (
 )
 """previewer's malloc settings as glibc tunables, in the order they are written."""
 
+STARTED_AGAIN = "_PREVIEWER_STARTED_AGAIN"
+"""Set in the environment of the start again, so that there is never a second one.
+
+The loader may drop `GLIBC_TUNABLES` from a process's environment (it does
+for a privileged one, such as an interpreter given file capabilities to bind
+port 80); without this mark, such a process would start again forever.
+"""
+
 HUGETLB_SINCE = (2, 35)  # the first glibc with glibc.malloc.hugetlb
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
@@ -102,13 +110,14 @@ def restart_environment(
     Pure: `thp` and `glibc` are what `thp_mode()` and `glibc_version()`
     report. Tunables of other glibc namespaces already set are kept in front.
     """
-    if set_by_environment(environ) or thp != "madvise":
+    if set_by_environment(environ) or STARTED_AGAIN in environ or thp != "madvise":
         return None
     if glibc is None or glibc < HUGETLB_SINCE:
         return None
     ours = ":".join(f"{name}={value}" for name, value in TUNABLES)
     theirs = environ.get("GLIBC_TUNABLES", "")
-    return {**environ, "GLIBC_TUNABLES": f"{theirs}:{ours}" if theirs else ours}
+    tunables = f"{theirs}:{ours}" if theirs else ours
+    return {**environ, "GLIBC_TUNABLES": tunables, STARTED_AGAIN: "1"}
 
 
 def start_again_with_tunables(argv: Sequence[str] | None = None) -> None:

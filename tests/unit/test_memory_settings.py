@@ -17,7 +17,7 @@ GLIBC = (2, 36)
 def test_on_a_madvise_kernel_the_three_settings_become_tunables() -> None:
     environ = {"PATH": "/usr/bin", "PREVIEWER_PORT": "8080"}
     restarted = memory.restart_environment(environ, "madvise", GLIBC)
-    assert restarted == {**environ, "GLIBC_TUNABLES": OURS}
+    assert restarted == {**environ, "GLIBC_TUNABLES": OURS, memory.STARTED_AGAIN: "1"}
     assert environ == {"PATH": "/usr/bin", "PREVIEWER_PORT": "8080"}  # not changed in place
 
 
@@ -42,6 +42,15 @@ def test_malloc_tunables_already_set_mean_no_start_again(tunables: str) -> None:
     # the operator's own, or previewer's after it started again: no loop either way
     assert memory.restart_environment({"GLIBC_TUNABLES": tunables}, "madvise", GLIBC) is None
     assert memory.set_by_environment({"GLIBC_TUNABLES": tunables})
+
+
+def test_a_process_that_started_again_never_starts_again() -> None:
+    # the loader of a privileged process drops GLIBC_TUNABLES: the mark still holds
+    restarted = memory.restart_environment({}, "madvise", GLIBC)
+    assert restarted is not None
+    dropped = {k: v for k, v in restarted.items() if k != "GLIBC_TUNABLES"}
+    assert memory.restart_environment(dropped, "madvise", GLIBC) is None
+    assert not memory.set_by_environment(dropped)  # so mallopt applies the settings
 
 
 def test_other_tunables_alone_do_not_count_as_malloc_settings() -> None:
