@@ -59,12 +59,10 @@ TUNABLES = (
 """previewer's malloc settings as glibc tunables, in the order they are written."""
 
 STARTED_AGAIN = "_PREVIEWER_STARTED_AGAIN"
-"""Set in the environment of the start again, so that there is never a second one.
+"""Set in the environment of the start again, so that there is never a second one,
+whatever the loader made of `GLIBC_TUNABLES`."""
 
-The loader may drop `GLIBC_TUNABLES` from a process's environment (it does
-for a privileged one, such as an interpreter given file capabilities to bind
-port 80); without this mark, such a process would start again forever.
-"""
+_AT_SECURE = 23  # elf.h: the process runs with privileges the loader guards
 
 HUGETLB_SINCE = (2, 35)  # the first glibc with glibc.malloc.hugetlb
 THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -102,15 +100,36 @@ def glibc_version() -> tuple[int, int] | None:
         return None
 
 
+def privileged() -> bool:
+    """Whether the loader treats this process as privileged (`AT_SECURE`).
+
+    It then ignores or drops `GLIBC_TUNABLES` (setuid, or an interpreter
+    given file capabilities, say to bind port 80).
+    """
+    try:
+        getauxval = ctypes.CDLL(None).getauxval
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    getauxval.restype = ctypes.c_ulong
+    getauxval.argtypes = [ctypes.c_ulong]
+    return bool(getauxval(_AT_SECURE))
+
+
 def restart_environment(
-    environ: Mapping[str, str], thp: str | None, glibc: tuple[int, int] | None
+    environ: Mapping[str, str],
+    thp: str | None,
+    glibc: tuple[int, int] | None,
+    secure: bool = False,
 ) -> dict[str, str] | None:
     """The environment to start again with, or None when starting again gains nothing.
 
-    Pure: `thp` and `glibc` are what `thp_mode()` and `glibc_version()`
-    report. Tunables of other glibc namespaces already set are kept in front.
+    Pure: `thp`, `glibc` and `secure` are what `thp_mode()`,
+    `glibc_version()` and `privileged()` report. Tunables of other glibc
+    namespaces already set are kept in front.
     """
     if set_by_environment(environ) or STARTED_AGAIN in environ or thp != "madvise":
+        return None
+    if secure:  # the tunables would not apply: mallopt instead
         return None
     if glibc is None or glibc < HUGETLB_SINCE:
         return None
@@ -126,7 +145,7 @@ def start_again_with_tunables(argv: Sequence[str] | None = None) -> None:
     Returns only when nothing was done: no gain (`restart_environment`), no
     interpreter to start, or an `exec` that failed.
     """
-    environ = restart_environment(os.environ, thp_mode(), glibc_version())
+    environ = restart_environment(os.environ, thp_mode(), glibc_version(), privileged())
     argv = list(sys.orig_argv if argv is None else argv)
     if environ is None or not argv or not sys.executable:
         return
