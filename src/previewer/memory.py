@@ -39,6 +39,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 GLIBC_MALLOC_VARIABLES = (
     "MALLOC_ARENA_MAX",
@@ -106,9 +107,8 @@ def privileged() -> bool:
     It then ignores or drops `GLIBC_TUNABLES` (setuid, or an interpreter
     given file capabilities, say to bind port 80).
     """
-    try:
-        getauxval = ctypes.CDLL(None).getauxval
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
+    getauxval = _libc_function("getauxval")
+    if getauxval is None:  # pragma: no cover - not glibc
         return False
     getauxval.restype = ctypes.c_ulong
     getauxval.argtypes = [ctypes.c_ulong]
@@ -165,12 +165,19 @@ def tune(environ: Mapping[str, str]) -> None:
     """
     if set_by_environment(environ):
         return
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:  # pragma: no cover - not glibc
         return
     mallopt(_M_ARENA_MAX, ARENAS)
     mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
+def _libc_function(name: str) -> Any:
+    """A function of the C library this process runs on, or None where it has none."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
 
 
 _M_ARENA_MAX = -8  # glibc malloc.h
