@@ -16,37 +16,30 @@ from pathlib import Path
 
 import pytest
 
+import smaps
 from conftest import spawn_service
 from previewer import memory
 
 MADVISE = memory.thp_mode() == "madvise" and (memory.glibc_version() or (0, 0)) >= (2, 35)
+TESTKIT = Path(smaps.__file__).parent
 OURS = ":".join(f"{name}={value}" for name, value in memory.TUNABLES)
 
 # Starts again where that gains something, applies the fallback, then reports:
-# where a 2 MiB block lands (the main heap, or a mapping of its own), whether
+# where a 16 MiB block lands (the main heap, or a mapping of its own), whether
 # the heap is marked for huge pages (the "hg" VmFlag that glibc's hugetlb
 # tunable sets), and the tunables in force. "start" lines count the starts.
 _PROBE = """
 import ctypes, json, os
 print("start", os.getpid(), flush=True)
+import smaps
 from previewer import memory
 memory.start_again_with_tunables()
 memory.tune(os.environ)
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.malloc.argtypes = [ctypes.c_size_t]
-address = libc.malloc(2 << 20)
-heaps, heap_flags, mapping = [], [], None
-with open("/proc/self/smaps") as smaps:
-    for line in smaps:
-        fields = line.split()
-        if "-" in fields[0] and not fields[0].endswith(":"):
-            low, high = (int(part, 16) for part in fields[0].split("-"))
-            mapping = fields[-1] if len(fields) == 6 else ""
-            if mapping == "[heap]":
-                heaps.append((low, high))
-        elif fields[0] == "VmFlags:" and mapping == "[heap]":
-            heap_flags.extend(fields[1:])
+address = libc.malloc(16 << 20)  # larger than any free chunk a fresh heap could hold
+heaps, heap_flags = smaps.heap()
 on_heap = any(low <= address < high for low, high in heaps)
 print(json.dumps({
     "where": "heap" if on_heap else "mapping",
@@ -68,7 +61,7 @@ def _probe(operator: dict[str, str]) -> tuple[list[int], dict[str, object]]:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**environ, **operator},
+        env={**environ, **operator, "PYTHONPATH": str(TESTKIT)},
         check=True,
     )
     lines = done.stdout.splitlines()
@@ -105,19 +98,6 @@ def test_glibc_malloc_settings_of_the_operator_win_over_previewers(
     assert found["tunables"] == operator.get("GLIBC_TUNABLES")
 
 
-def _heap_flags(pid: int) -> set[str]:
-    flags: set[str] = set()
-    in_heap = False
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        fields = line.split()
-        if fields[0] == "VmFlags:":
-            if in_heap:
-                flags.update(fields[1:])
-        elif "-" in fields[0] and not fields[0].endswith(":"):
-            in_heap = fields[-1] == "[heap]"
-    return flags
-
-
 @pytest.mark.parametrize("launcher", ["python -m previewer", "previewer script"])
 def test_a_running_service_has_its_heap_on_huge_pages_where_the_kernel_gives_them(
     tmp_path: Path, launcher: str
@@ -130,7 +110,7 @@ def test_a_running_service_has_its_heap_on_huge_pages_where_the_kernel_gives_the
     expected = MADVISE and not memory.set_by_environment(os.environ)
     service = spawn_service(["--cache-dir", str(tmp_path / "cache")], program=program)
     try:
-        assert ("hg" in _heap_flags(service.proc.pid)) is expected
+        assert ("hg" in smaps.heap(service.proc.pid)[1]) is expected
     finally:
         assert service.stop() == 0
 
@@ -138,6 +118,6 @@ def test_a_running_service_has_its_heap_on_huge_pages_where_the_kernel_gives_the
 def test_an_operators_malloc_variable_keeps_the_service_off_huge_pages(tmp_path: Path) -> None:
     service = spawn_service(["--cache-dir", str(tmp_path / "cache")], env={"MALLOC_ARENA_MAX": "4"})
     try:
-        assert "hg" not in _heap_flags(service.proc.pid)
+        assert "hg" not in smaps.heap(service.proc.pid)[1]
     finally:
         assert service.stop() == 0
