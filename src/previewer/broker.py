@@ -14,7 +14,11 @@ Topology, declared identically by fronts and workers:
                             the front answers 503), dead-lettering to
     previewer.render.dead   jobs that were malformed, over the delivery limit or
                             expired (bounded like the job queue, oldest dropped)
-    previewer.reply.<id>    each front's own exclusive reply queue
+    previewer.render.reply.<id>
+                            a front's exclusive reply queue, one for each
+                            connection: a new name after every reconnect, so
+                            a job published before a connection was lost
+                            names a queue that no longer exists
 
 A job expires in the queue when its request's deadline passes (per-message
 TTL), so a worker never renders for a client that has given up.
@@ -38,6 +42,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPError, DeliveryError
@@ -199,8 +204,9 @@ class BrokerRenderer:
         self._config = config
         self._default_timeout = default_timeout
         self._link = Link(config.url, "previewer front")
-        self._reply_queue = f"{config.queue}.reply.{uuid.uuid4().hex}"
-        self._channel: AbstractChannel | None = None
+        # the reply queue of the current connection; None between a loss and its replacement
+        self._reply_queue: str | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._pending: dict[str, asyncio.Future[jobs.Reply]] = {}
         self._consumers: int | None = None
         self._depth: int | None = None
@@ -214,13 +220,39 @@ class BrokerRenderer:
         self._link.start(self._set_up)
 
     async def _set_up(self, connection: AbstractRobustConnection) -> None:
-        channel = await connection.channel(publisher_confirms=True)
-        await declare_jobs(channel, self._config)
-        replies = await channel.declare_queue(self._reply_queue, exclusive=True, auto_delete=True)
-        await replies.consume(self._on_reply, no_ack=True)
-        self._channel = channel
         connection.close_callbacks.add(self._fail_pending)
+        connection.reconnect_callbacks.add(self._on_reconnect)
         self._poller = asyncio.ensure_future(self._poll_consumers())
+        await self._open(connection)
+
+    async def _open(self, connection: AbstractRobustConnection) -> None:
+        """The publishing channel (once: aio-pika restores it) and this connection's replies."""
+        if self._channel is None:
+            channel = await connection.channel(publisher_confirms=True)
+            await declare_jobs(channel, self._config)
+            self._channel = channel
+        await self._open_replies(self._channel)
+
+    async def _open_replies(self, channel: AbstractRobustChannel) -> None:
+        """Declare and consume a reply queue of a new name, for this connection only.
+
+        Not robust (aio-pika does not declare it again after a reconnect): a
+        loss fails every request waiting on the old queue, and the old name
+        must stay gone, so that a worker given one of their jobs again can see
+        that nobody waits for it (`JobConsumer`'s check) and drop it.
+        """
+        name = f"{self._config.queue}.reply.{uuid.uuid4().hex}"
+        replies = await channel.declare_queue(name, exclusive=True, robust=False)
+        await replies.consume(self._on_reply, no_ack=True, robust=False)
+        self._reply_queue = name
+
+    async def _on_reconnect(self, connection: AbstractRobustConnection | None, /) -> None:
+        if connection is None:
+            return
+        try:
+            await self._open(connection)
+        except _CONNECTION_ERRORS as exc:  # lost again: the next reconnect tries again
+            log.warning("replies not set up after the reconnect: %s", exc)
 
     async def wait_connected(self) -> None:
         await self._link.ready.wait()
@@ -278,8 +310,8 @@ class BrokerRenderer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FIRST_CONNECTION_GRACE):
                     await self._link.ready.wait()
-        channel = self._channel
-        if channel is None or not self._link.connected:
+        channel, reply_queue = self._channel, self._reply_queue
+        if channel is None or reply_queue is None or not self._link.connected:
             self._counters.refused_unavailable += 1
             raise Unavailable(detail=self._link.failure or "no connection to the broker")
         if self._consumers == 0:
@@ -295,7 +327,7 @@ class BrokerRenderer:
                 jobs.encode_job(job),
                 content_type="application/json",
                 correlation_id=correlation,
-                reply_to=self._reply_queue,
+                reply_to=reply_queue,
                 expiration=max(0.001, job.deadline - time.time()),
             )
             async with asyncio.timeout(max(0.001, job.deadline - time.time())):
@@ -339,6 +371,7 @@ class BrokerRenderer:
 
     def _fail_pending(self, *_: object) -> None:
         """The connection is gone, and every reply on it with it: fail the waiters now."""
+        self._reply_queue = None
         for waiter in self._pending.values():
             if not waiter.done():
                 waiter.set_exception(Unavailable(detail="broker connection lost"))
@@ -369,6 +402,9 @@ class Delivery:
 
     body: bytes
     deliveries: int  # how often the broker has delivered it before (0: first time)
+    # whether its front still waits for it: its reply queue exists (an exclusive
+    # queue goes with its front's connection, and a front never declares it again)
+    awaited: Callable[[], Awaitable[bool]]
     reply: Callable[[bytes, dict[str, Any]], Awaitable[None]]
     ack: Callable[[], Awaitable[None]]
     dead_letter: Callable[[], Awaitable[None]]
@@ -436,6 +472,9 @@ class JobConsumer:
         count = headers.get("x-delivery-count", 0)
         deliveries = count if isinstance(count, int) else int(bool(message.redelivered))
 
+        async def awaited() -> bool:
+            return await self._reply_queue_exists(message.reply_to)
+
         async def reply(body: bytes, reply_headers: dict[str, Any]) -> None:
             channel = self._channel
             if channel is None or not message.reply_to:
@@ -454,7 +493,36 @@ class JobConsumer:
         async def dead_letter() -> None:
             await message.reject(requeue=False)
 
-        return Delivery(message.body, deliveries, reply, ack, dead_letter)
+        return Delivery(message.body, deliveries, awaited, reply, ack, dead_letter)
+
+    async def _reply_queue_exists(self, name: str | None) -> bool:
+        """Whether the queue `name` exists; True when the broker cannot say.
+
+        A passive declare, on a channel of its own since a missing queue
+        closes the channel that asked. A queue another connection holds
+        exclusively answers RESOURCE_LOCKED: it exists.
+        """
+        channel = self._channel
+        if not name:
+            return False
+        if channel is None:
+            return True
+        try:
+            underlay = await channel.get_underlay_channel()
+            probe = await underlay.connection.channel(publisher_confirms=False)
+        except _CONNECTION_ERRORS:
+            return True
+        try:
+            await probe.queue_declare(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        except _CONNECTION_ERRORS:  # ChannelLockedResource among them
+            return True
+        finally:
+            if not probe.is_closed:
+                with contextlib.suppress(*_CONNECTION_ERRORS):
+                    await probe.close()
+        return True
 
     async def stop(self, grace: float) -> None:
         """Stop taking jobs, let those in flight finish (up to `grace` seconds), then close.

@@ -82,6 +82,7 @@ BROKER_METRICS = (
     "previewer_broker_replies_total",
     "previewer_broker_jobs_expired_total",
     "previewer_broker_redeliveries_total",
+    "previewer_broker_jobs_orphaned_total",
     "previewer_broker_connected",
     "previewer_broker_job_duration_seconds",
     "previewer_broker_queue_depth",
@@ -437,6 +438,11 @@ class WorkerCollector:
             "previewer_broker_redeliveries_total",
             "Jobs received with RabbitMQ's redelivered flag.",
             value=self._counters.redelivered,
+        )
+        yield CounterMetricFamily(
+            "previewer_broker_jobs_orphaned_total",
+            "Redelivered jobs dropped unrendered: the front that published them no longer waits.",
+            value=self._counters.orphaned,
         )
         yield _connected(self._connected())
 

@@ -9,6 +9,11 @@ What happens to a job:
 - malformed, or of an unknown version: dead-lettered with a log line, never
   retried and never a crash;
 - its deadline has passed: acknowledged and dropped (nobody waits for it);
+- delivered before, and its front no longer waits for it (the front lost its
+  connection, which answered the request 503 and took the reply queue with
+  it; a broker restart does this to every job it held): acknowledged and
+  dropped. Such a job was handed back by a lost connection, not by a worker
+  that died on it, so it is neither rendered nor counted as poison;
 - delivered `delivery_limit` times before (each earlier delivery ended
   without an answer, so it ended its worker): answered 422 without another
   try, and dead-lettered: a poison job cannot loop;
@@ -44,6 +49,7 @@ class WorkerCounters:
     malformed: int = 0
     poison: int = 0  # refused after too many deliveries
     redelivered: int = 0  # jobs seen again after an earlier delivery
+    orphaned: int = 0  # redelivered jobs dropped: their front no longer waits
 
 
 class Worker:
@@ -82,6 +88,14 @@ class Worker:
         if left <= 0:
             self.counters.expired += 1
             log.info("job for %s dropped: its deadline passed %.1fs ago", source, -left)
+            await delivery.ack()
+            return
+        if delivery.deliveries and not await delivery.awaited():
+            self.counters.orphaned += 1
+            log.info(
+                "job for %s dropped: delivered again after its front stopped waiting for it",
+                source,
+            )
             await delivery.ack()
             return
         if delivery.deliveries >= self._delivery_limit:

@@ -310,6 +310,78 @@ async def test_a_broker_restart_under_load_is_503_fast_hits_go_on_and_all_reconn
     )
 
 
+async def _reply_queues(node: RabbitNode, queue: str) -> set[str]:
+    names = (await asyncio.to_thread(node.ctl, "list_queues", "--no-table-headers", "name")).split()
+    return {name for name in names if name.startswith(queue + ".reply.")}
+
+
+async def _renamed(node: RabbitNode, queue: str, before: set[str]) -> bool:
+    """Whether a reply queue exists that is not one of `before`."""
+    return bool(await _reply_queues(node, queue) - before)
+
+
+async def test_a_job_answered_503_at_a_broker_restart_is_dropped_not_rendered_or_refused(
+    start_service: ServiceFactory,
+    origin: Origin,
+    own_node: RabbitNode,
+    fleet_factory: Callable[[str], Fleet],
+) -> None:
+    """A job a worker held when the broker stopped: its request got 503 at once, and
+    the restart hands the job back to the queue, counted as a delivery. Nobody waits
+    for it any more (the front's new connection has a reply queue of a new name), so
+    the worker it comes back to drops it at INFO: no second fetch, no render, and no
+    count towards the delivery limit; a worker killed afterwards finds nothing of it."""
+    fleet = fleet_factory(await asyncio.to_thread(_with_user, own_node))
+    gate = Gate(JPEG)
+    held = Tracked(gate.handler)
+    origin.route("/held-across-a-restart.jpg", held)
+    worker = await fleet.worker(slots=1)
+    service = await _front(start_service, fleet, request_timeout="120")
+    await _consumers(service, 1)
+    before = await _reply_queues(own_node, fleet.queue)
+    assert len(before) == 1, before
+    path = f"/fill/120/80/{origin.authority}/held-across-a-restart.jpg"
+    request = asyncio.ensure_future(_timed(service, path))
+    await asyncio.wait_for(gate.all_arrived.wait(), GENEROUS)
+    assert held.fetchers == [_pid(worker)]
+
+    # The worker is paused across the restart, so that the front is back, with its new
+    # reply queue, before the job can reach a worker again.
+    worker.proc.send_signal(signal.SIGSTOP)
+    await asyncio.to_thread(own_node.stop)
+    status, _, body, took = await asyncio.wait_for(request, GENEROUS)
+    assert (status, json.loads(body)["error"]) == (503, "unavailable"), body
+    assert took < 10
+    await asyncio.to_thread(own_node.start)
+    await until(lambda: _broker(service).connected, within=GENEROUS)
+    await until(lambda: _renamed(own_node, fleet.queue, before), within=GENEROUS)
+    after = await _reply_queues(own_node, fleet.queue)
+    assert len(after) == 1, after
+    assert not after & before, (before, after)
+    await until(lambda: _holds(own_node, fleet.queue, 1), within=GENEROUS)  # it survived
+
+    worker.proc.send_signal(signal.SIGCONT)
+    dropped = "dropped: delivered again after its front stopped waiting for it"
+    await until(lambda: any(dropped in line for line in worker.log_lines), within=GENEROUS)
+    await until(lambda: _holds(own_node, fleet.queue, 0), within=GENEROUS)
+    worker.proc.kill()
+    assert worker.proc.wait(GENEROUS) == -signal.SIGKILL
+    second = await fleet.worker(slots=1)
+    await _consumers(service, 1)
+    gate.release()
+    assert held.fetchers == [_pid(worker)]  # fetched once, by the first delivery only
+    assert await _holds(own_node, fleet.queue + ".dead", 0)  # not refused as poison
+
+    # the same preview, asked again, is a new job and rendered
+    status, headers, body, _ = await asyncio.wait_for(_timed(service, path), GENEROUS)
+    assert (status, headers["X-Cache"], _size(body)) == (200, "MISS", (120, 80))
+    assert held.fetchers == [_pid(worker), _pid(second)]
+    worker.close()
+    # (the AMQP client logs each failed reconnect at ERROR itself: previewer's lines only)
+    errors = [line for line in fleet.logs() if " ERROR previewer" in line or "refused" in line]
+    assert not errors, errors
+
+
 # --- 3. no worker, and a worker that stopped answering; 8. deadlines -------------------------
 
 

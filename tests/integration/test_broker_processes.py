@@ -126,6 +126,7 @@ def test_a_front_and_a_worker_serve_their_metrics_and_carry_the_request_id(
     worker_metrics = _scrape(_metrics_url(worker))
     assert worker_metrics["previewer_broker_connected"] == {(): 1}
     assert worker_metrics["previewer_broker_redeliveries_total"] == {(): 0}
+    assert worker_metrics["previewer_broker_jobs_orphaned_total"] == {(): 0}
     assert worker_metrics["previewer_broker_jobs_expired_total"] == {(): 0}
     assert worker_metrics["previewer_origin_fetches_total"][(("outcome", "ok"),)] == 1
     phases = worker_metrics["previewer_miss_phase_seconds_count"]
