@@ -1,9 +1,9 @@
 """The render worker of broker mode: a job in, the embedded render stage, a reply out.
 
 Knows nothing of AMQP: the broker package hands each job over as a `Delivery`
-(body, delivery count, whether its front waits, reply, ack, dead-letter). The worker renders with the same
-render stage as the embedded mode (source policy, source cache, limits,
-admission), so both modes answer alike.
+(body, delivery count, whether its front waits, reply, ack, dead-letter).
+The worker renders with the same render stage as the embedded mode (source
+policy, source cache, limits, admission), so both modes answer alike.
 
 What happens to a job:
 - malformed, or of an unknown version: dead-lettered with a log line, never
