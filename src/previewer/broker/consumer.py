@@ -144,7 +144,9 @@ class JobConsumer:
             await probe.queue_declare(name, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return False
-        except CONNECTION_ERRORS:  # ChannelLockedResource among them
+        except aiormq.exceptions.ChannelLockedResource:  # its front's connection holds it
+            return True
+        except CONNECTION_ERRORS:  # the broker cannot say: render, as without the check
             return True
         finally:
             if not probe.is_closed:
