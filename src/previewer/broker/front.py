@@ -67,8 +67,10 @@ class BrokerRenderer:
     async def _set_up(self, connection: AbstractRobustConnection) -> None:
         connection.close_callbacks.add(self._fail_pending)
         connection.reconnect_callbacks.add(self._on_reconnect)
-        self._poller = asyncio.ensure_future(self._poll_consumers())
-        await self._open(connection)
+        try:
+            await self._open(connection)
+        finally:  # after the channel, so that the first poll is at once, not a second late
+            self._poller = asyncio.ensure_future(self._poll_consumers())
 
     async def _open(self, connection: AbstractRobustConnection) -> None:
         """The publishing channel (once: aio-pika restores it) and this connection's replies."""
