@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 
@@ -174,6 +175,35 @@ async def test_a_channel_closed_before_the_connection_counts_as_lost_is_503_not_
     assert renderer._link.connected  # type: ignore[attr-defined]
     status, headers, body = await service.get(f"/fill/121/80/{origin.authority}/a.jpg")
     assert (status, json.loads(body)["error"], headers["Retry-After"]) == (503, "unavailable", "1")
+
+
+async def test_a_front_channel_reopened_after_a_channel_error_still_gets_its_replies(
+    start_service: ServiceFactory,
+    origin: Origin,
+    rabbit: RabbitNode,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A channel error closes the front's channel and not its connection: here the job
+    queue is deleted under it, so the consumer poll's passive declare fails with
+    NOT_FOUND. aio-pika opens the channel again and declares the job queue again; the
+    front consumes its reply queue again (the same queue: the connection, and the
+    requests waiting on it, are still there), and misses go on working."""
+    caplog.set_level(logging.INFO, logger="previewer.broker.front")
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    queue = f"previewer.test.{uuid.uuid4().hex}"
+    service = await start_service(broker_queue=queue, request_timeout="20")
+    assert (await _preview(service, origin))[0] == 200
+    renderer = service.running.service._renderer
+    replies = renderer._reply_queue  # type: ignore[attr-defined]
+
+    await asyncio.to_thread(rabbit.ctl, "delete_queue", queue)
+    await until(lambda: "replies consumed again" in caplog.text, within=30)
+    assert renderer._reply_queue == replies  # type: ignore[attr-defined]
+    await until(lambda: renderer.health().broker.consumers == 1, within=30)  # type: ignore[union-attr]
+    status, _, body = await service.get(f"/fill/121/80/{origin.authority}/a.jpg")
+    assert status == 200, body
+    assert service.worker is not None
+    assert service.worker.worker.counters.rendered == 2
 
 
 async def test_a_job_whose_reply_never_comes_ends_at_its_deadline(

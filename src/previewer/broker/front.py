@@ -77,21 +77,41 @@ class BrokerRenderer:
         if self._channel is None:
             channel = await connection.channel(publisher_confirms=True)
             await declare_jobs(channel, self._config)
+            channel.reopen_callbacks.add(self._on_reopen)
             self._channel = channel
         await self._open_replies(self._channel)
 
-    async def _open_replies(self, channel: AbstractRobustChannel) -> None:
+    async def _open_replies(self, channel: AbstractRobustChannel, name: str | None = None) -> None:
         """Declare and consume a reply queue of a new name, for this connection only.
 
         Not robust (aio-pika does not declare it again after a reconnect): a
         loss fails every request waiting on the old queue, and the old name
         must stay gone, so that a worker given one of their jobs again can see
-        that nobody waits for it (`JobConsumer`'s check) and drop it.
+        that nobody waits for it (`JobConsumer`'s check) and drop it. `name`:
+        the current queue again, for a channel reopened on the same connection.
         """
-        name = f"{self._config.queue}.reply.{uuid.uuid4().hex}"
+        name = name or f"{self._config.queue}.reply.{uuid.uuid4().hex}"
         replies = await channel.declare_queue(name, exclusive=True, robust=False)
         await replies.consume(self._on_reply, no_ack=True, robust=False)
         self._reply_queue = name
+
+    async def _on_reopen(self, channel: AbstractRobustChannel | None, /) -> None:
+        """The channel alone was closed by a channel error and opened again.
+
+        The connection is the same, so its reply queue and the requests waiting
+        on it are still there; only the queue's consumer went with the old
+        channel. (After a lost connection, `_fail_pending` has already let the
+        queue go, and `_on_reconnect` declares a new one.)
+        """
+        name = self._reply_queue
+        if channel is None or name is None:
+            return
+        try:
+            await self._open_replies(channel, name)
+        except CONNECTION_ERRORS as exc:
+            log.warning("replies not consumed again after the channel reopened: %s", exc)
+            return
+        log.info("broker channel reopened; replies consumed again")
 
     async def _on_reconnect(self, connection: AbstractRobustConnection | None, /) -> None:
         if connection is None:
