@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 
 import aio_pika
+import aiormq
 import pytest
 
 import images
@@ -178,32 +178,38 @@ async def test_a_channel_closed_before_the_connection_counts_as_lost_is_503_not_
 
 
 async def test_a_front_channel_reopened_after_a_channel_error_still_gets_its_replies(
-    start_service: ServiceFactory,
-    origin: Origin,
-    rabbit: RabbitNode,
-    caplog: pytest.LogCaptureFixture,
+    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode
 ) -> None:
-    """A channel error closes the front's channel and not its connection: here the job
-    queue is deleted under it, so the consumer poll's passive declare fails with
-    NOT_FOUND. aio-pika opens the channel again and declares the job queue again; the
-    front consumes its reply queue again (the same queue: the connection, and the
-    requests waiting on it, are still there), and misses go on working."""
-    caplog.set_level(logging.INFO, logger="previewer.broker.front")
+    """A channel error (here a passive declare of a queue that does not exist, made
+    on the front's own channel) closes the channel and not the connection. aio-pika
+    opens the channel again; the front consumes its reply queue again (the same queue:
+    the connection, and the requests waiting on it, are still there), and misses go on
+    working instead of waiting for replies nobody reads."""
     origin.add("/a.jpg", images.jpeg(640, 480))
-    queue = f"previewer.test.{uuid.uuid4().hex}"
-    service = await start_service(broker_queue=queue, request_timeout="20")
+    service = await start_service(request_timeout="20")
     assert (await _preview(service, origin))[0] == 200
     renderer = service.running.service._renderer
     replies = renderer._reply_queue  # type: ignore[attr-defined]
+    channel = renderer._channel  # type: ignore[attr-defined]
+    underlay = await channel.get_underlay_channel()
 
-    await asyncio.to_thread(rabbit.ctl, "delete_queue", queue)
-    await until(lambda: "replies consumed again" in caplog.text, within=30)
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+        await underlay.queue_declare(f"missing-{uuid.uuid4().hex}", passive=True)
+    await until(lambda: _reopened(channel, underlay), within=30)
+    await until(lambda: _consumers(rabbit, replies, 1), within=30)
     assert renderer._reply_queue == replies  # type: ignore[attr-defined]
-    await until(lambda: renderer.health().broker.consumers == 1, within=30)  # type: ignore[union-attr]
     status, _, body = await service.get(f"/fill/121/80/{origin.authority}/a.jpg")
     assert status == 200, body
     assert service.worker is not None
     assert service.worker.worker.counters.rendered == 2
+
+
+async def _reopened(channel: aio_pika.abc.AbstractRobustChannel, before: object) -> bool:
+    return await channel.get_underlay_channel() is not before
+
+
+async def _consumers(node: RabbitNode, queue: str, count: int) -> bool:
+    return (await asyncio.to_thread(node.queue_stats, queue)).get("consumers") == count
 
 
 async def test_a_job_whose_reply_never_comes_ends_at_its_deadline(
