@@ -72,8 +72,7 @@ async def trickle(writer: asyncio.StreamWriter, interval: float) -> None:
 
 @contextlib.asynccontextmanager
 async def connected(url: str) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    reader, writer = await asyncio.open_connection(*_host_port(url))
     try:
         yield reader, writer
     finally:
@@ -125,12 +124,21 @@ async def test_the_head_deadline_of_a_kept_alive_connection_starts_at_its_first_
     service = await start_service(header_timeout=0.5, keepalive_timeout=30)
     async with connected(service.url) as (reader, writer):
         for _ in range(2):
-            writer.write(HEALTH)
-            status = await reader.readline()
-            assert status.startswith(b"HTTP/1.1 200"), status
-            await _read_rest(reader)
+            await ask_health(reader, writer)
             # idle for three head deadlines: a kept-alive connection is not cut for it
             await asyncio.sleep(1.5)
+        writer.write(b"GET /health HTTP/1.1\r\n")  # a first byte, and no whole head
+        first_byte = time.monotonic()
+        assert await asyncio.wait_for(closed_by_server(reader), 30) == b""
+        assert time.monotonic() - first_byte >= 0.5  # the deadline counts from that byte
+
+
+async def ask_health(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """GET /health on a kept-alive connection; it must answer 200."""
+    writer.write(HEALTH)
+    status = await reader.readline()
+    assert status.startswith(b"HTTP/1.1 200"), status
+    await _read_rest(reader)
 
 
 async def _read_rest(reader: asyncio.StreamReader) -> bytes:
@@ -153,9 +161,7 @@ async def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeo
         header_timeout=30, keepalive_timeout=0.5, metrics_address="127.0.0.1:0"
     )
     async with connected(service.url) as (reader, writer):
-        writer.write(HEALTH)
-        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
-        await _read_rest(reader)
+        await ask_health(reader, writer)
         answered = time.monotonic()
         assert await asyncio.wait_for(closed_by_server(reader), 30) == b""
         assert time.monotonic() - answered >= 0.5
@@ -181,9 +187,7 @@ async def test_at_the_cap_the_connection_waiting_longest_is_closed_for_a_new_one
         assert status == 200
         assert await asyncio.wait_for(closed_by_server(silent[0][0]), 10) == b""
         for reader, writer in silent[1:]:  # the others still stand
-            writer.write(HEALTH)
-            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
-            await _read_rest(reader)
+            await ask_health(reader, writer)
     counts = await connection_metrics(service)
     assert counts["previewer_connections_closed_total:evicted"] >= 1
     assert counts["previewer_connections_refused_total"] == 0
