@@ -343,6 +343,8 @@ def heic(
     image: pyvips.Image | None = None,
     orientation: int = 1,
     profile: bytes | None = None,
+    nclx_primaries: int | None = None,
+    grey: bool = False,
     quality: int = 90,
 ) -> bytes:
     """A real HEVC-coded HEIF (what phones write), made with pillow-heif's x265 encoder.
@@ -350,7 +352,9 @@ def heic(
     From `image` (8-bit sRGB, with or without alpha), else the photo. An
     `orientation` other than 1 is written as pillow-heif (and an iPhone)
     writes it: the container's `irot`/`imir` and the same value in EXIF; the
-    pixels are stored unturned. `profile` is embedded as the ICC profile.
+    pixels are stored unturned. `profile` is embedded as the ICC profile;
+    `nclx_primaries` writes an nclx colour box with those primaries instead
+    (12: Display P3); `grey` writes the first band alone, monochrome.
     """
     import io
 
@@ -358,7 +362,9 @@ def heic(
     from PIL import Image
 
     pixels = image if image is not None else photo(width, height)
-    mode = {3: "RGB", 4: "RGBA"}[pixels.bands]
+    if grey:
+        pixels = pixels[0]
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.bands]
     picture = Image.frombytes(mode, (pixels.width, pixels.height), pixels.write_to_memory())
     extra: dict[str, object] = {}
     if orientation != 1:
@@ -367,9 +373,50 @@ def heic(
         extra["exif"] = exif.tobytes()
     if profile is not None:
         extra["icc_profile"] = profile
+    if nclx_primaries is not None:
+        extra["nclx_profile"] = {
+            "color_primaries": nclx_primaries,
+            "transfer_characteristics": 13,  # sRGB's curve
+            "matrix_coefficients": 6,
+            "full_range_flag": 1,
+        }
     buffer = io.BytesIO()
     pillow_heif.from_pillow(picture).save(buffer, format="HEIF", quality=quality, **extra)
     return buffer.getvalue()
+
+
+def exif_turn_only(data: bytes) -> bytes:
+    """A HEIC from `heic(..., orientation=...)` whose turn is left to EXIF alone: its
+    `irot` and `imir` properties renamed to a type no reader knows, and marked as not
+    essential in `ipma`, so that readers skip them."""
+    import struct
+
+    ipco = data.index(b"ipco") + 4
+    end = ipco - 8 + struct.unpack(">I", data[ipco - 8 : ipco - 4])[0]
+    turns, index, at = set(), 0, ipco
+    while at < end:
+        size = struct.unpack(">I", data[at : at + 4])[0]
+        index += 1
+        if data[at + 4 : at + 8] in (b"irot", b"imir"):
+            turns.add(index)
+        at += size
+    out = bytearray(data)
+    at = data.index(b"ipma") + 4
+    version, flags = data[at], data[at + 3]
+    entries = struct.unpack(">I", data[at + 4 : at + 8])[0]
+    at += 8
+    for _ in range(entries):
+        at += 2 if version < 1 else 4
+        count = data[at]
+        at += 1
+        for _ in range(count):
+            wide = flags & 1
+            value = struct.unpack(">H", data[at : at + 2])[0] if wide else data[at]
+            mask = 0x7FFF if wide else 0x7F
+            if value & mask in turns:
+                out[at] &= 0x7F
+            at += 2 if wide else 1
+    return bytes(out).replace(b"irot", b"xrot").replace(b"imir", b"xmir")
 
 
 def declaring(data: bytes, width: int, height: int) -> bytes:

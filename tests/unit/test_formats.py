@@ -191,3 +191,25 @@ def test_tiff_extra_samples() -> None:
     assert not formats.tiff_extra_samples(_tiff(256, 257, 259))
     assert formats.tiff_extra_samples(_tiff(256, 257)[:-4])  # cut short: nothing is known
     assert formats.tiff_extra_samples(b"II+\x00\x08\x00\x00\x00")  # BigTIFF: not read
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>',
+        b"<svg xmlns='http://www.w3.org/2000/svg' width='1' height='1'/>",
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n",
+        b"%!PS-Adobe-3.0 EPSF-3.0\n",
+        b"\xff\x0a\xfa\x7f\x01\x90\x08",  # JPEG XL codestream
+        b"\x00\x00\x00\x0cJXL \r\n\x87\n\x00\x00\x00\x14ftypjxl ",  # JPEG XL container
+        b"\xff\x4f\xff\x51\x00\x2f\x00\x00",  # JPEG 2000 codestream
+        b"\x00\x00\x00\x0cjP  \r\n\x87\n\x00\x00\x00\x14ftypjp2 ",  # JPEG 2000 (JP2)
+        b"BM\x36\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00",  # BMP
+        b"\x00\x00\x01\x00\x01\x00\x10\x10\x00\x00\x01\x00\x20\x00",  # ICO
+        b"8BPS\x00\x01\x00\x00\x00\x00\x00\x00\x00\x03",  # PSD
+        b"<!doctype html><html></html>",
+    ],
+)
+def test_the_refused_formats_of_the_sniffing_table(body: bytes) -> None:
+    """docs/imaging.md, "Source formats": each refused format, by its bytes."""
+    assert formats.sniff(body) is None

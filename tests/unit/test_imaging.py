@@ -860,6 +860,40 @@ def test_heic_orientation_is_applied_once(orientation: int, width: int, height: 
     assert difference < 12
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_heic_exif_orientation_without_a_container_turn(orientation: int) -> None:
+    stored = halves(200, 100, 0.3)
+    source = images.exif_turn_only(images.heic(image=stored, orientation=orientation))
+    assert b"irot" not in source
+    heic = render(source, job(50, 100))
+    jpeg = render(with_orientation(stored, orientation).jpegsave_buffer(Q=95), job(50, 100))
+    assert (decode(heic.body).cast("float") - decode(jpeg.body)).abs().avg() < 12
+
+
+def test_grey_heic() -> None:
+    source = images.heic(image=solid(60, 40, [128, 128, 128]).cast("uchar"), grey=True)
+    out = check_output(render(source, job(30, 20)), 30, 20)
+    assert all(abs(value - 128) <= 4 for value in mean_colour(out))
+
+
+def test_heic_nclx_display_p3_is_converted_to_srgb() -> None:
+    """No ICC profile, but nclx colour primaries 12: Display P3, as Android phones write."""
+    colour = [40, 200, 90]
+    source = images.heic(image=solid(120, 80, colour).cast("uchar"), nclx_primaries=12)
+    got = mean_colour(check_output(render(source, job(60, 40)), 60, 40))
+    expected = solid(1, 1, colour).cast("uchar").icc_transform("srgb", input_profile="p3")(0, 0)
+    assert all(abs(a - b) <= 4 for a, b in zip(got, expected, strict=True)), (got, expected)
+
+
+def test_heic_decode_is_abandoned_with_the_render() -> None:
+    source = images.heic(320, 240)
+    with pytest.raises(RequestTimeout):
+        render(source, job(60, 40), cancelled=lambda: True)
+    polls = iter(range(1000))
+    with pytest.raises(RequestTimeout):  # given up while the HEVC decode ran
+        render(source, job(60, 40), cancelled=lambda: next(polls) >= 2)
+
+
 def test_heic_display_p3_is_converted_to_srgb() -> None:
     colour = [40, 200, 90]
     p3 = solid(1, 1, [0, 0, 0]).icc_transform("p3", input_profile="srgb").get("icc-profile-data")
