@@ -13,9 +13,9 @@ them, and the header read must have chosen that format's loader. Every limit
 HEIC is decoded by `heic.py` instead, after the same checks on its
 container, and the steps then work on the decoded image in memory.
 
-Alpha is decided from the source alone (its header, or for a GIF its
-declared transparent colour), never from the pixels a crop keeps, so one
-source gives one output type at every size. A decode that yields nothing
+Alpha is decided from the source alone (its header, or for a GIF a
+transparent colour its first frame uses), never from the pixels a crop
+keeps, so one source gives one output type at every size. A decode that yields nothing
 (every pixel zero, alpha included, where the source declares no alpha) is
 BadImage, not a blank preview.
 
@@ -189,10 +189,10 @@ def _read_header(work: _Work) -> None:
 def _declares_alpha(work: _Work, header: Any) -> bool:
     """Whether the source has alpha, from the whole source, never from a crop of it.
 
-    libvips gives every GIF an alpha band, and many encoders (libvips's own
-    among them) declare a transparent colour that no pixel uses: a GIF has
-    alpha when its first frame declares a transparent colour and some pixel
-    of that frame has it. A TIFF's alpha band must be one the file declares
+    libvips gives a GIF an alpha band when it declares a transparent colour,
+    and many encoders (libvips's own among them) declare one that no pixel
+    uses: a GIF has alpha when its first frame declares a transparent colour
+    and some pixel of that frame has it. A TIFF's alpha band must be one the file declares
     (ExtraSamples), not one libvips's RGBA reader adds.
     """
     if work.format is formats.GIF:
@@ -412,8 +412,8 @@ def _as_srgb8(image: Any) -> Any:
 def _settle_alpha(work: _Work) -> None:
     """Alpha in the preview exactly when the source declares it, at every size.
 
-    An alpha band the source does not declare (every GIF's, in libvips) is
-    dropped, unless the decode gave nothing at all: every pixel zero, alpha
+    An alpha band the source does not have (a GIF's whose transparent colour
+    is unused) is dropped, unless the decode gave nothing at all: every pixel zero, alpha
     included, is a decoder that failed without saying so (an old-style
     JPEG-in-TIFF), and is refused rather than served as a blank preview.
     """
@@ -495,6 +495,8 @@ def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> R
     try:
         return _run(_Work(job=job, body=body, format=source_format, cancelled=cancelled))
     except BadImage as strict:
+        if not source_format.by_libvips:  # pillow-heif decodes whole or not at all
+            raise
         # Strict decoding failed. A truncated source (a JPEG cut short, one
         # without its end marker) still gives a preview as far as it decodes,
         # marked incomplete so that nobody caches it; anything else stays bad.

@@ -167,6 +167,17 @@ async def test_heic_and_avif_sequences(
     assert headers["X-Cache"] == "HIT"
 
 
+async def test_heic_display_p3_becomes_srgb(service: Service, origin: Origin) -> None:
+    colour = [40, 200, 90]
+    p3 = images.solid(1, 1, [0, 0, 0]).icc_transform("p3", input_profile="srgb")
+    profile = p3.get("icc-profile-data")
+    source = images.heic(image=images.solid(120, 80, colour), profile=profile)
+    got = _mean(images.decode(await _preview(service, origin, "p3.heic", source, "60/40")))
+    expected = images.with_profile(images.solid(1, 1, colour), profile)
+    want = expected.icc_transform("srgb", embedded=True)(0, 0)
+    assert all(abs(a - b) <= 4 for a, b in zip(got, want, strict=True)), (got, want)
+
+
 async def test_truncated_heic_is_a_clean_refusal_or_never_cached(
     service: Service, origin: Origin
 ) -> None:
