@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 import images
 from conftest import Service, ServiceFactory
-from origin import Origin
+from origin import Gate, Origin
 from previewer import signing
 from previewer.geometry import Size, fit
+from waiting import until
 
 pytestmark = pytest.mark.both_modes
 
@@ -215,3 +217,48 @@ async def test_signing_covers_the_operation(start_service: ServiceFactory, origi
     assert (status, _error(body)) == (400, "bad_request")
     status, _, body = await service.get(signing.signed_path("/fitx/10/10/example.com/a", KEY))
     assert (status, _error(body)) == (400, "bad_request")
+
+
+async def test_concurrent_fits_share_one_flight_and_the_source_is_kept(
+    start_service: ServiceFactory, origin: Origin
+) -> None:
+    """Three requests for one fit: one fetch, one render; the fill of that source then
+    renders from the source cache, without a fetch."""
+    service = await start_service()
+    gate = Gate(images.jpeg(640, 480))
+    origin.route("/held.jpg", gate.handler)
+    path = f"/fit/100/100/{origin.authority}/held.jpg"
+    tasks = [asyncio.ensure_future(service.get(path)) for _ in range(3)]
+
+    async def all_three_waiting() -> bool:
+        return bool(json.loads((await service.get("/health"))[2])["counters"]["misses"] >= 3)
+
+    await until(all_three_waiting)
+    gate.release()
+    results = await asyncio.gather(*tasks)
+    assert [status for status, _, _ in results] == [200] * 3
+    assert len({body for _, _, body in results}) == 1
+    stage = await service.render_stage()
+    assert (stage["fetches"], stage["renders"]) == (1, 1)
+    status, _, _ = await service.get(f"/fill/100/100/{origin.authority}/held.jpg")
+    assert status == 200
+    stage = await service.render_stage()
+    assert (stage["fetches"], stage["source_hits"], stage["renders"]) == (1, 1, 2)
+    assert origin.hits["/held.jpg"] == 1
+
+
+async def test_headers_are_forwarded_and_origin_caching_rules_apply(
+    service: Service, origin: Origin
+) -> None:
+    origin.add("/private.jpg", images.jpeg(640, 480), headers={"Cache-Control": "private"})
+    status, headers, _ = await service.get(
+        f"/fit/100/100/{origin.authority}/private.jpg",
+        {"Authorization": "Bearer t0ken", "Accept-Language": "fr"},
+    )
+    assert (status, headers["Cache-Control"]) == (200, "private, no-store")
+    (sent,) = [r for r in origin.requests if r.path == "/private.jpg"]
+    assert ("Authorization", "Bearer t0ken") in sent.headers
+    assert ("Accept-Language", "fr") in sent.headers
+    origin.add("/public.jpg", images.jpeg(640, 480))
+    _, headers, _ = await service.get(f"/fit/100/100/{origin.authority}/public.jpg")
+    assert headers["Cache-Control"].startswith("public, max-age=")

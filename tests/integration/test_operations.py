@@ -370,7 +370,10 @@ async def test_requests_the_parser_refuses_get_a_request_id_and_are_counted(
         for (name, labels), count in samples.items()
         if name == "previewer_requests_total"
     }
-    assert counted == {frozenset({("status_class", "4xx"), ("code", code)}): 1}
+    # the parser refused it before any route: no operation
+    assert counted == {
+        frozenset({("status_class", "4xx"), ("code", code), ("operation", "none")}): 1
+    }
 
 
 async def test_log_lines_about_a_request_carry_its_id(
