@@ -32,8 +32,8 @@ fill crops a region of the source instead."""
 MAX_INTERMEDIATE_PIXELS = 4 * 4096 * 4096
 """No image a render makes in memory may have more pixels than this (about
 200 MB at 8-bit RGB), or than COVER_FACTOR times the preview when the
-operator allows previews beyond 4096x4096; a fill that would need one is
-refused as too large."""
+operator allows previews beyond 4096x4096; a render that would need one is
+refused as too large (a fit never does: its only image is its preview)."""
 
 SEARCH_SIDE = 256
 """The longer side of the image the attention search runs on for a region
