@@ -271,10 +271,11 @@ def _fit_text(data: Data) -> str:
         return f"Fit against fill: {s}"
     return (
         f"Each corpus photo at {s['target']} as a fill (both gravities) and as a fit, in "
-        f"process with `VIPS_CONCURRENCY=1`, median of {s['repeat']} renders after a warm-up "
-        "(`bench/fit_cost.py`). The last line is the misses per second one render thread "
-        "sustains walking the corpus (photos over the sum of their medians), fetch and store "
-        "aside.\n\n" + fit_cost.markdown(s)
+        "process with `VIPS_CONCURRENCY=1`, the three alternating render by render: median "
+        f"CPU milliseconds of {s['repeat']} renders after a warm-up (`bench/fit_cost.py`). "
+        "The last two lines are the misses per second one render thread sustains walking "
+        "the corpus (photos over the sum of their medians), fetch and store aside: by CPU "
+        "(per core) and by wall time.\n\n" + fit_cost.markdown(s)
     )
 
 
