@@ -43,8 +43,10 @@ compose-check: system-deps
 
 # docs/playground.png, taken by the playground's browser test in headless Chromium.
 screenshot: system-deps $(STAMP)
-	PLAYGROUND_SCREENSHOT=docs/playground.png $(BIN)/pytest -q -p no:randomly \
-	  tests/integration/test_playground.py::test_previews_from_the_nginx_origin_have_the_sizes_asked_for
+	PLAYGROUND_SCREENSHOT=docs/playground.png OPERATION_SCREENSHOTS=docs \
+	  $(BIN)/pytest -q -p no:randomly \
+	  tests/integration/test_playground.py::test_previews_from_the_nginx_origin_have_the_sizes_asked_for \
+	  tests/integration/test_playground.py::test_the_operation_switch_asks_fill_or_fit_and_shows_the_size_got
 
 # Ten minutes of mixed load; writes its table into docs/reliability.md. Not part of `test`.
 soak: $(STAMP)

@@ -14,6 +14,7 @@ from typing import Any
 import chart
 import corpus
 import fastpath
+import fit_cost
 import formats_report
 import malloc_cost
 import srcset
@@ -264,6 +265,20 @@ def _gravity_text(data: Data) -> str:
     )
 
 
+def _fit_text(data: Data) -> str:
+    s = _stage(data, "fit_cost")
+    if isinstance(s, str):
+        return f"Fit against fill: {s}"
+    return (
+        f"Each corpus photo at {s['target']} as a fill (both gravities) and as a fit, in "
+        "process with `VIPS_CONCURRENCY=1`, the three alternating render by render: median "
+        f"CPU milliseconds of {s['repeat']} renders after a warm-up (`bench/fit_cost.py`). "
+        "The last two lines are the misses per second one render thread sustains walking "
+        "the corpus (photos over the sum of their medians), fetch and store aside: by CPU "
+        "(per core) and by wall time.\n\n" + fit_cost.markdown(s)
+    )
+
+
 def _malloc_text(data: Data) -> str:
     s = _stage(data, "malloc_cost")
     if isinstance(s, str):
@@ -454,6 +469,8 @@ def markdown(data: Data) -> str:
         _fastpath_text(data),
         "",
         _gravity_text(data),
+        "",
+        _fit_text(data),
         "",
         _malloc_text(data),
         "",

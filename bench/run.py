@@ -18,8 +18,9 @@ Stages, all on 127.0.0.1, every server started and stopped here:
    formats: JPEG, WebP and AVIF (at several encoder efforts) side by side:
    bytes, SSIM, encode time and CPU per miss (`bench/formats.py`);
 6. render: one thread, no HTTP: each corpus photo by a plain libvips
-   thumbnail and by previewer's path (`bench/fastpath.py`), and the cost of
-   each crop gravity (`bench/render_cost.py`);
+   thumbnail and by previewer's path (`bench/fastpath.py`), the cost of
+   each crop gravity (`bench/render_cost.py`), and fit against fill
+   (`bench/fit_cost.py`);
 7. warm: `previewer warm` against wrk on previewer's hit path, side by side
    (`bench/warmspeed.py`; its figures go into results.json as `warm_vs_wrk`);
    metrics: the hit path with the Prometheus metrics on against off, side by
@@ -352,10 +353,12 @@ def experiment_stage(
 
 
 def render_stage() -> dict[str, Any]:
-    """One thread, no HTTP: plain thumbnail against previewer's path, gravity and malloc cost."""
+    """One thread, no HTTP: plain thumbnail against previewer's path, gravity, fit and
+    malloc cost."""
     stages = {
         "fastpath": [str(HERE / "fastpath.py"), str(corpus.DEFAULT_OUT), "--json"],
         "gravity_cost": [str(HERE / "render_cost.py"), "--json"],
+        "fit_cost": [str(HERE / "fit_cost.py"), str(corpus.DEFAULT_OUT), "--json"],
         "malloc_cost": [str(HERE / "malloc_cost.py"), str(corpus.DEFAULT_OUT), "--json"],
     }
     found: dict[str, Any] = {}

@@ -540,3 +540,24 @@ def thin_png(width: int, height: int) -> bytes:
     ramp = pyvips.Image.xyz(width, height)[0 if width >= height else 1] * (255.0 / length)
     data: bytes = ramp.cast("uchar").copy(interpretation="b-w").pngsave_buffer()
     return data
+
+
+CORNER_COLOURS = ([255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0])
+"""Top left, top right, bottom left, bottom right of `corners`."""
+
+
+def corners(width: int, height: int) -> bytes:
+    """A PNG in four quadrants, each a mid grey with a block of its own colour
+    (CORNER_COLOURS) in its outer corner, an eighth of the width and height:
+    a preview that crops any side by more than an eighth loses two of them."""
+    block_w, block_h = max(1, width // 8), max(1, height // 8)
+    image = pyvips.Image.black(width, height, bands=3) + 128
+    for colour, (left, top) in zip(
+        CORNER_COLOURS,
+        [(0, 0), (width - block_w, 0), (0, height - block_h), (width - block_w, height - block_h)],
+        strict=True,
+    ):
+        block = pyvips.Image.black(block_w, block_h, bands=3) + colour
+        image = image.insert(block, left, top)
+    data: bytes = image.cast("uchar").copy(interpretation="srgb").pngsave_buffer()
+    return data

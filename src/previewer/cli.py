@@ -50,6 +50,7 @@ from previewer.metrics import (
     Recorder,
     WorkerCollector,
 )
+from previewer.options import OPERATIONS
 from previewer.renderer import EmbeddedRenderer, Renderer
 from previewer.server import HttpServer, build_app, build_metrics_app
 from previewer.service import PreviewService
@@ -80,8 +81,9 @@ _COMMANDS = {
     "sign": (
         "print signed request paths",
         "Print the signed form of each request path or URL, e.g. "
-        "`previewer sign /fill/300/200/example.com/a.jpg`. Every flag also reads "
-        "PREVIEWER_<FLAG> from the environment; a flag wins over its variable.",
+        "`previewer sign /fill/300/200/example.com/a.jpg /fit/300/200/example.com/a.jpg`. "
+        "Every flag also reads PREVIEWER_<FLAG> from the environment; a flag wins "
+        "over its variable.",
     ),
     "warm": (
         "fill a cache from a URL list, or load-test a service",
@@ -144,15 +146,15 @@ def _invocation(args: argparse.Namespace, environ: dict[str, str]) -> Invocation
 
 
 def sign_paths(paths: Sequence[str], key: bytes, salt: bytes) -> list[str]:
-    """Signed forms of `/fill/...` paths, or of URLs whose path starts with `/fill/`.
+    """Signed forms of `/fill/...` or `/fit/...` paths, or of URLs whose path starts so.
 
     The signed text is the path and query as they are sent (a fragment never is).
     """
     signed = []
     for text in paths:
         parts = urlsplit(text)
-        if not parts.path.startswith("/fill/"):
-            raise ConfigError(f"not a /fill/ path or URL: {text}")
+        if not parts.path.startswith(tuple(f"/{operation}/" for operation in OPERATIONS)):
+            raise ConfigError(f"not a /fill/ or /fit/ path or URL: {text}")
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         signed_target = signing.signed_path(target, key, salt)
         path, _, query = signed_target.partition("?")

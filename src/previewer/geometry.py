@@ -1,4 +1,4 @@
-"""Fill geometry: oriented size, cover size, crop regions, pixel limits.
+"""Fill and fit geometry: oriented size, cover and fit sizes, crop regions, pixel limits.
 
 Pure arithmetic; imports nothing that touches the network, the disk or libvips.
 `imaging.py` works every number out here first, then applies it.
@@ -10,6 +10,10 @@ is at most a few times the target's size. For a thin source (940x2 asked at
 picks the region of the source that the preview shows (`fill_region`), in
 source coordinates, and scales only that region: the work is bounded by the
 output, whatever the aspect ratio.
+
+A fit scales the whole source into the target box (`fit`): nothing is cropped,
+and the only image it makes is the preview itself, so a thin source costs no
+more than its output either.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ fill crops a region of the source instead."""
 MAX_INTERMEDIATE_PIXELS = 4 * 4096 * 4096
 """No image a render makes in memory may have more pixels than this (about
 200 MB at 8-bit RGB), or than COVER_FACTOR times the preview when the
-operator allows previews beyond 4096x4096; a fill that would need one is
-refused as too large."""
+operator allows previews beyond 4096x4096; a render that would need one is
+refused as too large (a fit never does: its only image is its preview)."""
 
 SEARCH_SIDE = 256
 """The longer side of the image the attention search runs on for a region
@@ -74,6 +78,21 @@ def cover(source: Size, target: Size) -> Size:
         max(target.width, round(source.width * scale)),
         max(target.height, round(source.height * scale)),
     )
+
+
+def fit(source: Size, box: Size) -> Size:
+    """The size of `source` scaled by s = min(box.width / w, box.height / h).
+
+    The side that limits the scale equals the box's; the other is w·s (or
+    h·s) rounded to the nearest whole pixel (halves up), at least 1 and at
+    most the box's. Sources smaller than the box are enlarged. Exact integer
+    arithmetic: no float rounding can push a side past the box.
+    """
+    if source.width * box.height >= source.height * box.width:  # width limits
+        height = (2 * source.height * box.width + source.width) // (2 * source.width)
+        return Size(box.width, min(box.height, max(1, height)))
+    width = (2 * source.width * box.height + source.height) // (2 * source.height)
+    return Size(min(box.width, max(1, width)), box.height)
 
 
 def centre_crop(covered: Size, target: Size) -> Box:

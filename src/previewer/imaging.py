@@ -1,4 +1,4 @@
-"""libvips: sniff, check, load with shrink-on-load, fill, colour-manage, encode.
+"""libvips: sniff, check, load with shrink-on-load, fill or fit, colour-manage, encode.
 
 The only module that imports pyvips. `render` is blocking and CPU-bound;
 callers run it on a worker thread. libvips errors become BadImage here. A
@@ -45,6 +45,7 @@ from previewer.geometry import (
     check_source_size,
     cover,
     fill_region,
+    fit,
     jpeg_shrink,
     needs_region,
     oriented,
@@ -52,7 +53,7 @@ from previewer.geometry import (
     search_size,
     unoriented,
 )
-from previewer.options import AVIF, WEBP
+from previewer.options import AVIF, FILL, FIT, WEBP
 
 MAX_FRAMES = 1000
 """Most frames (pages) a source may declare; more is refused as SourceTooLarge.
@@ -97,6 +98,7 @@ class RenderJob:
     max_pixels: int
     output_format: str = "auto"  # "auto" (JPEG, or PNG with alpha), "webp" or "avif"
     effort: int = 0  # AVIF encoder effort, 0 (fastest) to 9
+    operation: str = FILL  # FILL (width x height exactly, cropped) or FIT (inside it)
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,8 @@ def _thumbnail(work: _Work, size: Size) -> Any:
 
 def _fill(work: _Work) -> None:
     """Scale and crop the source to the target: through the cover or through a region."""
+    if work.job.operation != FILL:
+        return
     if needs_region(work.source, work.target):
         _fill_region(work)
     else:
@@ -285,10 +289,29 @@ def _colour_options(work: _Work) -> dict[str, str]:
     return {"export_profile": "srgb"} if work.profile else {}
 
 
+def _fit(work: _Work) -> None:
+    """Scale the whole source into the target box, cropping nothing.
+
+    Each side is scaled to its own output length (the two scales differ by
+    rounding only), so the output is exactly `fit`'s size: a 50000x1 source
+    fitted into 1000x1000 gives 1000x1, and nothing larger is ever made.
+    """
+    if work.job.operation != FIT:
+        return
+    size = fit(work.source, work.target)
+    check_intermediate(size, work.target)
+    _load_at(work, size)
+
+
 def _load_to_cover(work: _Work) -> None:
     """Shrink-on-load, apply the EXIF orientation, and scale to cover the target."""
     covered = cover(work.source, work.target)
     check_intermediate(covered, work.target)
+    _load_at(work, covered)
+
+
+def _load_at(work: _Work, covered: Size) -> None:
+    """Shrink-on-load, apply the EXIF orientation, and scale to exactly `covered`."""
     dc_scans = (
         jpeg.dc_only(work.body)
         if work.plain_jpeg and jpeg_shrink(work.source, covered) == 8
@@ -429,7 +452,7 @@ def _settle_alpha(work: _Work) -> None:
         work.image = image.extract_band(0, n=image.bands - 1)
 
 
-STEPS: tuple[Step, ...] = (_read_header, _fill, _to_srgb, _settle_alpha)
+STEPS: tuple[Step, ...] = (_read_header, _fill, _fit, _to_srgb, _settle_alpha)
 
 
 def _watched(work: _Work, image: Any) -> Any:

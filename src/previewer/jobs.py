@@ -6,7 +6,7 @@ A job is a JSON document (the message body); a reply carries the preview
 bytes as its body and its metadata in message headers, so a preview of a
 few hundred kilobytes is never re-encoded:
 
-    job    body  {"v": 1, "options": {...}, "headers": [[name, value], ...],
+    job    body  {"v": 1 | 2, "options": {...}, "headers": [[name, value], ...],
                   "client": "203.0.113.9" | null, "deadline": <Unix time>,
                   "request_id": "..." | null}
     reply  headers {"v": 1, "ok": true, "content_type": ..., "shareable": ..,
@@ -17,6 +17,15 @@ few hundred kilobytes is never re-encoded:
 A worker validates every field again (its own limits apply), so a front can
 never make a worker render what the worker's settings refuse. A message of
 another version, or malformed, raises MalformedMessage.
+
+Job versions: version 1 carries `"operation": "fill"` only; version 2 adds
+`"fit"` and is otherwise the same document. A front writes each job in the
+oldest version that can carry it (a fill job stays version 1) and a worker
+reads both, so during a rolling upgrade fill jobs render on old and new
+workers alike, in either order of upgrade. A fit job (version 2) reaching a
+worker that predates it is dead-lettered as of an unknown version, and its
+request ends 504 at its deadline: upgrade the workers before the fronts
+(docs/scale-out.md). Replies did not change: they stay version 1.
 """
 
 from __future__ import annotations
@@ -27,9 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from previewer.errors import PreviewError, error_from_reply
-from previewer.options import MAX_EFFORT, PreviewOptions, parse_source
+from previewer.options import FILL, MAX_EFFORT, OPERATIONS, PreviewOptions, parse_source
 
-VERSION = 1
+VERSION = 2  # the newest job version; `job_version` says which one a job is written in
+REPLY_VERSION = 1
+_OPERATIONS_BY_VERSION = {1: (FILL,), 2: OPERATIONS}
 _FIELD_LIMIT = 64 * 1024  # bytes of one header value; larger is not a real client's
 
 
@@ -58,10 +69,17 @@ class Reply:
     complete: bool
 
 
+def job_version(options: PreviewOptions) -> int:
+    """The oldest job version that carries `options`: what the most workers read."""
+    return min(
+        v for v, operations in _OPERATIONS_BY_VERSION.items() if options.operation in operations
+    )
+
+
 def encode_job(job: Job) -> bytes:
     options = job.options
     document = {
-        "v": VERSION,
+        "v": job_version(options),
         "options": {
             "operation": options.operation,
             "width": options.width,
@@ -90,15 +108,16 @@ def decode_job(
         raise MalformedMessage(f"not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise MalformedMessage("not a JSON object")
-    if document.get("v") != VERSION:
-        raise MalformedMessage(f"unknown version {document.get('v')!r}")
+    version = document.get("v")
+    if type(version) is not int or version not in _OPERATIONS_BY_VERSION:
+        raise MalformedMessage(f"unknown version {version!r}")
     raw = _field(document, "options", dict)
     try:
         source = parse_source(_field(raw, "source", str))
     except PreviewError as exc:
         raise MalformedMessage(f"bad source: {exc.public_message}") from None
     options = PreviewOptions(
-        operation=_choice(raw, "operation", ("fill",)),
+        operation=_choice(raw, "operation", _OPERATIONS_BY_VERSION[version]),
         width=_int(raw, "width", 1, max_dimension),
         height=_int(raw, "height", 1, max_dimension),
         gravity=_choice(raw, "gravity", gravities),
@@ -132,7 +151,7 @@ def decode_job(
 
 def encode_reply(reply: Reply) -> tuple[bytes, dict[str, Any]]:
     headers = {
-        "v": VERSION,
+        "v": REPLY_VERSION,
         "ok": True,
         "content_type": reply.content_type,
         "shareable": reply.shareable,
@@ -142,14 +161,14 @@ def encode_reply(reply: Reply) -> tuple[bytes, dict[str, Any]]:
 
 
 def encode_error(exc: PreviewError) -> tuple[bytes, dict[str, Any]]:
-    headers = {"v": VERSION, "ok": False, "code": exc.code, "status": int(exc.status)}
+    headers = {"v": REPLY_VERSION, "ok": False, "code": exc.code, "status": int(exc.status)}
     return exc.public_message.encode(), headers
 
 
 def decode_reply(body: bytes, headers: Mapping[str, Any] | None) -> Reply:
     """The preview of a reply; raises the PreviewError it carries, or MalformedMessage."""
     headers = headers or {}
-    if headers.get("v") != VERSION:
+    if headers.get("v") != REPLY_VERSION:
         raise MalformedMessage(f"unknown reply version {headers.get('v')!r}")
     if headers.get("ok") is True:
         content_type = headers.get("content_type")

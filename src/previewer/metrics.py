@@ -5,7 +5,8 @@ and the render stage report through `Recorder`, three calls that take only
 values from small fixed sets (never a URL, a host or a key):
 
 - `request`: one response sent (status, error code, hit or miss, time,
-  body bytes, and the reason of a 503 `overloaded`);
+  body bytes, the reason of a 503 `overloaded`, and the operation of its
+  preview route);
 - `phase`: the time a miss spent in one phase (queue, fetch, render, store);
 - `fetch`: one origin fetch ended, its outcome and the bytes received.
 
@@ -76,6 +77,7 @@ FETCH_OUTCOMES = (
 # broker_full and no_workers
 OVERLOAD_REASONS = ("queue_full", "descriptors")
 CACHE_RESULTS = ("hit", "miss")
+NO_OPERATION = "none"  # the operation label of a response to no preview route
 # Seconds: a hit from memory takes well under a millisecond, a miss up to the request timeout.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # The broker-mode families of the contract.
@@ -104,8 +106,10 @@ class Recorder(Protocol):
         seconds: float,
         sent: int,
         overload: str | None = None,
+        operation: str | None = None,
     ) -> None:
-        """One response: `code` is the error code or `ok`; `cache` is hit, miss or None."""
+        """One response: `code` is the error code or `ok`; `cache` is hit, miss or None;
+        `operation` is fill or fit on a preview route, None elsewhere."""
 
     def phase(self, phase: Phase, seconds: float) -> None:
         """A miss spent `seconds` in `phase`."""
@@ -125,6 +129,7 @@ class NoMetrics:
         seconds: float,
         sent: int,
         overload: str | None = None,
+        operation: str | None = None,
     ) -> None:
         return None
 
@@ -213,7 +218,7 @@ class PrometheusMetrics:
         self._phases = {phase: phases.labels(phase) for phase in PHASES}
         self._fetches = {outcome: fetches.labels(outcome) for outcome in FETCH_OUTCOMES}
         # written by the event loop only
-        self.responses: dict[tuple[int, str], int] = {}
+        self.responses: dict[tuple[int, str, str], int] = {}
         self.durations = {result: Durations() for result in CACHE_RESULTS}
         self.served = 0
         self.overloaded = dict.fromkeys(OVERLOAD_REASONS, 0)
@@ -229,8 +234,10 @@ class PrometheusMetrics:
         seconds: float,
         sent: int,
         overload: str | None = None,
+        operation: str | None = None,
     ) -> None:
-        key = (status, code)  # statuses and codes come from fixed sets: the dict stays small
+        # statuses, codes and operations come from fixed sets: the dict stays small
+        key = (status, code, operation or NO_OPERATION)
         self.responses[key] = self.responses.get(key, 0) + 1
         if cache is not None:
             self.durations[cache].observe(seconds)
@@ -275,14 +282,14 @@ class _ResponseCollector:
 
     def collect(self) -> Iterator[Metric]:
         metrics = self._metrics
-        by_class: dict[tuple[str, str], int] = {}
-        for (status, code), count in dict(metrics.responses).items():
-            labels = (status_class(status), code)
+        by_class: dict[tuple[str, str, str], int] = {}
+        for (status, code, operation), count in dict(metrics.responses).items():
+            labels = (status_class(status), code, operation)
             by_class[labels] = by_class.get(labels, 0) + count
         responses = CounterMetricFamily(
             "previewer_requests_total",
-            "Responses sent, by status class and code (the error code, or ok).",
-            labels=("status_class", "code"),
+            "Responses sent, by status class, code (the error code, or ok) and operation.",
+            labels=("status_class", "code", "operation"),
         )
         for labels, count in sorted(by_class.items()):
             responses.add_metric(labels, count)

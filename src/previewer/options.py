@@ -4,7 +4,8 @@ Pure: imports nothing that touches the network, the disk or libvips.
 
 Path grammar (the query string, if any, belongs to the source):
 
-    /fill/{width}/{height}/{source}
+    /{operation}/{width}/{height}/{source}
+    operation := "fill" | "fit"
     source := [ ("http" | "https") ":/" ["/"] ] host [":" port] [path]
 
 Normalisation, which decides when two requests share a preview:
@@ -29,7 +30,9 @@ from dataclasses import dataclass
 
 from previewer.errors import InvalidRequest
 
-OPERATIONS = ("fill",)
+FILL = "fill"  # cover the box, crop the overflow (at the gravity)
+FIT = "fit"  # the whole source inside the box: no crop, no padding
+OPERATIONS = (FILL, FIT)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 _DIMENSION_RE = re.compile(r"[0-9]{1,6}")
@@ -74,10 +77,10 @@ class SourceURL:
 class PreviewOptions:
     """Everything that decides the bytes of one preview."""
 
-    operation: str
+    operation: str  # FILL or FIT
     width: int
     height: int
-    gravity: str
+    gravity: str  # used by FILL only
     quality: int
     source: SourceURL
     output_format: str = AUTO  # AUTO, WEBP or AVIF
@@ -88,11 +91,14 @@ class PreviewOptions:
 
         `quality` is the quality of the output format. The AVIF effort is
         in the key as well, since it changes the bytes; the keys of JPEG/PNG
-        previews are the same as before negotiation existed.
+        previews are the same as before negotiation existed. A fit crops
+        nothing, so its key has no gravity: changing `--gravity` keeps the
+        fit previews already cached.
         """
         effort = f"|e={self.effort}" if self.output_format == AVIF else ""
+        gravity = f"|g={self.gravity}" if self.operation == FILL else ""
         return (
-            f"v1|{self.operation}|{self.width}x{self.height}|g={self.gravity}"
+            f"v1|{self.operation}|{self.width}x{self.height}{gravity}"
             f"|q={self.quality}|f={self.output_format}{effort}|{self.source}"
         )
 
@@ -257,19 +263,19 @@ def parse_request(
     quality: int,
     output: Output | None = None,
 ) -> PreviewOptions:
-    """Parse `/fill/{w}/{h}/{source}[?query]` as the client sent it (not decoded).
+    """Parse `/{fill|fit}/{w}/{h}/{source}[?query]` as the client sent it (not decoded).
 
     `output` is the negotiated format (see `OutputRules.choose`); None means
     the default, JPEG or PNG at `quality`.
     """
     path, sep, query = raw_path.partition("?")
     parts = path.split("/", 4)
-    # ["", "fill", width, height, source]
-    if len(parts) < 5 or parts[0] != "" or not parts[4]:
-        raise InvalidRequest("Use /fill/{width}/{height}/{source address}.")
-    operation = parts[1]
+    # ["", operation, width, height, source]
+    operation = parts[1] if len(parts) > 1 else ""
     if operation not in OPERATIONS:
-        raise InvalidRequest(f"Unknown operation {operation!r}.")
+        raise InvalidRequest(f"Unknown operation {operation!r}: use fill or fit.")
+    if len(parts) < 5 or parts[0] != "" or not parts[4]:
+        raise InvalidRequest(f"Use /{operation}/{{width}}/{{height}}/{{source address}}.")
     width = parse_dimension(parts[2], "width", max_dimension)
     height = parse_dimension(parts[3], "height", max_dimension)
     source = parse_source(parts[4] + sep + query)

@@ -170,6 +170,7 @@ class EmbeddedRenderer:
                 max_pixels=self._config.max_source_pixels,
                 output_format=options.output_format,
                 effort=options.effort,
+                operation=options.operation,
             ),
             abandoned,
         )

@@ -2,14 +2,16 @@
 
 The only module that imports the web framework (aiohttp.web).
 
-    GET|HEAD /fill/{width}/{height}/{source}   the preview
-    GET|HEAD /{signature}/fill/...             the same, when URL signing is on
+    GET|HEAD /fill/{width}/{height}/{source}   the preview, cropped to exactly that size
+    GET|HEAD /fit/{width}/{height}/{source}    the preview, the whole source inside that box
+    GET|HEAD /{signature}/fill/... and /{signature}/fit/...
+                                               the same, when URL signing is on
     GET|HEAD /health                           liveness: 200 while the process serves
     GET|HEAD /ready                            readiness: 200, or 503 with the reasons
     GET|HEAD / and /playground/...             the playground page (playground.py)
 
-Any other path is 404. A path under `/fill` (or, with signing on, a path
-whose first segment has the form of a signature) that does not parse is 400.
+Any other path is 404. A path under `/fill` or `/fit` (or, with signing on, a
+path whose first segment has the form of a signature) that does not parse is 400.
 
 With `--webp` or `--avif` on, the output format is negotiated from `Accept`
 (options.OutputRules) before the cache key is made, and every preview
@@ -65,7 +67,7 @@ from previewer.errors import (
 from previewer.headers import REQUEST_ID
 from previewer.logs import current_request, new_request_id, request_id_for
 from previewer.metrics import NoMetrics, Recorder
-from previewer.options import Output, OutputRules, PreviewOptions, parse_request
+from previewer.options import OPERATIONS, Output, OutputRules, PreviewOptions, parse_request
 from previewer.service import Preview, PreviewService
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,7 @@ _PARSE: web.AppKey[Callable[..., PreviewOptions]] = web.AppKey("parse")
 _NEGOTIATE: web.AppKey[Callable[[str | None], Output] | None] = web.AppKey("negotiate")
 _METRICS: web.AppKey[Recorder] = web.AppKey("metrics")
 _REQUEST_ID = web.RequestKey("request_id", str)  # the request's id
+_OPERATION = web.RequestKey("operation", str)  # fill or fit: the preview route's operation
 # Probes are answered like any request but are neither counted nor waited for on stop.
 PROBES = frozenset({"/health", "/ready"})
 # Paths parsed lately, remembered: hits repeat them. Errors are not remembered;
@@ -141,9 +144,12 @@ def build_app(
     )
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
-    app.router.add_get("/fill{tail:(?:/.*)?}", _fill)
+    for operation in OPERATIONS:
+        preview = functools.partial(_preview, operation)
+        app.router.add_get(f"/{operation}{{tail:(?:/.*)?}}", preview)
+        if server_config.signing_key:
+            app.router.add_get(f"/{{signature}}/{operation}{{tail:(?:/.*)?}}", preview)
     if server_config.signing_key:
-        app.router.add_get("/{signature}/fill{tail:(?:/.*)?}", _fill)
         app.router.add_get(_SIGNATURE + "/{tail:.*}", _unknown_signed_path)
     elif server_config.playground:  # never with signing: the page cannot sign
         for route, asset in playground.assets(imaging_config).items():
@@ -268,7 +274,8 @@ async def _errors_and_logging(request: web.Request, handler: Handler) -> web.Str
         if cache is not None and request.method != "HEAD" and isinstance(response, web.Response):
             body = response.body
             sent = len(body) if isinstance(body, bytes) else getattr(body, "size", None) or 0
-        app[_METRICS].request(response.status, code, cache, seconds, sent, overload)
+        operation = request.get(_OPERATION)
+        app[_METRICS].request(response.status, code, cache, seconds, sent, overload, operation)
     app[_ACCESS_LOG].record(
         request.method,
         request.raw_path,
@@ -301,7 +308,9 @@ async def _ready(request: web.Request) -> web.Response:
     )
 
 
-async def _fill(request: web.Request) -> web.Response:
+async def _preview(operation: str, request: web.Request) -> web.Response:
+    """A preview route: `operation` is the one its path names (fill or fit)."""
+    request[_OPERATION] = operation
     config = request.app[_SETTINGS]
     path = request.raw_path
     if config.signing_key:
@@ -324,7 +333,7 @@ async def _fill(request: web.Request) -> web.Response:
 
 async def _unknown_signed_path(request: web.Request) -> web.Response:
     """A path shaped like a signed one, for no operation previewer has."""
-    raise InvalidRequest("Use /{signature}/fill/{width}/{height}/{source address}.")
+    raise InvalidRequest("Use /{signature}/{fill or fit}/{width}/{height}/{source address}.")
 
 
 def _preview_response(request: web.Request, preview: Preview, config: ServerConfig) -> web.Response:

@@ -4,12 +4,15 @@ Pure: imports nothing that touches the network, the disk or libvips.
 
 A signed request puts the signature in front of the unsigned path:
 
-    /{signature}/fill/{width}/{height}/{source}[?query]
-    signature = base64url(HMAC-SHA256(key, salt + "/fill/{width}/{height}/{source}[?query]"))
+    /{signature}/{operation}/{width}/{height}/{source}[?query]
+    signature = base64url(HMAC-SHA256(key, salt + "/{operation}/{w}/{h}/{source}[?query]"))
 
-without `=` padding. Key and salt are configured hex-encoded and used as raw
-bytes; the signed text is the path exactly as it will be sent, query
-included, so no part of the request can be changed without the key.
+without `=` padding. The operation (`fill` or `fit`) is part of the signed
+text, so a signature made for a `/fill` path never opens the `/fit` path of
+the same size and source, nor the other way round. Key and salt are
+configured hex-encoded and used as raw bytes; the signed text is the path
+exactly as it will be sent, query included, so no part of the request can be
+changed without the key.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from previewer.errors import InvalidSignature
 
 
 def sign(path: str, key: bytes, salt: bytes = b"") -> str:
-    """The signature of `path` (which starts with `/fill/`)."""
+    """The signature of `path` (which starts with `/fill/` or `/fit/`)."""
     digest = hmac.new(key, salt + path.encode("utf-8"), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 

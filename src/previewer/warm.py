@@ -40,6 +40,7 @@ from previewer.warmplan import (
     SizeRange,
     every_path,
     parse_header,
+    parse_operations,
     parse_size_range,
     parse_sizes,
     parse_sources,
@@ -91,18 +92,19 @@ def plan_from(args: argparse.Namespace, key: bytes, salt: bytes, stdin: TextIO) 
     if bool(args.sizes) == bool(args.random_sizes):
         raise PlanError("give --sizes or --random-sizes (one of them)")
     sizes = parse_size_range(args.random_sizes) if args.random_sizes else parse_sizes(args.sizes)
+    operations = parse_operations(args.op)
     headers = tuple(parse_header(text) for text in args.header)
     sources = _read_sources(args.urls, stdin)
     signer = Signer(key, salt)
     seed = None
     if random_mix:
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "big")
-        paths = random_paths(sources, sizes, signer, seed, args.requests)
+        paths = random_paths(sources, sizes, signer, seed, args.requests, operations)
         total = args.requests
     else:
         assert not isinstance(sizes, SizeRange)
-        paths = every_path(sources, sizes, signer)
-        total = len(sources) * len(sizes)
+        paths = every_path(sources, sizes, signer, operations)
+        total = len(sources) * len(sizes) * len(operations)
     return Plan(
         base=str(target).rstrip("/"),
         paths=paths,

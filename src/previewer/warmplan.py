@@ -7,8 +7,9 @@ Two kinds of plan:
 - `random_paths`: a seeded random mix of sources and sizes (a load test),
   `count` of them, or without end for a run bounded by time.
 
-Paths are the service's own (`/fill/{w}/{h}/{source}`), signed in front when
-a key is given, exactly as `previewer sign` signs them.
+Paths are the service's own (`/fill/{w}/{h}/{source}`, or `/fit/...` for
+the operations `--op` names), signed in front when a key is given, exactly as
+`previewer sign` signs them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from previewer import signing
 from previewer.errors import InvalidRequest
-from previewer.options import parse_source
+from previewer.options import FILL, OPERATIONS, parse_source
 
 _SIZE_RE = re.compile(r"\s*([0-9]{1,6})\s*[xX]\s*([0-9]{1,6})\s*")
 _TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -74,6 +75,17 @@ def parse_sizes(text: str) -> tuple[Size, ...]:
     return tuple(dict.fromkeys(sizes))
 
 
+def parse_operations(text: str) -> tuple[str, ...]:
+    """`fill`, `fit` or `fill,fit` -> the operations asked for, duplicates dropped, order kept."""
+    operations = [part.strip() for part in text.split(",") if part.strip()]
+    if not operations:
+        raise PlanError("no operation given (use fill, fit or fill,fit)")
+    for operation in operations:
+        if operation not in OPERATIONS:
+            raise PlanError(f"unknown operation {operation!r} (use fill, fit or fill,fit)")
+    return tuple(dict.fromkeys(operations))
+
+
 def parse_size_range(text: str) -> SizeRange:
     """`100x100-800x600`: widths 100..800 and heights 100..600."""
     low_text, dash, high_text = text.partition("-")
@@ -123,21 +135,28 @@ def parse_sources(lines: Iterable[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Signer:
-    """Signs `/fill/...` paths; an empty key leaves them as they are."""
+    """Signs `/fill/...` and `/fit/...` paths; an empty key leaves them as they are."""
 
     key: bytes = b""
     salt: bytes = b""
 
-    def path(self, source: str, size: Size) -> str:
-        path = f"/fill/{size.width}/{size.height}/{source}"
+    def path(self, source: str, size: Size, operation: str = FILL) -> str:
+        path = f"/{operation}/{size.width}/{size.height}/{source}"
         return signing.signed_path(path, self.key, self.salt) if self.key else path
 
 
-def every_path(sources: Sequence[str], sizes: Sequence[Size], signer: Signer) -> Iterator[str]:
-    """Each source at each size: all sizes of one source together (they share its fetch)."""
+def every_path(
+    sources: Sequence[str],
+    sizes: Sequence[Size],
+    signer: Signer,
+    operations: Sequence[str] = (FILL,),
+) -> Iterator[str]:
+    """Each source at each size in each operation: all paths of one source together
+    (they share its fetch)."""
     for source in sources:
         for size in sizes:
-            yield signer.path(source, size)
+            for operation in operations:
+                yield signer.path(source, size, operation)
 
 
 def random_paths(
@@ -146,8 +165,13 @@ def random_paths(
     signer: Signer,
     seed: int,
     count: int | None,
+    operations: Sequence[str] = (FILL,),
 ) -> Iterator[str]:
-    """`count` paths (None: without end) of a uniformly drawn source and size."""
+    """`count` paths (None: without end) of a uniformly drawn source, size and operation.
+
+    With one operation nothing is drawn for it: a seed gives the same sources
+    and sizes whatever that operation is.
+    """
     rng = random.Random(seed)
     made = 0
     while count is None or made < count:
@@ -157,7 +181,10 @@ def random_paths(
             size = sizes.draw(rng)
         else:
             size = sizes[int(rng.random() * len(sizes))]
-        yield signer.path(source, size)
+        operation = operations[0]
+        if len(operations) > 1:
+            operation = operations[int(rng.random() * len(operations))]
+        yield signer.path(source, size, operation)
         made += 1
 
 
@@ -171,6 +198,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--random-sizes",
         metavar="WxH-WxH",
         help="with --requests or --duration: sizes drawn from this range instead of --sizes",
+    )
+    parser.add_argument(
+        "--op",
+        metavar="OP[,OP]",
+        default=FILL,
+        help="the operations asked for: fill, fit or fill,fit (each source and size in each; "
+        "default: fill)",
     )
     parser.add_argument("--concurrency", metavar="N", type=int, default=8, help="(default: 8)")
     mode = parser.add_mutually_exclusive_group()

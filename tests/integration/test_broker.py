@@ -128,10 +128,30 @@ def _job_body(origin: Origin, deadline: float) -> bytes:
     return jobs.encode_job(jobs.Job(options, [], None, deadline))
 
 
+def _fit_job_as_version_1() -> bytes:
+    """A fit job labelled version 1, which cannot carry fit: what no front sends."""
+    options = PreviewOptions(
+        operation="fit",
+        width=10,
+        height=10,
+        gravity="centre",
+        quality=80,
+        source=parse_source("example.com/a.jpg"),
+    )
+    document = json.loads(jobs.encode_job(jobs.Job(options, [], None, 4e9)))
+    assert document["v"] == 2
+    return json.dumps({**document, "v": 1}).encode()
+
+
 @pytest.mark.parametrize(
     "body",
-    [b"\x00\x01 garbage", b'{"v": 99}', b'{"v": 1, "options": {"width": "x"}}'],
-    ids=["garbage", "unknown-version", "bad-field"],
+    [
+        b"\x00\x01 garbage",
+        b'{"v": 99}',
+        b'{"v": 1, "options": {"width": "x"}}',
+        _fit_job_as_version_1(),
+    ],
+    ids=["garbage", "unknown-version", "bad-field", "fit-in-version-1"],
 )
 async def test_a_malformed_job_is_dead_lettered_and_the_worker_goes_on(
     start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode, body: bytes

@@ -115,7 +115,7 @@ def test_a_front_and_a_worker_serve_their_metrics_and_carry_the_request_id(
 
     front_metrics = _scrape(_metrics_url(front))
     assert front_metrics["previewer_requests_total"] == {
-        (("code", "ok"), ("status_class", "2xx")): 2
+        (("code", "ok"), ("operation", "fill"), ("status_class", "2xx")): 2
     }
     assert front_metrics["previewer_broker_jobs_published_total"] == {(): 1}
     assert front_metrics["previewer_broker_replies_total"] == {(): 1}

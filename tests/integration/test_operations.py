@@ -67,33 +67,38 @@ async def test_metrics_count_a_known_sequence_of_requests(
     assert (await service.get("/nowhere"))[0] == 404
     assert (await service.request("POST", f"{fill}/a.jpg"))[0] == 405
     assert (await service.get("/fill/0/0/x"))[0] == 400
+    assert (await service.get(f"/fit/120/90/{origin.authority}/a.jpg"))[0] == 200  # a fit miss
+    assert (await service.get("/fit/0/0/x"))[0] == 400
+    assert (await service.get("/fitx/1/1/x"))[0] == 404
     for probe in ("/health", "/ready", "/health"):  # probes are not counted
         assert (await service.get(probe))[0] == 200
 
     samples = await scrape(service)
     requests = {
-        (dict(labels)["status_class"], dict(labels)["code"]): count
+        (dict(labels)["status_class"], dict(labels)["code"], dict(labels)["operation"]): count
         for (name, labels), count in samples.items()
         if name == "previewer_requests_total"
     }
     assert requests == {
-        ("2xx", "ok"): 3,
-        ("4xx", "source_status"): 1,
-        ("4xx", "not_found"): 1,
-        ("4xx", "method_not_allowed"): 1,
-        ("4xx", "bad_request"): 1,
+        ("2xx", "ok", "fill"): 3,
+        ("2xx", "ok", "fit"): 1,
+        ("4xx", "source_status", "fill"): 1,
+        ("4xx", "not_found", "none"): 2,
+        ("4xx", "method_not_allowed", "none"): 1,
+        ("4xx", "bad_request", "fill"): 1,
+        ("4xx", "bad_request", "fit"): 1,
     }
     duration = "previewer_request_duration_seconds_count"
     assert value(samples, duration, cache="hit") == 2
-    assert value(samples, duration, cache="miss") == 1
+    assert value(samples, duration, cache="miss") == 2
     assert value(samples, "previewer_cache_requests_total", result="hit") == 2
-    assert value(samples, "previewer_cache_requests_total", result="miss") == 2
+    assert value(samples, "previewer_cache_requests_total", result="miss") == 3
     phases = "previewer_miss_phase_seconds_count"
     assert {p: value(samples, phases, phase=p) for p in ("queue", "fetch", "render", "store")} == {
-        "queue": 1,
-        "fetch": 1,  # the failed fetch has an outcome, not a phase
-        "render": 1,
-        "store": 1,
+        "queue": 2,
+        "fetch": 1,  # the failed fetch has an outcome, not a phase; the fit's source is cached
+        "render": 2,
+        "store": 2,
     }
     assert value(samples, "previewer_miss_phase_seconds_sum", phase="render") > 0
     fetches = "previewer_origin_fetches_total"
@@ -101,12 +106,12 @@ async def test_metrics_count_a_known_sequence_of_requests(
     assert value(samples, fetches, outcome="origin_4xx") == 1
     assert value(samples, fetches, outcome="timeout") == 0
     assert value(samples, "previewer_fetched_bytes_total") == len(JPEG)
-    assert value(samples, "previewer_served_bytes_total") == 2 * len(miss_body)
+    assert value(samples, "previewer_served_bytes_total") > 2 * len(miss_body)  # and the fit's
     assert value(samples, "previewer_overloaded_total", reason="queue_full") == 0
     assert value(samples, "previewer_renders_in_progress") == 0
     assert value(samples, "previewer_renders_waiting") == 0
     health = service.running.service.health()
-    assert value(samples, "previewer_cache_entries", cache="preview") == 1
+    assert value(samples, "previewer_cache_entries", cache="preview") == 2
     assert value(samples, "previewer_cache_bytes", cache="preview") == health.cache.bytes > 0
     # the source is written in the background; the gauge follows it
     source_bytes = ("previewer_cache_bytes", frozenset({("cache", "source")}))
@@ -162,9 +167,8 @@ async def test_overloaded_answers_are_counted_by_reason(
     assert refused >= 1, statuses
     samples = await scrape(service)
     assert value(samples, "previewer_overloaded_total", reason="queue_full") == refused
-    assert value(samples, "previewer_requests_total", status_class="5xx", code="overloaded") == (
-        refused
-    )
+    overloaded = {"status_class": "5xx", "code": "overloaded", "operation": "fill"}
+    assert value(samples, "previewer_requests_total", **overloaded) == refused
     phases = "previewer_miss_phase_seconds_count"
     assert value(samples, phases, phase="render") == statuses.count(200)
     assert value(samples, phases, phase="queue") == statuses.count(200)
@@ -366,7 +370,10 @@ async def test_requests_the_parser_refuses_get_a_request_id_and_are_counted(
         for (name, labels), count in samples.items()
         if name == "previewer_requests_total"
     }
-    assert counted == {frozenset({("status_class", "4xx"), ("code", code)}): 1}
+    # the parser refused it before any route: no operation
+    assert counted == {
+        frozenset({("status_class", "4xx"), ("code", code), ("operation", "none")}): 1
+    }
 
 
 async def test_log_lines_about_a_request_carry_its_id(

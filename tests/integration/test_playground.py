@@ -4,7 +4,8 @@ Every request the page makes is recorded: it must go to the service alone.
 A missing chromium is an error: scripts/install-system-deps.sh installs it.
 
 `make screenshot` runs the first test with PLAYGROUND_SCREENSHOT=docs/playground.png,
-so the README's picture comes from this code.
+so the README's picture comes from this code, and the fill/fit test with
+OPERATION_SCREENSHOTS=docs, which writes docs/fill.png and docs/fit.png.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 import images
 from conftest import Service, ServiceFactory
 from origin import NginxOrigin
+from previewer.geometry import Size, fit
 
 pytestmark = [pytest.mark.browser, pytest.mark.nginx]
 
@@ -36,6 +38,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PHOTO = "_gopher_original_1024x504.jpg"
+TIMES = " \N{MULTIPLICATION SIGN} "  # between width and height, as the page writes a size
 
 
 @pytest.fixture
@@ -77,9 +80,12 @@ async def _open(browser: Browser, service: Service) -> Visit:
     return visit
 
 
-async def _make(visit: Visit, source: str, custom: str = "") -> list[dict[str, object]]:
+async def _make(
+    visit: Visit, source: str, custom: str = "", operation: str = "fill"
+) -> list[dict[str, object]]:
     """Fill the form, submit, wait for every card to settle, and describe each card."""
     page = visit.page
+    await page.check(f'input[name="operation"][value="{operation}"]')
     await page.fill("#source", source)
     await page.fill("#custom", custom)
     await page.click("button[type=submit]")
@@ -95,6 +101,8 @@ async def _make(visit: Visit, source: str, custom: str = "") -> list[dict[str, o
             const error = card.querySelector('pre.error-json');
             return {
                 size: card.dataset.size,
+                operation: card.dataset.operation,
+                heading: card.querySelector('h2').textContent,
                 state: card.dataset.state,
                 natural: img ? `${img.naturalWidth}x${img.naturalHeight}` : null,
                 facts,
@@ -194,3 +202,44 @@ async def test_bad_sizes_are_explained_before_any_request(
         assert message in str(await visit.page.text_content("#form-error"))
     assert len(visit.requests) == before
     assert await visit.page.locator(".card").count() == 0
+
+
+async def test_the_operation_switch_asks_fill_or_fit_and_shows_the_size_got(
+    browser: Browser, start_service: ServiceFactory, nginx_origin: NginxOrigin, tmp_path: Path
+) -> None:
+    """One photo (1024x504), the same sizes, filled then fitted: a fill is exactly each
+    size, a fit is the whole photo inside it, and each card says what it got."""
+    service = await start_service(gravity="centre")
+    visit = await _open(browser, service)
+    source = f"{nginx_origin.authority}/{PHOTO}"
+    folder = Path(os.environ.get("OPERATION_SCREENSHOTS", tmp_path))
+    asked = ["150x150", "300x200", "200x300"]
+    for operation in ("fill", "fit"):
+        cards = await _make(visit, source, custom="200x300", operation=operation)
+        assert [card["size"] for card in cards] == asked
+        for card in cards:
+            width, height = (int(side) for side in str(card["size"]).split("x"))
+            got = (
+                Size(width, height)
+                if operation == "fill"
+                else fit(Size(1024, 504), Size(width, height))
+            )
+            assert card["state"] == "ok", card
+            assert (card["operation"], card["heading"]) == (
+                operation,
+                f"{operation} {width}{TIMES}{height}",
+            )
+            assert card["natural"] == f"{got.width}x{got.height}"
+            facts = card["facts"]
+            assert isinstance(facts, dict)
+            assert facts["got"] == f"{got.width}{TIMES}{got.height}"
+            assert facts["cache"] == "MISS"  # fill and fit of one size are two entries
+            path = f"/{operation}/{width}/{height}/{source}"
+            assert card["tag"] == (
+                f'<img src="{service.url}{path}" width="{got.width}" height="{got.height}" alt="">'
+            )
+        png = await visit.page.locator("#results").screenshot()
+        await asyncio.to_thread((folder / f"{operation}.png").write_bytes, png)
+    again = await _make(visit, source, custom="200x300", operation="fit")
+    assert [card["facts"]["cache"] for card in again] == ["HIT"] * 3  # type: ignore[index]
+    _only_the_service(visit, service)

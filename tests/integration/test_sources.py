@@ -6,6 +6,7 @@ subprocess against nginx where its memory and its log are what is measured.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -21,6 +22,7 @@ import pyvips
 import images
 from conftest import Service, ServiceProcess
 from origin import NginxOrigin, Origin
+from previewer.geometry import Size, fit
 
 pytestmark = pytest.mark.both_modes
 
@@ -267,7 +269,8 @@ def test_thin_sources_cost_what_the_output_costs(
     service_process: Callable[..., ServiceProcess], nginx_origin: NginxOrigin, tmp_path: Path
 ) -> None:
     """1x50000 and 50000x1 (the largest under --max-source-pixels 50000) at 4096x4096 and
-    1000x1000, both gravities: the covers would be 4096x204,800,000 pixels and more."""
+    1000x1000, both gravities: the covers would be 4096x204,800,000 pixels and more.
+    Fitted too: the fit of a line is a line, never more than its output."""
     for width, height in THIN:
         path = nginx_origin.root / f"thin_{width}x{height}.png"
         path.write_bytes(images.thin_png(width, height))
@@ -280,19 +283,23 @@ def test_thin_sources_cost_what_the_output_costs(
             ],
             env={"PREVIEWER_ALLOW_PRIVATE_NETWORKS": "true"},
         )
-        for width, height in THIN:
-            for size in ((4096, 4096), (1000, 1000)):
-                url = (
-                    f"{proc.url}/fill/{size[0]}/{size[1]}/{nginx_origin.authority}"
-                    f"/thin_{width}x{height}.png"
-                )
-                started = time.monotonic()
-                with urllib.request.urlopen(url, timeout=60) as resp:
-                    assert resp.status == 200
-                    preview = images.decode(resp.read())
-                elapsed = time.monotonic() - started
-                assert elapsed < 30, (url, gravity, elapsed)
-                assert (preview.width, preview.height) == size
+        for (width, height), size, operation in itertools.product(
+            THIN, ((4096, 4096), (1000, 1000)), ("fill", "fit")
+        ):
+            url = (
+                f"{proc.url}/{operation}/{size[0]}/{size[1]}/{nginx_origin.authority}"
+                f"/thin_{width}x{height}.png"
+            )
+            started = time.monotonic()
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                assert resp.status == 200
+                preview = images.decode(resp.read())
+            elapsed = time.monotonic() - started
+            assert elapsed < 30, (url, gravity, elapsed)
+            expected = Size(*size)
+            if operation == "fit":  # the whole line: 4096x1 or 1x4096, say
+                expected = fit(Size(width, height), expected)
+            assert (preview.width, preview.height) == (expected.width, expected.height)
         peak = _peak_rss(proc.proc.pid)
         assert peak < PEAK_RSS_BOUND, f"{gravity}: peak RSS {peak / 2**20:.0f} MiB"
     # one pixel over the limit is still refused before decoding

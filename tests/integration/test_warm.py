@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import images
 from conftest import ServiceProcess
 from origin import NginxOrigin
 from previewer import cli
@@ -109,6 +110,43 @@ def test_warm_fills_the_cache_then_hits_it_as_the_service_counts(
         assert summary["requests_per_second"] > 0
         assert summary["target"] == proc.url
         assert summary["seed"] is None  # not a random mix
+
+
+def test_warm_asks_fit_previews_with_op(
+    service_process: Spawn, nginx_origin: NginxOrigin, tmp_path: Path
+) -> None:
+    """`--op fit` warms the fit previews; `--op fill,fit` asks each size in both, and
+    only the fill ones are new: fit and fill of one size are two cache entries."""
+    proc = _serve(service_process, tmp_path, "--signing-key", KEY, "--signing-salt", SALT)
+    names = ("_gopher_original_1024x504.jpg", "small_40x30.jpg")
+    urls = _urls(tmp_path, nginx_origin, *names)
+    args = (proc.url, "--urls", str(urls), "--sizes", "300x300,64x64", "--json")
+    signed = ("--signing-key", KEY, "--signing-salt", SALT)
+
+    before = _counters(proc)
+    fitted = _warm(*args, *signed, "--op", "fit")
+    assert fitted.returncode == 0, fitted.stderr
+    assert _summary(fitted)["statuses"] == {"200": 4}
+    middle = _counters(proc)
+    assert _delta(before, middle) == {"hits": 0, "misses": 4, "renders": 4}
+
+    both = _warm(*args, *signed, "--op", "fill,fit")
+    assert both.returncode == 0, both.stderr
+    summary = _summary(both)
+    assert summary["requests"] == 8
+    assert summary["cache"] == {"hits": 4, "misses": 4, "hit_ratio": 0.5}
+    assert _delta(middle, _counters(proc)) == {"hits": 4, "misses": 4, "renders": 4}
+    assert proc.health()["cache"]["entries"] == 8
+
+    # what was warmed is the fit: the whole source inside each box
+    sent = cli.sign_paths(
+        [f"/fit/300/300/{nginx_origin.authority}/{names[0]}"],
+        bytes.fromhex(KEY),
+        bytes.fromhex(SALT),
+    )
+    with urllib.request.urlopen(proc.url + sent[0], timeout=30) as resp:
+        assert resp.headers["X-Cache"] == "HIT"
+        assert images.decode(resp.read()).height == 148  # 1024x504 fitted into 300x300
 
 
 def test_the_summary_table_is_plain_text_when_stdout_is_not_a_terminal(
@@ -272,6 +310,8 @@ def test_transport_failures_are_counted_as_errors(tmp_path: Path) -> None:
         (["--sizes", "5x5", "--max-error-ratio", "2"], "--max-error-ratio"),
         (["--sizes", "5x5", "--header", "nonsense"], "not a header"),
         (["--sizes", "5x5", "--seed", "3"], "--seed needs"),
+        (["--sizes", "5x5", "--op", "crop"], "unknown operation 'crop'"),
+        (["--sizes", "5x5", "--op", ","], "no operation given"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,6 +20,7 @@ from previewer.geometry import (
     check_source_size,
     cover,
     fill_region,
+    fit,
     needs_region,
     oriented,
     region_at,
@@ -316,3 +319,53 @@ def test_previews_allowed_beyond_4096_get_a_proportional_bound() -> None:
     check_intermediate(Size(18_000, 12_000), target)
     with pytest.raises(SourceTooLarge):
         check_intermediate(Size(60_000, 12_000), target)
+
+
+# --- fit ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "box", "expected"),
+    [
+        (Size(1024, 504), Size(300, 300), Size(300, 148)),  # landscape: 147.66 rounds up
+        (Size(333, 666), Size(300, 300), Size(150, 300)),  # portrait
+        (Size(400, 300), Size(200, 150), Size(200, 150)),  # same aspect: the whole box
+        (Size(400, 300), Size(200, 300), Size(200, 150)),  # a box taller than the source
+        (Size(40, 30), Size(400, 300), Size(400, 300)),  # tiny: enlarged, as fill enlarges
+        (Size(40, 30), Size(1000, 1000), Size(1000, 750)),
+        (Size(1, 1), Size(7, 3), Size(3, 3)),
+        (Size(50_000, 1), Size(1000, 1000), Size(1000, 1)),  # thin: 0.02 is kept as 1
+        (Size(2, 940), Size(1000, 1000), Size(2, 1000)),  # 2.13 rounds down
+        (Size(3, 2), Size(5, 5), Size(5, 3)),  # 3.33
+        (Size(4, 3), Size(2, 2), Size(2, 2)),  # 1.5 rounds half up
+    ],
+)
+def test_fit_sizes(source: Size, box: Size, expected: Size) -> None:
+    assert fit(source, box) == expected
+
+
+@given(source=sizes, box=targets)
+def test_fit_lies_in_the_box_with_one_side_touching_it(source: Size, box: Size) -> None:
+    fitted = fit(source, box)
+    assert 1 <= fitted.width <= box.width
+    assert 1 <= fitted.height <= box.height
+    assert fitted.width == box.width or fitted.height == box.height
+
+
+@given(source=sizes, box=targets)
+def test_fit_keeps_the_aspect_within_rounding(source: Size, box: Size) -> None:
+    """Each side is the source's side times s = min(bw/w, bh/h), rounded to the nearest
+    pixel (at least 1): off by half a pixel at most."""
+    scale = min(Fraction(box.width, source.width), Fraction(box.height, source.height))
+    fitted = fit(source, box)
+    for got, exact in (
+        (fitted.width, source.width * scale),
+        (fitted.height, source.height * scale),
+    ):
+        assert abs(got - exact) <= Fraction(1, 2) or (got == 1 and exact < 1)
+
+
+@given(source=sizes, box=targets)
+def test_fit_never_makes_more_than_the_box_holds(source: Size, box: Size) -> None:
+    """However thin the source, the only image a fit makes is within the box."""
+    check_intermediate(fit(source, box), box)

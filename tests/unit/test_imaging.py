@@ -3,6 +3,7 @@ as bytes."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 import images
 from previewer import formats, imaging
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
+from previewer.geometry import Size, fit
 from previewer.imaging import Rendered, RenderJob, render, sniff
 
 Image = Any  # pyvips ships no type information
@@ -1130,3 +1132,68 @@ def test_avif_effort_reaches_the_encoder() -> None:
     fast = render(body, RenderJob(200, 150, "centre", 60, 10**8, "avif", effort=0))
     slow = render(body, RenderJob(200, 150, "centre", 60, 10**8, "avif", effort=4))
     assert fast.body != slow.body
+
+
+# --- fit ------------------------------------------------------------------------------
+
+
+def fit_job(width: int, height: int, **changes: Any) -> RenderJob:
+    job = RenderJob(width, height, "attention", 80, 50_000_000, operation="fit")
+    return dataclasses.replace(job, **changes)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    source=st.tuples(st.integers(1, 300), st.integers(1, 300)),
+    box=st.tuples(st.integers(1, 400), st.integers(1, 400)),
+)
+def test_a_fit_is_exactly_the_size_geometry_gives(
+    source: tuple[int, int], box: tuple[int, int]
+) -> None:
+    body = photo(*source).pngsave_buffer()
+    expected = fit(Size(*source), Size(*box))
+    check_output(render(body, fit_job(*box)), expected.width, expected.height)
+
+
+def test_a_fit_keeps_every_edge_of_the_source() -> None:
+    """White left half, black right half, fitted into a square: both halves, in proportion."""
+    out = check_output(render(halves(400, 100).pngsave_buffer(), fit_job(200, 200)), 200, 50)
+    assert out.crop(0, 0, 95, 50).avg() > 250
+    assert out.crop(105, 0, 95, 50).avg() < 5
+
+
+def test_a_large_progressive_jpeg_fits_through_the_dc_path() -> None:
+    """A 1/8 load covers the fit: the DC-only decode gives the same picture."""
+    source = images.noisy_gradient(1600, 1200).jpegsave_buffer(Q=90, interlace=True)
+    fitted = render(source, fit_job(150, 150))
+    out = check_output(fitted, 150, 113)
+    reference = pyvips.Image.thumbnail_buffer(source, 150, height=150)
+    assert (reference.width, reference.height) == (150, 113)
+    assert (out.cast("float") - reference.cast("float")).abs().avg() < 6
+
+
+def test_a_fit_converts_an_embedded_profile_to_srgb() -> None:
+    colour = [30, 200, 60]
+    out = check_output(render(images.p3_jpeg(colour), fit_job(60, 60)), 60, 40)
+    srgb = solid(1, 1, colour).copy(interpretation="srgb")
+    p3_in_srgb = srgb.icc_transform("srgb", input_profile="p3")(0, 0)
+    assert all(abs(a - b) < 6 for a, b in zip(out(30, 20), p3_in_srgb, strict=True))
+
+
+def test_a_fit_of_an_orientation_8_source_is_upright() -> None:
+    tagged = with_orientation(halves(200, 100), 8).jpegsave_buffer(Q=90)
+    out = check_output(render(tagged, fit_job(100, 100)), 50, 100)
+    # 8 turns the image a quarter anticlockwise: its white left half ends at the bottom
+    assert out.crop(0, 55, 50, 45).avg() > 200
+    assert out.crop(0, 0, 50, 45).avg() < 50
+
+
+def test_a_fit_ignores_the_gravity() -> None:
+    body = images.jpeg(640, 480)
+    bodies = {render(body, fit_job(100, 100, gravity=g)).body for g in ("attention", "centre")}
+    assert len(bodies) == 1
+
+
+def test_a_fit_refuses_a_source_over_the_pixel_limit() -> None:
+    with pytest.raises(SourceTooLarge):
+        render(images.thin_png(101, 100), fit_job(50, 50, max_pixels=10_000))

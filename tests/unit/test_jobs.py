@@ -93,7 +93,9 @@ def _document(**changes: object) -> bytes:
     [
         (b"\xff\xfe not json", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        (_document(v=2), "unknown version 2"),
+        (_document(v=3), "unknown version 3"),
+        (_document(v=True), "unknown version True"),
+        (_document(v=[1]), "unknown version"),
         (_document(v=None), "unknown version"),
         (_document(options_width=0), "width"),
         (_document(options_width=5000), "width"),
@@ -184,3 +186,40 @@ def test_an_unknown_error_code_becomes_an_internal_error_with_the_status_given()
 def test_an_impossible_status_becomes_500() -> None:
     assert error_from_reply("bad_request", 999, "x").status == HTTPStatus.INTERNAL_SERVER_ERROR
     assert error_from_reply("bad_request", 200, "x").status == HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+# --- versions: fit jobs are version 2, fill jobs stay version 1 -----------------------
+
+
+def _fit_job() -> jobs.Job:
+    return _job(options=dataclasses.replace(_job().options, operation="fit"))
+
+
+def test_a_fit_job_survives_the_round_trip_as_version_2() -> None:
+    job = _fit_job()
+    body = jobs.encode_job(job)
+    assert json.loads(body)["v"] == 2 == jobs.VERSION
+    assert jobs.decode_job(body, **LIMITS) == job  # type: ignore[arg-type]
+
+
+def test_a_fill_job_is_written_as_version_1_which_every_worker_reads() -> None:
+    """Workers that predate fit read only version 1: fill jobs keep reaching them."""
+    assert json.loads(jobs.encode_job(_job()))["v"] == 1
+
+
+def test_a_version_2_fill_job_is_read_too() -> None:
+    assert jobs.decode_job(_document(v=2), **LIMITS) == _job()  # type: ignore[arg-type]
+
+
+def test_a_version_1_job_cannot_carry_fit() -> None:
+    """What a worker that predates fit does with a fit job: refuse it as malformed."""
+    document = json.loads(jobs.encode_job(_fit_job()))
+    document["v"] = 1
+    with pytest.raises(jobs.MalformedMessage, match="operation"):
+        jobs.decode_job(json.dumps(document).encode(), **LIMITS)  # type: ignore[arg-type]
+
+
+def test_replies_stay_version_1() -> None:
+    reply = jobs.Reply(b"x", "image/jpeg", shareable=True, complete=True)
+    assert jobs.encode_reply(reply)[1]["v"] == 1
+    assert jobs.encode_error(BadImage())[1]["v"] == 1

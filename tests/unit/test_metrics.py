@@ -60,6 +60,8 @@ def test_the_recorder_counts_what_it_is_told() -> None:
     metrics.request(200, "ok", "miss", 0.3, 2000)
     metrics.request(304, "ok", "hit", 0.0002, 0)
     metrics.request(503, "overloaded", None, 0.001, 0, overload="queue_full")
+    metrics.request(200, "ok", "miss", 0.2, 0, operation="fit")
+    metrics.request(404, "not_found", None, 0.0001, 0)
     metrics.phase("render", 0.2)
     metrics.fetch("ok", 5000)
     metrics.fetch("timeout", 0)
@@ -68,13 +70,16 @@ def test_the_recorder_counts_what_it_is_told() -> None:
     def value(name: str, **labels: str) -> float:
         return got.get((name, frozenset(labels.items())), 0.0)
 
-    assert value("previewer_requests_total", status_class="2xx", code="ok") == 2
-    assert value("previewer_requests_total", status_class="3xx", code="ok") == 1
-    assert value("previewer_requests_total", status_class="5xx", code="overloaded") == 1
+    requests = "previewer_requests_total"
+    assert value(requests, status_class="2xx", code="ok", operation="none") == 2
+    assert value(requests, status_class="2xx", code="ok", operation="fit") == 1
+    assert value(requests, status_class="3xx", code="ok", operation="none") == 1
+    assert value(requests, status_class="5xx", code="overloaded", operation="none") == 1
+    assert value(requests, status_class="4xx", code="not_found", operation="none") == 1
     assert value("previewer_request_duration_seconds_count", cache="hit") == 2
     assert value("previewer_request_duration_seconds_bucket", cache="hit", le="0.0005") == 2
-    assert value("previewer_request_duration_seconds_bucket", cache="miss", le="0.25") == 0
-    assert value("previewer_request_duration_seconds_bucket", cache="miss", le="0.5") == 1
+    assert value("previewer_request_duration_seconds_bucket", cache="miss", le="0.25") == 1
+    assert value("previewer_request_duration_seconds_bucket", cache="miss", le="0.5") == 2
     assert value("previewer_served_bytes_total") == 3000
     assert value("previewer_overloaded_total", reason="queue_full") == 1
     assert value("previewer_miss_phase_seconds_sum", phase="render") == pytest.approx(0.2)

@@ -106,7 +106,9 @@ def test_max_dimension_is_the_callers() -> None:
     )
 
 
-@pytest.mark.parametrize("operation", ["crop", "fit", "FILL", "Fill", "resize", ""])
+@pytest.mark.parametrize(
+    "operation", ["crop", "fitx", "Fit", "FIT", "fill-in", "FILL", "Fill", "resize", ""]
+)
 def test_unknown_operation_is_rejected(operation: str) -> None:
     with pytest.raises(InvalidRequest):
         parse(f"/{operation}/100/100/example.com/a.jpg")
@@ -571,3 +573,40 @@ def test_the_default_format_keeps_the_key_it_had_before_negotiation() -> None:
     )
     assert options.cache_key() == "v1|fill|100x80|g=centre|q=80|f=auto|http://example.com/a.jpg"
     assert options == parse("/fill/100/80/example.com/a.jpg")
+
+
+# --- fit ---------------------------------------------------------------------------
+
+
+def test_fit_is_parsed_like_fill() -> None:
+    options = parse("/fit/300/200/https://example.com/a.jpg?v=2")
+    assert (options.operation, options.width, options.height) == ("fit", 300, 200)
+    assert str(options.source) == "https://example.com/a.jpg?v=2"
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    ["/fit", "/fit/", "/fit/100", "/fit/100/100", "/fit/100/100/", "/fit/0/1/a", "/fit/1/x/a"],
+)
+def test_a_malformed_fit_path_is_rejected_and_named(raw_path: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        parse(raw_path)
+    assert info.value.status == HTTPStatus.BAD_REQUEST
+
+
+def test_a_missing_part_names_the_operation_of_the_path() -> None:
+    with pytest.raises(InvalidRequest, match=r"/fit/\{width\}"):
+        parse("/fit/100/100")
+    with pytest.raises(InvalidRequest, match=r"/fill/\{width\}"):
+        parse("/fill/100/100")
+
+
+def test_fit_and_fill_of_one_size_and_source_have_two_keys() -> None:
+    assert key("/fit/100/100/example.com/a.jpg") != key("/fill/100/100/example.com/a.jpg")
+
+
+def test_gravity_is_not_part_of_a_fit_key() -> None:
+    path = "/fit/100/100/example.com/a.jpg"
+    assert key(path, gravity="centre") == key(path, gravity="attention")
+    assert key(path) == "v1|fit|100x100|q=80|f=auto|http://example.com/a.jpg"
+    assert key(path, quality=80) != key(path, quality=81)

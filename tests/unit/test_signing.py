@@ -76,10 +76,18 @@ def test_a_signed_url_verifies_and_keeps_its_fragment_unsigned() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["/health", "https://previews.example/health", "https://previews.example", "fill/1/1/a"]
+    "text",
+    [
+        "/health",
+        "https://previews.example/health",
+        "https://previews.example",
+        "fill/1/1/a",
+        "/fitx/1/1/a",
+        "/fit",
+    ],
 )
 def test_sign_paths_refuses_other_paths(text: str) -> None:
-    with pytest.raises(ConfigError, match="not a /fill/ path"):
+    with pytest.raises(ConfigError, match="not a /fill/ or /fit/ path"):
         cli.sign_paths([text], KEY, SALT)
 
 
@@ -92,3 +100,25 @@ def test_sign_command_prints_signed_paths(capsys: pytest.CaptureFixture[str]) ->
 def test_sign_command_needs_a_key(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["sign", PATH]) == 2
     assert "PREVIEWER_SIGNING_KEY" in capsys.readouterr().err
+
+
+FIT = PATH.replace("/fill/", "/fit/")
+
+
+def test_the_signature_covers_the_operation() -> None:
+    """A /fill signature never opens the /fit path of the same size and source."""
+    fill_signature = signing.sign(PATH, KEY, SALT)
+    assert signing.verify(signing.signed_path(FIT, KEY, SALT), KEY, SALT) == FIT
+    with pytest.raises(InvalidSignature):
+        signing.verify(f"/{fill_signature}{FIT}", KEY, SALT)
+    with pytest.raises(InvalidSignature):
+        signing.verify(f"/{signing.sign(FIT, KEY, SALT)}{PATH}", KEY, SALT)
+
+
+def test_sign_command_signs_fit_paths_and_urls(capsys: pytest.CaptureFixture[str]) -> None:
+    url = "https://previews.example" + FIT
+    code = cli.main(["sign", "--signing-key", KEY.hex(), "--signing-salt", SALT.hex(), FIT, url])
+    assert code == 0
+    path, signed_url = capsys.readouterr().out.split()
+    assert path == signing.signed_path(FIT, KEY, SALT)
+    assert signed_url == "https://previews.example" + path

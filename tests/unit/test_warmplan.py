@@ -17,6 +17,7 @@ from previewer.warmplan import (
     SizeRange,
     every_path,
     parse_header,
+    parse_operations,
     parse_size,
     parse_size_range,
     parse_sizes,
@@ -117,3 +118,44 @@ def test_random_paths_are_seeded_and_counted() -> None:
 def test_random_paths_without_a_count_do_not_end() -> None:
     endless = random_paths(("a.test/1",), SizeRange(Size(1, 1), Size(9, 9)), Signer(), 1, None)
     assert len(list(itertools.islice(endless, 5000))) == 5000
+
+
+# --- operations (--op) -----------------------------------------------------------------
+
+
+def test_operations_parse_in_order_without_repeats() -> None:
+    assert parse_operations("fill") == ("fill",)
+    assert parse_operations(" fit , fill,fit") == ("fit", "fill")
+
+
+@pytest.mark.parametrize("text", ["", " , ", "crop", "fill,fitx", "FIT"])
+def test_bad_operations_are_refused(text: str) -> None:
+    with pytest.raises(PlanError, match="fill, fit or fill,fit"):
+        parse_operations(text)
+
+
+def test_every_path_asks_each_size_in_each_operation() -> None:
+    paths = list(every_path(("a.test/1",), (Size(3, 4), Size(5, 6)), Signer(), ("fill", "fit")))
+    assert paths == [
+        "/fill/3/4/a.test/1",
+        "/fit/3/4/a.test/1",
+        "/fill/5/6/a.test/1",
+        "/fit/5/6/a.test/1",
+    ]
+    for path in paths:
+        parse_request(path, max_dimension=100, gravity="centre", quality=80)
+
+
+def test_signed_fit_paths_pass_the_services_check() -> None:
+    (path,) = every_path(("a.test/x.jpg",), (Size(30, 20),), Signer(b"key", b"salt"), ("fit",))
+    assert signing.verify(path, b"key", b"salt") == "/fit/30/20/a.test/x.jpg"
+
+
+def test_random_paths_draw_the_operation_too() -> None:
+    sources, sizes = ("a.test/1", "b.test/2"), (Size(1, 1), Size(2, 2))
+    both = list(random_paths(sources, sizes, Signer(), 5, 400, ("fill", "fit")))
+    assert {path.split("/")[1] for path in both} == {"fill", "fit"}
+    fit_only = list(random_paths(sources, sizes, Signer(), 5, 50, ("fit",)))
+    fill_only = list(random_paths(sources, sizes, Signer(), 5, 50))
+    # one operation draws nothing for it: the same seed gives the same sources and sizes
+    assert [p.replace("/fit/", "/fill/", 1) for p in fit_only] == fill_only

@@ -56,29 +56,45 @@ function chosenSizes() {
   return [...sizes.values()];
 }
 
+/** The operation chosen: "fill" or "fit". */
+function chosenOperation() {
+  const chosen = document.querySelector('input[name="operation"]:checked');
+  return chosen ? chosen.value : "fill";
+}
+
+/** The <img> tag for a preview; a fit's size is known once it arrived. */
+function imgTag(path, width, height) {
+  return `<img src="${location.origin}${path}" width="${width}" height="${height}" alt="">`;
+}
+
 function formatName(contentType) {
   const type = (contentType || "").split(";")[0].trim();
   return type.startsWith("image/") ? type.slice(6).toUpperCase() : type || "-";
 }
 
-function card(size, path) {
-  const node = element("article", { class: "card", "data-size": `${size.width}x${size.height}`, "data-state": "pending" });
-  node.append(element("h2", {}, `${size.width} × ${size.height}`));
+function card(size, operation, path) {
+  const node = element("article", {
+    class: "card",
+    "data-size": `${size.width}x${size.height}`,
+    "data-operation": operation,
+    "data-state": "pending",
+  });
+  node.append(element("h2", {}, `${operation} ${size.width} × ${size.height}`));
   node.append(element("div", { class: "frame" }));
   const facts = element("dl");
-  for (const [key, label] of [["status", "status"], ["bytes", "size"], ["format", "format"], ["time", "time"], ["cache", "X-Cache"]]) {
+  const rows = [["status", "status"], ["got", "got"], ["bytes", "size"], ["format", "format"], ["time", "time"], ["cache", "X-Cache"]];
+  for (const [key, label] of rows) {
     facts.append(element("dt", {}, label), element("dd", { "data-fact": key }, "…"));
   }
   node.append(facts);
-  const tag = `<img src="${location.origin}${path}" width="${size.width}" height="${size.height}" alt="">`;
   const row = element("div", { class: "tag" });
   const field = element("input", { type: "text", readonly: "", "aria-label": "img tag", class: "img-tag" });
-  field.value = tag;
+  field.value = imgTag(path, size.width, size.height);
   const copy = element("button", { type: "button", class: "copy" }, "Copy");
   copy.addEventListener("click", async () => {
     field.select();
     try {
-      await navigator.clipboard.writeText(tag);
+      await navigator.clipboard.writeText(field.value);
       copy.textContent = "Copied";
     } catch (err) {
       copy.textContent = "Press Ctrl+C";
@@ -126,6 +142,7 @@ async function preview(node, path) {
   setFact(node, "time", `${elapsed.toFixed(0)} ms`);
   const cache = response.headers.get("X-Cache") || "-";
   setFact(node, "cache", cache, cache === "HIT" ? "hit" : cache === "MISS" ? "miss" : "");
+  setFact(node, "got", "-");
   if (!response.ok) {
     showError(node, await body.text());
     return;
@@ -135,6 +152,9 @@ async function preview(node, path) {
   node.querySelector(".frame").append(image);
   try {
     await image.decode();
+    // the size the service answered with: a fit's is known only now
+    setFact(node, "got", `${image.naturalWidth} × ${image.naturalHeight}`);
+    node.querySelector("input.img-tag").value = imgTag(path, image.naturalWidth, image.naturalHeight);
     node.dataset.state = "ok";
   } catch (err) {
     showError(node, JSON.stringify({ error: "decode", message: "The browser could not decode this preview." }));
@@ -155,12 +175,13 @@ function submit(event) {
     problem.hidden = false;
     return;
   }
+  const operation = chosenOperation();
   const results = $("results");
   for (const old of results.querySelectorAll("img.preview")) URL.revokeObjectURL(old.src);
   results.replaceChildren();
   for (const size of sizes) {
-    const path = `/fill/${size.width}/${size.height}/${source}`;
-    const node = card(size, path);
+    const path = `/${operation}/${size.width}/${size.height}/${source}`;
+    const node = card(size, operation, path);
     results.append(node);
     preview(node, path);
   }
