@@ -100,6 +100,7 @@ class Run:
     other_cpu_pct: float = 0.0
     load: tuple[float, float] = (0.0, 0.0)
     cap_line: str = ""
+    cut_log_lines: int = 0  # the service's summaries of cut connections
 
     def failures(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -213,8 +214,9 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Run:
             text = log_path.read_text()
             (LOGS / log_path.name).write_text(text)
             run.errors = [line for line in text.splitlines() if " ERROR previewer" in line]
+            run.cut_log_lines = text.count("connections cut in the last")
             run.cap_line = next(
-                (line for line in text.splitlines() if "max" in line and "connections" in line), ""
+                (line for line in text.splitlines() if "client connections" in line), ""
             )
     return run
 
@@ -361,6 +363,13 @@ def report(base: Run, hostile: Run, concurrency: int) -> str:
             "503 for lack of file descriptors",
             f"{base.metrics.get(DESCRIPTORS, 0):.0f}",
             f"{hostile.metrics.get(DESCRIPTORS, 0):.0f}",
+            "",
+            "",
+        ),
+        (
+            "log lines summarising cut connections",
+            str(base.cut_log_lines),
+            str(hostile.cut_log_lines),
             "",
             "",
         ),
