@@ -14,7 +14,9 @@ attacker come and go for `--duration` seconds:
   when the service cuts one, it connects again at once;
 - non-readers: `--non-readers` connections, each asking for `--big-path`
   (a large preview) with a 4 KiB receive buffer and never reading a byte;
-  when the service cuts one, it connects and asks again;
+  when the service cuts one, or after `--non-reader-hold` seconds, it
+  connects and asks again (a cut can be invisible to such a client: the
+  service's FIN waits behind the response bytes the client never reads);
 - flood: every `--flood-every` seconds a wave of `--flood` connections that
   send nothing, each held for `--flood-hold` seconds unless the service
   closes it first (with a 503 or without a word).
@@ -23,8 +25,9 @@ A connection counts as cut when its TCP state leaves ESTABLISHED (the
 service sent FIN or RST), checked once a second. Every socket is closed with
 RST (SO_LINGER 0), so the attackers leave no TIME_WAIT behind. At the end
 the script prints one JSON line: for each kind, connections opened, cut by
-the service (and how long they were held: median and max), answered 503,
-failed connects, still open at the end, and the most open at once.
+the service (and how long they were held: median and max), given up after
+their hold, answered 503, failed connects, still open at the end, and the
+most open at once.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class Tally:
 
     opened: int = 0
     cut: int = 0
+    gave_up: int = 0  # closed by the attacker after its hold, with no sign of a cut
     refused_503: int = 0
     other_answers: int = 0  # data other than a 503 arrived on a connection that asked nothing
     still_open: int = 0  # closed by us when a hold or the run ended
@@ -76,6 +80,7 @@ class Tally:
         return {
             "opened": self.opened,
             "cut": self.cut,
+            "gave_up": self.gave_up,
             "refused_503": self.refused_503,
             "other_answers": self.other_answers,
             "still_open": self.still_open,
@@ -133,11 +138,15 @@ class Attack:
         tally.opening()
         return sock
 
-    def _ended(self, tally: Tally, sock: socket.socket, opened: float, cut: bool) -> None:
+    def _ended(
+        self, tally: Tally, sock: socket.socket, opened: float, cut: bool, gave_up: bool = False
+    ) -> None:
         tally.open_now -= 1
         if cut:
             tally.cut += 1
             tally.held.append(time.monotonic() - opened)
+        elif gave_up:
+            tally.gave_up += 1
         else:
             tally.still_open += 1
         _close(sock)
@@ -163,7 +172,7 @@ class Attack:
                 cut = True
             self._ended(tally, sock, opened, cut)
 
-    async def non_reader(self, path: str) -> None:
+    async def non_reader(self, path: str, hold: float) -> None:
         tally = self.tallies["non_readers"]
         request = f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
         while not self.over():
@@ -174,14 +183,14 @@ class Attack:
             opened, cut = time.monotonic(), False
             try:
                 await self.loop.sock_sendall(sock, request)
-                while not self.over():
+                while not self.over() and time.monotonic() - opened < hold:
                     await asyncio.sleep(PROBE_EVERY)
                     if not _alive(sock):
                         cut = True
                         break
             except OSError:
                 cut = True
-            self._ended(tally, sock, opened, cut)
+            self._ended(tally, sock, opened, cut, gave_up=not self.over())
 
     async def _idle(self, hold: float, connects: asyncio.Semaphore) -> None:
         tally = self.tallies["flood"]
@@ -243,7 +252,10 @@ async def attack(args: argparse.Namespace) -> dict[str, Any]:
             for i in range(args.slowloris)
         ),
         *(
-            _staggered(ramp * i / max(1, args.non_readers), attack.non_reader(args.big_path))
+            _staggered(
+                ramp * i / max(1, args.non_readers),
+                attack.non_reader(args.big_path, args.non_reader_hold),
+            )
             for i in range(args.non_readers)
         ),
         attack.flood(args.flood, args.flood_every, args.flood_hold, ramp),
@@ -267,6 +279,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--slowloris", type=int, default=2000)
     parser.add_argument("--non-readers", type=int, default=300)
+    parser.add_argument(
+        "--non-reader-hold", type=float, default=45.0, help="seconds before a non-reader gives up"
+    )
     parser.add_argument("--flood", type=int, default=3000, help="connections per wave")
     parser.add_argument("--flood-every", type=float, default=30.0, help="seconds between waves")
     parser.add_argument("--flood-hold", type=float, default=20.0, help="seconds each is held")

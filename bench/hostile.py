@@ -101,6 +101,9 @@ class Run:
     load: tuple[float, float] = (0.0, 0.0)
     cap_line: str = ""
     cut_log_lines: int = 0  # the service's summaries of cut connections
+    # the machine's TCP sockets (/proc/net/sockstat): orphans and their memory, peaks
+    orphans_peak: int = 0
+    tcp_mem_peak_mb: float = 0.0
 
     def failures(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -142,13 +145,27 @@ def scrape(url: str) -> dict[str, float]:
     return found
 
 
+def _sockstat() -> tuple[int, float]:
+    """The machine's orphaned TCP sockets, and the memory of all its TCP sockets (MB)."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()[1:]
+            found = dict(zip(fields[::2], fields[1::2], strict=True))
+            return int(found["orphan"]), int(found["mem"]) * os.sysconf("SC_PAGESIZE") / 2**20
+    return 0, 0.0
+
+
 async def _metrics_sampler(url: str, until: float, run: Run) -> None:
+    """The service's open connections (its metric) and the kernel's TCP memory, every 10 s."""
     while True:
         try:
             found = await asyncio.to_thread(scrape, url)
             run.open_peak = max(run.open_peak, found.get("previewer_connections_open", 0.0))
         except OSError:
             pass  # the metrics port under the same attack is not the point here
+        orphans, mem = _sockstat()
+        run.orphans_peak = max(run.orphans_peak, orphans)
+        run.tcp_mem_peak_mb = max(run.tcp_mem_peak_mb, mem)
         if time.monotonic() >= until:
             return
         await asyncio.sleep(min(10.0, max(0.0, until - time.monotonic())))
@@ -256,6 +273,8 @@ def _attacker(found: dict[str, Any] | None, kind: str) -> str:
     text = f"{t['opened']} opened, {t['cut']} cut by the service"
     if t["held_median_s"] is not None:
         text += f" (held {t['held_median_s']:.0f} s median, {t['held_max_s']:.0f} s max)"
+    if t.get("gave_up"):
+        text += f", {t['gave_up']} given up with no sign of a cut"
     if t["refused_503"]:
         text += f", {t['refused_503']} answered 503"
     if t["connect_errors"]:
@@ -363,6 +382,13 @@ def report(base: Run, hostile: Run, concurrency: int) -> str:
             "503 for lack of file descriptors",
             f"{base.metrics.get(DESCRIPTORS, 0):.0f}",
             f"{hostile.metrics.get(DESCRIPTORS, 0):.0f}",
+            "",
+            "",
+        ),
+        (
+            "the machine's TCP sockets: orphans, memory (peaks, `/proc/net/sockstat`)",
+            f"{base.orphans_peak}, {base.tcp_mem_peak_mb:.0f} MB",
+            f"{hostile.orphans_peak}, {hostile.tcp_mem_peak_mb:.0f} MB",
             "",
             "",
         ),
