@@ -17,8 +17,9 @@ same concurrency, the two in alternating order, so that whatever else the
 machine does falls on both. The figure that counts is the median of the
 per-repetition ratios on / off of requests per second (target: at least
 0.97); the same median over the quiet rounds (other programs took at most
-10% of the CPU on both sides) is given too. With --report the table goes
-into that Markdown file between the `hit-protections` markers.
+10% of the CPU on both sides) is given too, and the ratio of the server's
+CPU time per hit, on / off. With --report the table goes into that Markdown
+file between the `hit-protections` markers.
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, A
                     "other_cpu_pct": result.other_cpu_pct,
                 }
             row["ratio"] = round(row["on"]["rps"] / row["off"]["rps"], 3)
+            off_cpu = row["off"]["cpu_ms_per_request"]
+            row["cpu_ratio"] = (
+                round(row["on"]["cpu_ms_per_request"] / off_cpu, 3) if off_cpu else None
+            )
             rows.append(row)
     finally:
         for server in servers.values():
@@ -114,6 +119,9 @@ def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, A
         "off_rps_median": statistics.median(r["off"]["rps"] for r in rows),
         "on_rps_median": statistics.median(r["on"]["rps"] for r in rows),
         "ratio_median": statistics.median(r["ratio"] for r in rows),
+        "cpu_ratio_median": statistics.median(
+            r["cpu_ratio"] for r in rows if r["cpu_ratio"] is not None
+        ),
         "quiet_rounds": len(quiet),
         "ratio_median_quiet": statistics.median(r["ratio"] for r in quiet) if quiet else None,
         "target": TARGET,
@@ -147,6 +155,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"(per round: {', '.join(str(r['ratio']) for r in result['reps'])}); "
         f"target ≥ {result['target']:g}: {'PASS' if ratio >= result['target'] else 'FAIL'}.",
     ]
+    lines[-1] += (
+        f" Server CPU per hit, on / off: {result['cpu_ratio_median']:.3f} (median of the rounds)."
+    )
     quiet = result["ratio_median_quiet"]
     if quiet is not None and result["quiet_rounds"] < len(result["reps"]):
         lines[-1] += (
