@@ -305,7 +305,7 @@ def verdicts(base: Run, hostile: Run) -> dict[str, bool]:
     }
 
 
-def report(base: Run, hostile: Run, concurrency: int) -> str:
+def report(base: Run, hostile: Run, concurrency: int, serve_args: list[str]) -> str:
     ok = verdicts(base, hostile)
     b_at, b_end, _ = base.rss_growth()
     at, end, allowed = hostile.rss_growth()
@@ -420,7 +420,9 @@ def report(base: Run, hostile: Run, concurrency: int) -> str:
     lines = [
         f"Runs of {base.duration:.0f} s each at concurrency {concurrency}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"`python bench/soak.py --hostile --duration {base.duration:.0f}`.",
+        f"`python bench/soak.py --hostile --duration {base.duration:.0f}"
+        + "".join(f" --serve-arg={a}" for a in serve_args)
+        + "`.",
         "",
         "| measure | baseline | under attack | target | |",
         "|---|---|---|---|---|",
@@ -434,7 +436,7 @@ async def hostile_soak(args: argparse.Namespace) -> int:
     base = await one_run("baseline", args, attack=False)
     print(f"under attack: {args.duration:g} s of the mix and the attackers", flush=True)
     hostile = await one_run("hostile", args, attack=True)
-    text = report(base, hostile, args.concurrency)
+    text = report(base, hostile, args.concurrency, args.serve_arg)
     print(text)
     print(f"status mix, baseline: {dict(sorted(base.stats.statuses.items()))}")
     print(f"status mix, under attack: {dict(sorted(hostile.stats.statuses.items()))}")

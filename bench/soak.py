@@ -330,7 +330,10 @@ async def main() -> int:
     parser.add_argument("--non-readers", type=int, default=300, help="clients (--hostile)")
     parser.add_argument("--flood", type=int, default=3000, help="idle connections a wave")
     parser.add_argument(
-        "--serve-arg", action="append", default=[], help="a flag for `previewer serve`"
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="a flag for the service: --serve-arg=--flag=value",
     )
     args = parser.parse_args()
     if args.hostile:
