@@ -370,6 +370,7 @@ _LISTENING = re.compile(r"listening on (http://\S+)")
 
 
 _CONSUMING = re.compile(r"worker consuming (\S+)")
+PREVIEWER = (sys.executable, "-m", "previewer")  # the command that runs previewer
 
 
 def spawn_service(
@@ -377,7 +378,7 @@ def spawn_service(
     env: dict[str, str] | None = None,
     wait_loaded: bool = True,
     command: str = "serve",
-    program: Sequence[str] = (sys.executable, "-m", "previewer"),
+    program: Sequence[str] = PREVIEWER,
 ) -> ServiceProcess:
     """Run `python -m previewer serve ARGS` and wait for its listening line.
 
@@ -460,27 +461,35 @@ def service_process(
         env: dict[str, str] | None = None,
         wait_loaded: bool = True,
         command: str = "serve",
+        program: Sequence[str] = PREVIEWER,
     ) -> ServiceProcess:
         if mode == "broker" and command == "serve":
-            return spawn_front(args, env, wait_loaded)
-        return spawn_one(args, env, wait_loaded, command)
+            return spawn_front(args, env, wait_loaded, program)
+        return spawn_one(args, env, wait_loaded, command, program)
 
     def spawn_one(
-        args: list[str], env: dict[str, str] | None, wait_loaded: bool, command: str
+        args: list[str],
+        env: dict[str, str] | None,
+        wait_loaded: bool,
+        command: str,
+        program: Sequence[str] = PREVIEWER,
     ) -> ServiceProcess:
-        process = spawn_service(args, env, wait_loaded, command)
+        process = spawn_service(args, env, wait_loaded, command, program)
         started.append(process)
         return process
 
     def spawn_front(
-        args: list[str], env: dict[str, str] | None, wait_loaded: bool
+        args: list[str],
+        env: dict[str, str] | None,
+        wait_loaded: bool,
+        program: Sequence[str] = PREVIEWER,
     ) -> ServiceProcess:
         node: RabbitNode = request.getfixturevalue("rabbit")
         queue = f"previewer.test.{uuid.uuid4().hex}"
         link = ["--broker", node.url, "--broker-queue", queue]
         worker_cache = tmp_path / f"worker-cache-{len(started)}"
-        worker = spawn_one([*worker_args(args, worker_cache), *link], env, True, "worker")
-        front = spawn_one([*args, *link], env, wait_loaded, "serve")
+        worker = spawn_one([*worker_args(args, worker_cache), *link], env, True, "worker", program)
+        front = spawn_one([*args, *link], env, wait_loaded, "serve", program)
         front.worker = worker
         deadline = time.monotonic() + 30
         while front.health()["broker"]["consumers"] != 1:  # polled by the front every second

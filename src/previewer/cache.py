@@ -17,7 +17,9 @@ import threading
 import time
 from dataclasses import dataclass
 
+from previewer import descriptors
 from previewer.cache_index import CacheIndex
+from previewer.errors import NoDescriptors
 from previewer.storage import HEADER_SIZE, CorruptEntry, Entry, Storage
 
 log = logging.getLogger(__name__)
@@ -172,6 +174,8 @@ class DiskCache:
         except CorruptEntry as exc:
             self._drop(digest, str(exc))
         except OSError as exc:
+            if descriptors.exhausted(exc):  # not the entry's fault: the request is retried
+                raise NoDescriptors(detail=f"{self.name} cache entry not opened: {exc}") from exc
             log.warning("%s cache entry %s unreadable: %s", self.name, digest, exc)
         else:
             self.index.remember(digest, entry, len(entry.body))

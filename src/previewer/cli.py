@@ -24,14 +24,25 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from previewer import __version__, imaging, logs, memory, signing, warmplan
+from previewer import __version__, descriptors, imaging, logs, memory, signing, warmplan
 from previewer.accesslog import FLUSH_INTERVAL, AccessLog
 from previewer.broker import BrokerRenderer, JobConsumer
 from previewer.cache import DiskCache
 from previewer.cache_index import CacheIndex
-from previewer.config import SERVE, WORKER, ConfigError, Option, Settings, load, options_for
+from previewer.config import (
+    SERVE,
+    WORKER,
+    ConfigError,
+    Option,
+    ServerConfig,
+    Settings,
+    load,
+    options_for,
+)
+from previewer.connections import ConnectionGuard, ConnectionLimits
 from previewer.fetch import Fetcher, Resolver
 from previewer.metrics import (
+    ConnectionCollector,
     HealthCollector,
     JobDurationCollector,
     NoMetrics,
@@ -40,7 +51,7 @@ from previewer.metrics import (
     WorkerCollector,
 )
 from previewer.renderer import EmbeddedRenderer, Renderer
-from previewer.server import HttpServer, build_app
+from previewer.server import HttpServer, build_app, build_metrics_app
 from previewer.service import PreviewService
 from previewer.storage import Storage
 from previewer.worker import Worker
@@ -48,6 +59,9 @@ from previewer.worker import Worker
 log = logging.getLogger("previewer")
 
 SOURCES_DIR = "sources"  # under --cache-dir; preview shards are two-character names
+# Connections the metrics port keeps open at most: a scraper or two, and an
+# operator's curl; the port gets the public port's timeouts too.
+METRICS_CONNECTIONS = 32
 
 
 _COMMANDS = {
@@ -146,6 +160,50 @@ def sign_paths(paths: Sequence[str], key: bytes, salt: bytes) -> list[str]:
     return signed
 
 
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """The public port's bounds; raises the open-file limit first, and logs both.
+
+    `--max-connections 0` derives the cap from the open-file limit, after
+    what the render slots, the queue and the broker need (descriptors.py).
+    """
+    server, imaging_config = settings.server, settings.imaging
+    limit = descriptors.raise_limit()
+    reserved = descriptors.reserve(
+        imaging_config.workers + imaging_config.queue_size, bool(settings.broker.url)
+    )
+    cap = server.max_connections or descriptors.connection_cap(limit.soft, reserved)
+    raised = f" (raised from {limit.before})" if limit.soft != limit.before else ""
+    log.info("open-file limit %d%s; at most %d client connections", limit.soft, raised, cap)
+    if server.max_connections and cap > limit.soft - reserved:
+        log.warning(
+            "--max-connections %d leaves fewer than %d of the %d open files for caches, "
+            "origins and the broker: requests may get 503 for want of descriptors",
+            cap,
+            reserved,
+            limit.soft,
+        )
+    return ConnectionLimits(
+        server.header_timeout, server.keepalive_timeout, server.send_timeout, cap
+    )
+
+
+async def serve_metrics(
+    prometheus: PrometheusMetrics, server: ServerConfig, address: tuple[str, int]
+) -> HttpServer:
+    """Serve `/metrics` on `address`, under the public port's timeouts; started."""
+    limits = ConnectionLimits(
+        server.header_timeout, server.keepalive_timeout, server.send_timeout, METRICS_CONNECTIONS
+    )
+    metrics_server = HttpServer(
+        build_metrics_app(prometheus.exposition),
+        server,
+        ConnectionGuard(limits),
+        address=address,
+    )
+    await metrics_server.start()
+    return metrics_server
+
+
 @dataclass
 class Running:
     """A started service, the URL it listens on, its access log and its metrics' URL."""
@@ -171,8 +229,7 @@ async def running(
     stack = contextlib.AsyncExitStack()
     prometheus = PrometheusMetrics() if settings.server.metrics_address else None
     metrics: Recorder = prometheus or NoMetrics()
-    if prometheus is not None:
-        stack.callback(prometheus.stop)
+    guard = ConnectionGuard(connection_limits(settings))
     renderer: Renderer
     if settings.broker.url:
         broker = BrokerRenderer(settings.broker, settings.server.request_timeout)
@@ -201,6 +258,7 @@ async def running(
     server = HttpServer(
         build_app(service, settings.server, settings.imaging, access_log, metrics),
         settings.server,
+        guard,
     )
     async with stack:
         try:
@@ -208,9 +266,14 @@ async def running(
             metrics_url = None
             if prometheus is not None and settings.server.metrics_address is not None:
                 prometheus.register(HealthCollector(service.health))
+                prometheus.register(ConnectionCollector(guard.counts))
                 if isinstance(renderer, BrokerRenderer):
                     prometheus.register(JobDurationCollector(renderer.job_durations))
-                metrics_url = prometheus.serve(*settings.server.metrics_address)
+                metrics_server = await serve_metrics(
+                    prometheus, settings.server, settings.server.metrics_address
+                )
+                stack.push_async_callback(metrics_server.stop)
+                metrics_url = f"{metrics_server.url}/metrics"
             url = await server.start()
             yield Running(service, url, access_log, metrics_url)
         finally:
@@ -283,8 +346,12 @@ async def running_worker(
             prometheus.register(
                 WorkerCollector(renderer.health, worker.counters, lambda: consumer.connected)
             )
-            stack.callback(prometheus.stop)
-            metrics_url = prometheus.serve(*settings.server.metrics_address)
+            descriptors.raise_limit()
+            metrics_server = await serve_metrics(
+                prometheus, settings.server, settings.server.metrics_address
+            )
+            stack.push_async_callback(metrics_server.stop)
+            metrics_url = f"{metrics_server.url}/metrics"
         consumer.start()
         try:
             yield RunningWorker(worker, consumer, metrics_url)

@@ -35,6 +35,7 @@ from previewer.config_values import (
     path,
     positive_bytes,
     seconds,
+    seconds_or_off,
 )
 
 ENV_PREFIX = "PREVIEWER_"
@@ -161,6 +162,38 @@ class ServerConfig:
         parse=seconds,
         help="seconds requests (a worker: jobs) in flight get to finish after SIGTERM or SIGINT",
         commands=(SERVE, WORKER),
+    )
+    # Slow and hostile clients (docs/security.md): each bounds what one
+    # connection can hold; the defaults suit a service exposed directly.
+    header_timeout: float = setting(
+        10.0,
+        parse=seconds_or_off,
+        help="seconds a connection has to send a whole request head, from connecting (on a "
+        "kept-alive connection: from the first byte of its next request); trickled bytes do "
+        "not extend it; `0` turns it off",
+        commands=(SERVE, WORKER),
+    )
+    keepalive_timeout: float = setting(
+        75.0,
+        parse=seconds_or_off,
+        help="seconds an idle kept-alive connection stays open; keep it longer than the idle "
+        "timeout of a load balancer in front (AWS ALB 60 s, nginx upstream 60 s); `0` turns "
+        "it off",
+        commands=(SERVE, WORKER),
+    )
+    send_timeout: float = setting(
+        30.0,
+        parse=seconds_or_off,
+        help="seconds a response may make no progress (the client reads nothing) before the "
+        "connection is cut; a slow client that keeps reading is never cut; `0` turns it off",
+        commands=(SERVE, WORKER),
+    )
+    max_connections: int = setting(
+        0,
+        parse=int_in(0),
+        help="open client connections; at the cap the one waiting longest for a request is "
+        "closed to make room, and when all are busy a new one gets 503 `overloaded`; `0` "
+        "derives it from the open-file limit (at most 2048)",
     )
     signing_key: bytes = setting(
         b"",

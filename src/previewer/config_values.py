@@ -79,6 +79,13 @@ def seconds(text: str) -> float:
     return value
 
 
+def seconds_or_off(text: str) -> float:
+    """A positive, finite number of seconds, or `0` (or `off`) for none."""
+    if text.strip().lower() in ("0", "0.0", "off"):
+        return 0.0
+    return seconds(text)
+
+
 def choice(*choices: str, aliases: Mapping[str, str] | None = None) -> Callable[[str], str]:
     """One of `choices`, case-insensitive; `aliases` maps other spellings onto them."""
     aliases = dict(aliases or {})

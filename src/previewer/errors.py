@@ -17,6 +17,7 @@ Imports nothing that touches the network, the disk or libvips.
     │   ├── BadImage                  422  source_not_image
     │   └── SourceTooLarge            422  source_too_large
     ├── Overloaded                    503  overloaded     (with Retry-After)
+    │   └── NoDescriptors             503  overloaded     (out of file descriptors)
     ├── Unavailable                   503  unavailable    (with Retry-After; broker mode)
     └── RequestTimeout                504  request_timeout
 
@@ -167,6 +168,16 @@ class Overloaded(PreviewError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class NoDescriptors(Overloaded):
+    """The process or the system is out of file descriptors (EMFILE, ENFILE).
+
+    Transient: descriptors free up as connections close, so the request is
+    worth retrying, like any other overload.
+    """
+
+    reason = "descriptors"
 
 
 class Unavailable(Overloaded):

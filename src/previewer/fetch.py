@@ -21,9 +21,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from yarl import URL
 
-from previewer import policy
+from previewer import descriptors, policy
 from previewer.config import FetchConfig
 from previewer.errors import (
+    NoDescriptors,
     PreviewError,
     SourceForbidden,
     SourceStatus,
@@ -133,20 +134,8 @@ class Fetcher:
                 body, response_headers = await self._follow(source, headers)
         except PreviewError:
             raise
-        except TimeoutError as exc:
-            raise SourceTimeout(detail=f"no complete answer within {self.config.timeout}s") from exc
-        except aiohttp.ClientConnectorDNSError as exc:
-            raise SourceUnavailable(detail=f"DNS lookup failed: {exc}") from exc
-        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
-            raise SourceUnavailable(detail=f"TLS failure: {exc}") from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise SourceUnavailable(detail=f"cannot connect: {exc}") from exc
-        except aiohttp.ClientPayloadError as exc:
-            raise SourceUnavailable(detail=f"body cut short: {exc}") from exc
-        except aiohttp.ClientError as exc:
-            raise SourceUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
-        except (ValueError, OSError) as exc:  # malformed URL or socket-level failure
-            raise SourceUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise _source_error(exc, self.config.timeout) from exc
         shareable = is_shareable(
             client_headers,
             response_headers,
@@ -214,3 +203,23 @@ class Fetcher:
                     detail=f"body passed {limit} bytes while streaming",
                 )
         return b"".join(chunks)
+
+
+def _source_error(exc: Exception, timeout: float) -> PreviewError:
+    """The previewer error for a client exception raised while fetching."""
+    if descriptors.exhausted(exc):  # our side had no socket to give: worth a retry
+        return NoDescriptors(detail=f"no descriptor to fetch with: {exc}")
+    if isinstance(exc, TimeoutError):
+        return SourceTimeout(detail=f"no complete answer within {timeout}s")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return SourceUnavailable(detail=f"DNS lookup failed: {exc}")
+    if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
+        return SourceUnavailable(detail=f"TLS failure: {exc}")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return SourceUnavailable(detail=f"cannot connect: {exc}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return SourceUnavailable(detail=f"body cut short: {exc}")
+    if isinstance(exc, aiohttp.ClientError | ValueError | OSError):
+        # a malformed URL, or a socket-level failure
+        return SourceUnavailable(detail=f"{type(exc).__name__}: {exc}")
+    raise exc

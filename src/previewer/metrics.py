@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Literal, Protocol
-from wsgiref.simple_server import WSGIServer
 
 import prometheus_client
 from prometheus_client.core import (
@@ -45,6 +43,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
@@ -57,6 +56,7 @@ from previewer.errors import (
 )
 
 if TYPE_CHECKING:
+    from previewer.connections import ConnectionCounts
     from previewer.renderer import RendererHealth
     from previewer.service import Health
     from previewer.worker import WorkerCounters
@@ -72,7 +72,9 @@ FETCH_OUTCOMES = (
     "too_large",
     "forbidden",
 )
-OVERLOAD_REASONS = ("queue_full",)  # broker mode adds broker_down, broker_full, no_workers
+# descriptors: EMFILE or ENFILE during a request; broker mode adds broker_down,
+# broker_full and no_workers
+OVERLOAD_REASONS = ("queue_full", "descriptors")
 CACHE_RESULTS = ("hit", "miss")
 # Seconds: a hit from memory takes well under a millisecond, a miss up to the request timeout.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -216,8 +218,6 @@ class PrometheusMetrics:
         self.served = 0
         self.overloaded = dict.fromkeys(OVERLOAD_REASONS, 0)
         registry.register(_ResponseCollector(self))
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- Recorder ----------------------------------------------------------------
 
@@ -252,26 +252,16 @@ class PrometheusMetrics:
         """Add a collector read at each scrape (the service's health; broker mode's)."""
         self.registry.register(collector)
 
-    # --- the scrape address --------------------------------------------------------
+    # --- the scrape ------------------------------------------------------------------
 
-    def serve(self, host: str, port: int) -> str:
-        """Serve /metrics on `host:port` (port 0 picks one) on a thread; returns its URL."""
-        self._server, self._thread = prometheus_client.start_http_server(
-            port, host, registry=self.registry
-        )
-        bound_host, bound_port = self._server.server_address[:2]
-        name = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
-        shown = f"[{name}]" if ":" in name else name
-        return f"http://{shown}:{bound_port}/metrics"
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The body and Content-Type of a scrape: the text format, or OpenMetrics if asked.
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        Blocking for as long as the collectors take (a few milliseconds):
+        the metrics port (server.py) runs it on a thread.
+        """
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
 
 
 class _ResponseCollector:
@@ -379,6 +369,37 @@ class HealthCollector:
             depth.add_metric((), broker.queue_depth)
         yield depth
         yield _connected(broker.connected)
+
+
+class ConnectionCollector:
+    """The client connections of the public port: open, closed by a bound, refused."""
+
+    def __init__(self, counts: Callable[[], ConnectionCounts]) -> None:
+        self._counts = counts
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._counts()
+        yield GaugeMetricFamily(
+            "previewer_connections_open", "Client connections open now.", value=counts.open
+        )
+        closed = CounterMetricFamily(
+            "previewer_connections_closed_total",
+            "Client connections closed by a bound: header_timeout (no whole request head in "
+            "time), idle_timeout (kept alive, idle), send_timeout (the client read nothing), "
+            "evicted (closed at the cap to make room).",
+            labels=("reason",),
+        )
+        for reason, count in counts.closed.items():
+            closed.add_metric((reason,), count)
+        yield closed
+        yield CounterMetricFamily(
+            "previewer_connections_refused_total",
+            "Client connections refused at the cap with 503: every open one was busy.",
+            value=counts.refused,
+        )
 
 
 class JobDurationCollector:

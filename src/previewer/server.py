@@ -45,11 +45,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.payload import BytesPayload
 
 from previewer import __version__, playground, signing
 from previewer.accesslog import AccessLog
 from previewer.config import ImagingConfig, ServerConfig
+from previewer.connections import ConnectionGuard
 from previewer.errors import (
     HeaderTooLarge,
     InvalidRequest,
@@ -90,6 +93,13 @@ MAX_HEADERS = 128  # header lines (400 beyond)
 _SIGNATURE = "/{signature:[A-Za-z0-9_-]{43}}"
 # Accept values negotiated lately: browsers send a handful of distinct ones.
 NEGOTIATE_MEMO_SIZE = 256
+# A body larger than this is sent in slices of this size, each once the one
+# before has drained into the kernel: a client that does not read holds at
+# most a slice and the transport's buffer, never a copy of the whole body.
+SEND_SLICE = 64 * 1024
+# aiohttp's own keep-alive timer is left unarmed (ConnectionGuard does the
+# job and counts it); asyncio and uvloop both take a far but finite time.
+_NEVER = 10.0**7
 
 
 def build_app(
@@ -139,6 +149,32 @@ def build_app(
         for route, asset in playground.assets(imaging_config).items():
             app.router.add_get(route, functools.partial(_asset, asset))
     return app
+
+
+Scrape = Callable[[str | None], tuple[bytes, str]]
+_SCRAPE: web.AppKey[Scrape] = web.AppKey("scrape")
+
+
+def build_metrics_app(scrape: Scrape) -> web.Application:
+    """The metrics port's one route, `GET /metrics`: `scrape(Accept)` gives body and type.
+
+    Served by its own HttpServer, under the same connection bounds as the
+    public port; every other path is 404.
+    """
+    app = web.Application()
+    app[_SCRAPE] = scrape
+    app[_ACCESS_LOG] = AccessLog(successes=False)
+    app[_METRICS] = NoMetrics()
+    app[_TRAFFIC] = Traffic()
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body, content_type = await asyncio.to_thread(
+        request.app[_SCRAPE], request.headers.get(hdrs.ACCEPT)
+    )
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
 
 async def _asset(asset: playground.Asset, request: web.Request) -> web.Response:
@@ -230,7 +266,8 @@ async def _errors_and_logging(request: web.Request, handler: Handler) -> web.Str
         cache = _CACHE_LABELS.get(x_cache)
         sent = 0
         if cache is not None and request.method != "HEAD" and isinstance(response, web.Response):
-            sent = len(response.body) if isinstance(response.body, bytes) else 0
+            body = response.body
+            sent = len(body) if isinstance(body, bytes) else getattr(body, "size", None) or 0
         app[_METRICS].request(response.status, code, cache, seconds, sent, overload)
     app[_ACCESS_LOG].record(
         request.method,
@@ -303,12 +340,37 @@ def _preview_response(request: web.Request, preview: Preview, config: ServerConf
         headers["Vary"] = "Accept"
     if _not_modified(request, preview):
         response = web.Response(status=304, headers=headers)
+    elif len(preview.body) > SEND_SLICE:
+        response = web.Response(
+            body=_SlicedBody(preview.body, content_type=preview.content_type), headers=headers
+        )
     else:
         response = web.Response(
             body=preview.body, content_type=preview.content_type, headers=headers
         )
     response.last_modified = int(preview.last_modified)  # whole seconds, as compared below
     return response
+
+
+class _SlicedBody(BytesPayload):
+    """A large body, written a slice at a time, each after the previous one drained.
+
+    The slices are views of the preview's bytes (shared with the cache's
+    memory and with every other request for it), so a client that reads
+    slowly, or not at all, holds no copy of the body: the transport's buffer
+    stays within a slice of its high-water mark, and ConnectionGuard cuts a
+    response that makes no progress.
+    """
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = memoryview(self._value)[:content_length]
+        for start in range(0, len(view), SEND_SLICE):
+            await writer.write(view[start : start + SEND_SLICE])  # drains past 64 KiB queued
 
 
 def _not_modified(request: web.Request, preview: Preview) -> bool:
@@ -334,21 +396,84 @@ def _refusal(exc: HttpProcessingError) -> PreviewError:
     return InvalidRequest(detail=f"unparseable request ({type(exc).__name__})")
 
 
+def _refusal_bytes() -> tuple[bytes, bytes]:
+    """The whole answer to a connection refused at the cap: 503, then the connection closes."""
+    error = Overloaded(reason="connections")
+    body = json.dumps({"error": error.code, "message": error.public_message}).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        f"Retry-After: {error.retry_after}\r\n"
+        f"Server: {SERVER_NAME}\r\n"
+        "Connection: close\r\n"
+    )
+    return head.encode(), body
+
+
 class _Connection(web.RequestHandler):
-    """aiohttp's protocol for one client connection, with two changes.
+    """aiohttp's protocol for one client connection, with three changes.
 
     - A client that half-closes after its request still gets its answers.
     - A request the parser refuses gets the JSON error format and one
       access-log line, never aiohttp's text page that echoes the request.
+    - It reports to the `ConnectionGuard` (connections.py) when it opens,
+      receives a whole request head, goes idle after a response, drains its
+      send buffer and closes, and the guard cuts it when it passes a bound.
     """
 
     def __init__(
-        self, manager: web.Server, *, refusals: AccessLog, metrics: Recorder, **kwargs: Any
+        self,
+        manager: web.Server,
+        *,
+        refusals: AccessLog,
+        metrics: Recorder,
+        guard: ConnectionGuard,
+        **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._refusals = refusals
         self._metrics = metrics
+        self._guard = guard
         self._client_done = False  # the client has sent all it will send
+
+    # --- ConnectionGuard's view (connections.Link) ---------------------------------
+
+    def cut(self) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+
+    def unsent(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    # --- the events the guard hears of ---------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if not self._guard.opened(self) and self.transport is not None:
+            head, body = _REFUSAL
+            request_id = new_request_id().encode()
+            self.transport.write(head + b"X-Request-Id: " + request_id + b"\r\n\r\n" + body)
+            self.force_close()  # closes once the answer is written
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._guard.closed(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if data and self._guard.is_idle(self):
+            self._guard.head_started(self)
+        heads = self._request_count
+        super().data_received(data)
+        if self._request_count != heads:
+            self._guard.busy(self)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._guard.progress(self)
 
     def eof_received(self) -> bool:  # type: ignore[override]  # asyncio: bool | None
         """The client has shut down its sending side; keep ours open if answers are due.
@@ -369,7 +494,10 @@ class _Connection(web.RequestHandler):
     ) -> tuple[web.StreamResponse, bool]:
         if self._client_done and not self._messages:
             resp.force_close()  # say `Connection: close`: no request can follow
-        return await super().finish_response(request, resp, start_time)
+        finished = await super().finish_response(request, resp, start_time)
+        if not self._messages and resp.keep_alive and not (self._close or self._force_close):
+            self._guard.idle(self)  # waits for its next request
+        return finished
 
     def handle_error(
         self,
@@ -401,10 +529,15 @@ class _Connection(web.RequestHandler):
         return response
 
 
+_REFUSAL = _refusal_bytes()
+
+
 class _Server(web.Server):
     """aiohttp's server, making `_Connection` protocols."""
 
-    def __init__(self, made: web.Server, refusals: AccessLog, metrics: Recorder) -> None:
+    def __init__(
+        self, made: web.Server, refusals: AccessLog, metrics: Recorder, guard: ConnectionGuard
+    ) -> None:
         # the arguments aiohttp's runner gave the server it made
         super().__init__(
             made.request_handler,
@@ -415,44 +548,79 @@ class _Server(web.Server):
         )
         self._refusals = refusals
         self._metrics = metrics
+        self._guard = guard
 
     def __call__(self) -> _Connection:
         return _Connection(
-            self, loop=self._loop, refusals=self._refusals, metrics=self._metrics, **self._kwargs
+            self,
+            loop=self._loop,
+            refusals=self._refusals,
+            metrics=self._metrics,
+            guard=self._guard,
+            **self._kwargs,
         )
 
 
 class _Runner(web.AppRunner):
+    def __init__(self, app: web.Application, guard: ConnectionGuard, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._guard = guard
+
     async def _make_server(self) -> web.Server:
-        return _Server(await super()._make_server(), self.app[_ACCESS_LOG], self.app[_METRICS])
+        made = await super()._make_server()
+        return _Server(made, self.app[_ACCESS_LOG], self.app[_METRICS], self._guard)
 
 
 class HttpServer:
-    """The listening side: binds, serves `app`, and drains requests on stop."""
+    """The listening side: binds, serves `app`, bounds its connections, drains on stop.
 
-    def __init__(self, app: web.Application, config: ServerConfig) -> None:
+    `guard` holds the connection bounds (connections.py); the server sweeps
+    it every `guard.limits.tick` seconds. `address` replaces the config's
+    host and port (the metrics port).
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        config: ServerConfig,
+        guard: ConnectionGuard,
+        *,
+        address: tuple[str, int] | None = None,
+    ) -> None:
         self._config = config
+        self._address = address or (config.host, config.port)
         self._traffic = app[_TRAFFIC]
+        self.guard = guard
+        self._sweeper: asyncio.Task[None] | None = None
         self._runner = _Runner(
             app,
+            guard,
             access_log=None,  # the middleware logs one line per request
             handle_signals=False,  # cli.serve owns the signals
             shutdown_timeout=config.shutdown_timeout,
             max_line_size=MAX_REQUEST_TARGET,
             max_field_size=MAX_HEADER_FIELD,
             max_headers=MAX_HEADERS,
+            keepalive_timeout=_NEVER,  # ConnectionGuard closes idle connections
         )
         self.url = ""
 
     async def start(self) -> str:
         """Start listening; returns the URL actually bound (port 0 picks one)."""
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._config.host, self._config.port)
+        site = web.TCPSite(self._runner, *self._address)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         host = f"[{host}]" if ":" in host else host
         self.url = f"http://{host}:{port}"
+        self._sweeper = asyncio.ensure_future(self._sweep())
         return self.url
+
+    async def _sweep(self) -> None:
+        tick = self.guard.limits.tick
+        while True:
+            await asyncio.sleep(tick)
+            self.guard.sweep()
 
     async def stop(self) -> None:
         """Drain, then close: requests in flight get `shutdown_timeout` seconds in all.
@@ -469,3 +637,6 @@ class HttpServer:
         # aiohttp reads the runner's shutdown timeout when it closes the connections
         self._runner._shutdown_timeout = max(0.0, deadline - time.monotonic())
         await self._runner.cleanup()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None

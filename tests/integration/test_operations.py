@@ -129,7 +129,7 @@ async def test_live_metrics_are_the_contract(start_service: ServiceFactory, orig
     served = {name: f for name, f in families.items() if name.startswith("previewer_")}
     contract = metric_contract.load()
     embedded = {name: m for name, m in contract.items() if "embedded" in m.exported_by}
-    assert len(embedded) == 12
+    assert len(embedded) == 15
     for name, metric in embedded.items():
         family = served.get(name.removesuffix("_total"))
         assert family is not None, f"{name} is not in /metrics"

@@ -166,6 +166,10 @@ def test_every_option_is_read_from_its_variable() -> None:
         "avif-effort": "8",
         "log-format": "json",
         "metrics-address": "127.0.0.1:9090",
+        "header-timeout": "off",
+        "keepalive-timeout": "5",
+        "send-timeout": "2.5",
+        "max-connections": "100",
     }
     assert set(values) == {opt.flag for opt in OPTIONS}
     settings = load({opt.env_var: values[opt.flag] for opt in OPTIONS})
@@ -227,6 +231,12 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("request-timeout", "inf"),
     ("request-timeout", "soon"),
     ("shutdown-timeout", "0"),
+    ("header-timeout", "-1"),
+    ("header-timeout", "nan"),
+    ("keepalive-timeout", "never"),
+    ("send-timeout", "inf"),
+    ("max-connections", "-1"),
+    ("max-connections", "many"),
     ("cache-dir", ""),
     ("cache-dir", "   "),
     ("cache-size", "0"),
