@@ -104,6 +104,7 @@ class Run:
     # the machine's TCP sockets (/proc/net/sockstat): orphans and their memory, peaks
     orphans_peak: int = 0
     tcp_mem_peak_mb: float = 0.0
+    listen_overflows: int = 0  # the machine's, during the run (TcpExt ListenOverflows)
 
     def failures(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -155,6 +156,15 @@ def _sockstat() -> tuple[int, float]:
     return 0, 0.0
 
 
+def _listen_overflows() -> int:
+    """The machine's count of connections dropped because a listen queue was full."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines()]
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names[0] == "TcpExt:":
+            return int(values[names.index("ListenOverflows")])
+    return 0
+
+
 async def _metrics_sampler(url: str, until: float, run: Run) -> None:
     """The service's open connections (its metric) and the kernel's TCP memory, every 10 s."""
     while True:
@@ -196,6 +206,7 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Run:
             until = time.monotonic() + args.duration
             timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT + ANSWER_MARGIN)
             run.load = (os.getloadavg()[0], 0.0)
+            overflows = _listen_overflows()
             with OtherCpu([proc.pid]) as other:
                 if attack:
                     attackers = _start_attackers(
@@ -217,6 +228,7 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Run:
                     run.attackers = json.loads(out.strip().splitlines()[-1])
             run.other_cpu_pct = other.percent
             run.load = (run.load[0], os.getloadavg()[0])
+            run.listen_overflows = _listen_overflows() - overflows
             run.metrics = await asyncio.to_thread(scrape, metrics_url)
             run.peak_rss_mb = _proc_status(proc.pid, "VmHWM") / 1024
             times = psutil.Process(proc.pid).cpu_times()
@@ -287,6 +299,13 @@ def _attacker(found: dict[str, Any] | None, kind: str) -> str:
 def _hits(run: Run) -> str:
     hits = run.stats.hit_latencies
     return f"{run.p50(hits):.1f} / {run.p99(hits):.1f} ms"
+
+
+def _connects(run: Run) -> str:
+    lat = sorted(run.stats.connect_ms)
+    if not lat:
+        return "-"
+    return f"{run.p50(lat):.1f} / {run.p99(lat):.1f} / {lat[-1]:.0f} ms ({len(lat)} connects)"
 
 
 def _failures(run: Run) -> str:
@@ -382,6 +401,20 @@ def report(base: Run, hostile: Run, concurrency: int, serve_args: list[str]) -> 
             "503 for lack of file descriptors",
             f"{base.metrics.get(DESCRIPTORS, 0):.0f}",
             f"{hostile.metrics.get(DESCRIPTORS, 0):.0f}",
+            "",
+            "",
+        ),
+        (
+            "normal clients' new connections (the aborts): connect p50 / p99 / max",
+            _connects(base),
+            _connects(hostile),
+            "",
+            "",
+        ),
+        (
+            "listen queue overflows (the machine's, `ListenOverflows`)",
+            str(base.listen_overflows),
+            str(hostile.listen_overflows),
             "",
             "",
         ),

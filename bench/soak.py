@@ -90,6 +90,7 @@ class Stats:
     # (kind, "status code" or "status" or exception name) of every request
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     hit_latencies: list[float] = field(default_factory=list)
+    connect_ms: list[float] = field(default_factory=list)  # each abort's connect
 
 
 def _proc_status(pid: int, key: str) -> int:
@@ -161,9 +162,11 @@ def _pick(authority: str, rng: random.Random) -> tuple[str, str]:
     return "abort", f"/fill/{rng.randrange(900, 1200)}/700/{authority}/photo0.jpg"
 
 
-async def _abort(url: str, path: str) -> None:
+async def _abort(url: str, path: str, stats: Stats) -> None:
     host, port = url.removeprefix("http://").split(":")
+    started = time.perf_counter()
     _, writer = await asyncio.open_connection(host, int(port))
+    stats.connect_ms.append((time.perf_counter() - started) * 1000)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
     await writer.drain()
     writer.transport.abort()
@@ -178,7 +181,7 @@ async def _worker(
         stats.kinds[kind] += 1
         if kind == "abort":
             try:
-                await _abort(url, path)
+                await _abort(url, path, stats)
             except OSError as exc:  # refused or reset before the request went out
                 stats.statuses[type(exc).__name__] += 1
                 stats.outcomes[kind, type(exc).__name__] += 1
