@@ -36,6 +36,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -105,6 +106,7 @@ class Run:
     orphans_peak: int = 0
     tcp_mem_peak_mb: float = 0.0
     listen_overflows: int = 0  # the machine's, during the run (TcpExt ListenOverflows)
+    pool_connect_ms: list[float] = field(default_factory=list)  # the clients' pool's connects
 
     def failures(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -181,6 +183,29 @@ async def _metrics_sampler(url: str, until: float, run: Run) -> None:
         await asyncio.sleep(min(10.0, max(0.0, until - time.monotonic())))
 
 
+def _connect_trace(connects: list[float]) -> aiohttp.TraceConfig:
+    """Times each new connection of a client session into `connects` (ms)."""
+    trace = aiohttp.TraceConfig()
+
+    async def start(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceConnectionCreateStartParams,
+    ) -> None:
+        context.connect_started = time.perf_counter()
+
+    async def end(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceConnectionCreateEndParams,
+    ) -> None:
+        connects.append((time.perf_counter() - context.connect_started) * 1000)
+
+    trace.on_connection_create_start.append(start)
+    trace.on_connection_create_end.append(end)
+    return trace
+
+
 def _start_attackers(url: str, big_path: str, args: argparse.Namespace) -> subprocess.Popen[str]:
     command = [sys.executable, str(HERE / "attackers.py"), "--url", url, "--big-path", big_path]
     command += ["--duration", f"{args.duration:g}", "--slowloris", str(args.slowloris)]
@@ -213,7 +238,9 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Run:
                         url, BIG_PATH.format(authority=origin.authority), args
                     )
                 async with aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=args.concurrency + 4), timeout=timeout
+                    connector=aiohttp.TCPConnector(limit=args.concurrency + 4),
+                    timeout=timeout,
+                    trace_configs=[_connect_trace(run.pool_connect_ms)],
                 ) as client:
                     await asyncio.gather(
                         _sampler(proc.pid, url, until, run.stats, client),
@@ -301,11 +328,14 @@ def _hits(run: Run) -> str:
     return f"{run.p50(hits):.1f} / {run.p99(hits):.1f} ms"
 
 
-def _connects(run: Run) -> str:
-    lat = sorted(run.stats.connect_ms)
+def _connects(run: Run, connects: list[float]) -> str:
+    lat = sorted(connects)
     if not lat:
-        return "-"
-    return f"{run.p50(lat):.1f} / {run.p99(lat):.1f} / {lat[-1]:.0f} ms ({len(lat)} connects)"
+        return "none"
+    return (
+        f"{len(lat)}: {run.p50(lat):.1f} / {run.p99(lat):.1f} / {lat[-1]:.0f} ms "
+        f"({sum(lat) / 1000:.0f} s in all)"
+    )
 
 
 def _failures(run: Run) -> str:
@@ -405,9 +435,16 @@ def report(base: Run, hostile: Run, concurrency: int, serve_args: list[str]) -> 
             "",
         ),
         (
-            "normal clients' new connections (the aborts): connect p50 / p99 / max",
-            _connects(base),
-            _connects(hostile),
+            "normal clients' connects for their requests: count: p50 / p99 / max",
+            _connects(base, base.pool_connect_ms),
+            _connects(hostile, hostile.pool_connect_ms),
+            "",
+            "",
+        ),
+        (
+            "normal clients' connects for their aborts: count: p50 / p99 / max",
+            _connects(base, base.stats.connect_ms),
+            _connects(hostile, hostile.stats.connect_ms),
             "",
             "",
         ),
