@@ -330,6 +330,9 @@ async def running_worker(
         settings.cache.size if settings.cache.source_size is None else settings.cache.source_size
     )
     prometheus = PrometheusMetrics() if settings.server.metrics_address else None
+    limit = descriptors.raise_limit()  # origins, cache files and the metrics port's clients
+    raised = f" (raised from {limit.before})" if limit.soft != limit.before else ""
+    log.info("open-file limit %d%s", limit.soft, raised)
     async with (
         contextlib.AsyncExitStack() as stack,
         embedded_renderer(settings, sources, resolver, prometheus) as renderer,
@@ -346,7 +349,6 @@ async def running_worker(
             prometheus.register(
                 WorkerCollector(renderer.health, worker.counters, lambda: consumer.connected)
             )
-            descriptors.raise_limit()
             metrics_server = await serve_metrics(
                 prometheus, settings.server, settings.server.metrics_address
             )
