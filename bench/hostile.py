@@ -338,6 +338,16 @@ def _connects(run: Run, connects: list[float]) -> str:
     )
 
 
+def _cpu_per_request(run: Run) -> float:
+    return run.cpu_s * 1000 / max(1, len(run.stats.latencies))
+
+
+def _attack_share(base: Run, hostile: Run) -> str:
+    """The service's CPU under attack beyond its baseline cost of the normal requests served."""
+    extra = hostile.cpu_s - _cpu_per_request(base) / 1000 * len(hostile.stats.latencies)
+    return f"{extra / hostile.duration * 100:.0f}% of a core"
+
+
 def _failures(run: Run) -> str:
     found = run.failures()
     return ", ".join(f"{k}: {v}" for k, v in sorted(found.items())) or "none"
@@ -476,6 +486,13 @@ def report(base: Run, hostile: Run, concurrency: int, serve_args: list[str]) -> 
             "CPU: service / attackers' process",
             f"{base.cpu_s:.0f} s / -",
             f"{hostile.cpu_s:.0f} s / {found['cpu_s'] if found else 0:.0f} s",
+            "",
+            "",
+        ),
+        (
+            "service CPU per normal request",
+            f"{_cpu_per_request(base):.2f} ms",
+            f"{_cpu_per_request(hostile):.2f} ms (the attack: {_attack_share(base, hostile)})",
             "",
             "",
         ),
