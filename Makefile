@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats soak soak-broker soak-hostile demo-scale compose-check screenshot
+.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats bench-heic soak soak-broker soak-hostile demo-scale compose-check screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -89,6 +89,11 @@ bench: $(STAMP)
 # Needs what bench/setup.sh installs (corpus, wrk, nginx, numpy).
 bench-formats: $(STAMP)
 	$(BIN)/python bench/formats.py --quick
+
+# HEIC sources against JPEG sources of the same pixels, misses/s through HTTP
+# (docs/imaging.md): about a minute, needs only the .venv.
+bench-heic: $(STAMP)
+	$(BIN)/python bench/heic.py
 
 # A few seconds: previewer and a loopback origin through the bench harness.
 bench-smoke: $(STAMP)

@@ -336,28 +336,160 @@ def avif(width: int = 120, height: int = 80, image: pyvips.Image | None = None) 
     return data
 
 
-def heic(width: int = 64, height: int = 48) -> bytes:
-    """A real HEVC-coded HEIF (what iPhones write), made with pillow-heif's x265 encoder;
-    libvips's own build can read HEIF but has no HEVC codec either way."""
+def heic(
+    width: int = 64,
+    height: int = 48,
+    *,
+    image: pyvips.Image | None = None,
+    orientation: int = 1,
+    profile: bytes | None = None,
+    nclx_primaries: int | None = None,
+    grey: bool = False,
+    quality: int = 90,
+) -> bytes:
+    """A real HEVC-coded HEIF (what phones write), made with pillow-heif's x265 encoder.
+
+    From `image` (8-bit sRGB, with or without alpha), else the photo. An
+    `orientation` other than 1 is written as pillow-heif (and an iPhone)
+    writes it: the container's `irot`/`imir` and the same value in EXIF; the
+    pixels are stored unturned. `profile` is embedded as the ICC profile;
+    `nclx_primaries` writes an nclx colour box with those primaries instead
+    (12: Display P3); `grey` writes the first band alone, monochrome.
+    """
     import io
 
     import pillow_heif
     from PIL import Image
 
+    pixels = image if image is not None else photo(width, height)
+    if grey:
+        pixels = pixels[0]
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[pixels.bands]
+    picture = Image.frombytes(mode, (pixels.width, pixels.height), pixels.write_to_memory())
+    extra: dict[str, object] = {}
+    if orientation != 1:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        extra["exif"] = exif.tobytes()
+    if profile is not None:
+        extra["icc_profile"] = profile
+    if nclx_primaries is not None:
+        extra["nclx_profile"] = {
+            "color_primaries": nclx_primaries,
+            "transfer_characteristics": 13,  # sRGB's curve
+            "matrix_coefficients": 6,
+            "full_range_flag": 1,
+        }
     buffer = io.BytesIO()
-    pillow_heif.from_pillow(Image.new("RGB", (width, height), (200, 100, 50))).save(
-        buffer, format="HEIF", quality=80
-    )
+    pillow_heif.from_pillow(picture).save(buffer, format="HEIF", quality=quality, **extra)
     return buffer.getvalue()
+
+
+def exif_turn_only(data: bytes) -> bytes:
+    """A HEIC from `heic(..., orientation=...)` whose turn is left to EXIF alone: its
+    `irot` and `imir` properties renamed to a type no reader knows, and marked as not
+    essential in `ipma`, so that readers skip them."""
+    import struct
+
+    ipco = data.index(b"ipco") + 4
+    end = ipco - 8 + struct.unpack(">I", data[ipco - 8 : ipco - 4])[0]
+    turns, index, at = set(), 0, ipco
+    while at < end:
+        size = struct.unpack(">I", data[at : at + 4])[0]
+        index += 1
+        if data[at + 4 : at + 8] in (b"irot", b"imir"):
+            turns.add(index)
+        at += size
+    out = bytearray(data)
+    at = data.index(b"ipma") + 4
+    version, flags = data[at], data[at + 3]
+    entries = struct.unpack(">I", data[at + 4 : at + 8])[0]
+    at += 8
+    for _ in range(entries):
+        at += 2 if version < 1 else 4
+        count = data[at]
+        at += 1
+        for _ in range(count):
+            wide = flags & 1
+            value = struct.unpack(">H", data[at : at + 2])[0] if wide else data[at]
+            mask = 0x7FFF if wide else 0x7F
+            if value & mask in turns:
+                out[at] &= 0x7F
+            at += 2 if wide else 1
+    return bytes(out).replace(b"irot", b"xrot").replace(b"imir", b"xmir")
+
+
+def declaring(data: bytes, width: int, height: int) -> bytes:
+    """A HEIF or AVIF whose first `ispe` (image size) property declares `width` x `height`."""
+    import struct
+
+    at = data.index(b"ispe") + 8  # box type, then version and flags
+    return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]
+
+
+def avif_sequence(colours: list[list[int]], width: int = 64, height: int = 48) -> bytes:
+    """An AVIF image sequence (`avis`) of solid frames, written by Pillow (libavif)."""
+    import io
+
+    from PIL import Image
+
+    frames = [Image.new("RGB", (width, height), tuple(colour)) for colour in colours]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="AVIF", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+def frames_declared(data: bytes, count: int) -> bytes:
+    """An image sequence whose first track's `stsz` box declares `count` samples."""
+    import struct
+
+    at = data.index(b"stsz") + 12  # box type, version and flags, the sample size
+    return data[:at] + struct.pack(">I", count) + data[at + 4 :]
+
+
+def ojpeg_tiff(width: int = 64, height: int = 48) -> bytes:
+    """A tiled TIFF with old-style JPEG compression (6) and YCbCr photometry, whose tile
+    holds no JPEG: libvips's libtiff reads it through the RGBA interface as an image of
+    zeros, alpha included, without an error (as libvips's own `ojpeg-tile.tif`)."""
+    import struct
+
+    tile = bytes(range(256)) * 4
+    bits_at = 8 + 2 + 12 * 13 + 4
+    tile_at = bits_at + 6
+    entries = [  # tag, type (3 SHORT, 4 LONG), count, packed value
+        (256, 3, 1, struct.pack("<HH", width, 0)),
+        (257, 3, 1, struct.pack("<HH", height, 0)),
+        (258, 3, 3, struct.pack("<I", bits_at)),
+        (259, 3, 1, struct.pack("<HH", 6, 0)),  # old-style JPEG
+        (262, 3, 1, struct.pack("<HH", 6, 0)),  # YCbCr
+        (277, 3, 1, struct.pack("<HH", 3, 0)),
+        (284, 3, 1, struct.pack("<HH", 1, 0)),
+        (322, 3, 1, struct.pack("<HH", 64, 0)),
+        (323, 3, 1, struct.pack("<HH", 64, 0)),
+        (324, 4, 1, struct.pack("<I", tile_at)),
+        (325, 4, 1, struct.pack("<I", len(tile))),
+        (512, 3, 1, struct.pack("<HH", 1, 0)),
+        (530, 3, 2, struct.pack("<HH", 2, 2)),
+    ]
+    directory = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHI", tag, kind, count) + value for tag, kind, count, value in entries
+    )
+    header = b"II*\x00" + struct.pack("<I", 8)
+    return header + directory + struct.pack("<I", 0) + struct.pack("<HHH", 8, 8, 8) + tile
+
+
+def gif_transparent_corner(width: int = 200, height: int = 100, corner: int = 10) -> bytes:
+    """A GIF of the photo whose top-left `corner` x `corner` pixels are transparent."""
+    xyz = pyvips.Image.xyz(width, height)
+    opaque = ((xyz[0] >= corner) | (xyz[1] >= corner)).ifthenelse(255, 0)
+    image = photo(width, height).bandjoin(opaque).cast("uchar").copy(interpretation="srgb")
+    data: bytes = image.gifsave_buffer()
+    return data
 
 
 def avif_declaring(width: int, height: int) -> bytes:
     """A real 64x64 AVIF whose `ispe` (image size) property declares `width` x `height`."""
-    import struct
-
-    data = avif(64, 64)
-    at = data.index(b"ispe") + 8  # box type, then version and flags
-    return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]
+    return declaring(avif(64, 64), width, height)
 
 
 def tiff(image: pyvips.Image | None = None, **save: object) -> bytes:

@@ -9,7 +9,10 @@ read, that libvips chose the loader the sniff expects: a file that sniffs as
 one format can't reach another format's decoder.
 
 AVIF and HEIF are ISO-BMFF files: a `ftyp` box whose major and compatible
-brands name the codec family. TIFF starts with its byte-order mark and magic
+brands name the family, and a `meta` box whose primary item's type names
+the codec (`bmff.py`). An HEVC-coded primary image is HEIC, decoded by
+pillow-heif (`heic.py`); AV1 (AVIF, and HEIF holding AV1) goes to libvips. A
+file whose items do not say falls back on its brands. TIFF starts with its byte-order mark and magic
 number (42, or 43 for BigTIFF). SVG, PDF and other vector and document
 formats match nothing here and are refused: their loaders are a large attack
 surface for a preview.
@@ -19,11 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
+
+from previewer import bmff
 
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_HEIF_BRANDS = frozenset(
-    {b"mif1", b"msf1", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
-)
+_HEVC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
+_HEIF_BRANDS = frozenset({b"mif1", b"msf1"}) | _HEVC_BRANDS
 # TIFF: byte order and 42. BigTIFF: byte order, 43, and an offset size of 8.
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
 _BIGTIFF_MAGIC = (b"II+\x00\x08\x00", b"MM\x00+\x00\x08")
@@ -33,8 +38,13 @@ _MAX_FTYP = 4096  # a longer brand list is not a real image
 @dataclass(frozen=True)
 class Format:
     name: str
-    loader: str  # as libvips reports it in the "vips-loader" field
-    loader_class: str  # the VipsForeignLoad subclass family to enable
+    loader: str  # as libvips reports it in the "vips-loader" field; "" when libvips can't
+    loader_class: str  # the VipsForeignLoad subclass family to enable; "" when none
+
+    @property
+    def by_libvips(self) -> bool:
+        """Whether libvips decodes it (else `heic.py` does)."""
+        return bool(self.loader)
 
 
 def _brands(body: bytes) -> frozenset[bytes]:
@@ -48,13 +58,17 @@ def _brands(body: bytes) -> frozenset[bytes]:
     return frozenset({body[8:12], *compatible})
 
 
-def _is_avif(body: bytes) -> bool:
-    return not _brands(body).isdisjoint(_AVIF_BRANDS)
-
-
-def _is_heif(body: bytes) -> bool:
+def _bmff(body: bytes) -> Format | None:
+    """HEIC, AVIF or HEIF by the primary image's codec, else by the brands; or None."""
     brands = _brands(body)
-    return brands.isdisjoint(_AVIF_BRANDS) and not brands.isdisjoint(_HEIF_BRANDS)
+    if brands.isdisjoint(_AVIF_BRANDS | _HEIF_BRANDS):
+        return None
+    coding = bmff.primary_coding(body)
+    if coding == bmff.HEVC:
+        return HEIC
+    if coding == bmff.AV1 or not brands.isdisjoint(_AVIF_BRANDS):
+        return AVIF if not brands.isdisjoint(_AVIF_BRANDS) else HEIF
+    return HEIC if not brands.isdisjoint(_HEVC_BRANDS) else HEIF
 
 
 JPEG = Format("jpeg", "jpegload_buffer", "VipsForeignLoadJpeg")
@@ -64,18 +78,17 @@ WEBP = Format("webp", "webpload_buffer", "VipsForeignLoadWebp")
 AVIF = Format("avif", "heifload_buffer", "VipsForeignLoadHeif")
 HEIF = Format("heif", "heifload_buffer", "VipsForeignLoadHeif")
 TIFF = Format("tiff", "tiffload_buffer", "VipsForeignLoadTiff")
+HEIC = Format("heic", "", "")  # HEVC-coded HEIF: pillow-heif, not libvips
 
 _SIGNATURES: tuple[tuple[Format, Callable[[bytes], bool]], ...] = (
     (JPEG, lambda b: b.startswith(b"\xff\xd8\xff")),
     (PNG, lambda b: b.startswith(b"\x89PNG\r\n\x1a\n")),
     (GIF, lambda b: b[:6] in (b"GIF87a", b"GIF89a")),
     (WEBP, lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP"),
-    (AVIF, _is_avif),
-    (HEIF, _is_heif),
     (TIFF, lambda b: b[:4] in _TIFF_MAGIC or b[:6] in _BIGTIFF_MAGIC),
 )
 
-LOADER_CLASSES = tuple(sorted({fmt.loader_class for fmt, _ in _SIGNATURES}))
+LOADER_CLASSES = tuple(sorted({fmt.loader_class for fmt, _ in _SIGNATURES} | {AVIF.loader_class}))
 """Every libvips loader family previewer enables; all others stay blocked."""
 
 
@@ -84,4 +97,49 @@ def sniff(body: bytes) -> Format | None:
     for fmt, matches in _SIGNATURES:
         if matches(body):
             return fmt
-    return None
+    return _bmff(body)
+
+
+def gif_transparent(body: bytes) -> bool:
+    """Whether a GIF's first frame declares a transparent colour: the transparency
+    flag of the Graphic Control Extension before the first image descriptor."""
+    at = 13  # after the signature and the logical screen descriptor
+    if len(body) < at:
+        return False
+    if body[10] & 0x80:  # a global colour table follows
+        at += 3 << ((body[10] & 0x07) + 1)
+    while at < len(body):
+        block = body[at]
+        if block != 0x21 or at + 1 >= len(body):  # an image (0x2C), the trailer, or damage
+            return False
+        if body[at + 1] == 0xF9 and at + 3 < len(body):  # Graphic Control Extension
+            return bool(body[at + 3] & 0x01)
+        at += 2
+        while at < len(body) and body[at]:  # skip the extension's sub-blocks
+            at += body[at] + 1
+        at += 1
+    return False
+
+
+def tiff_extra_samples(body: bytes) -> bool:
+    """Whether a TIFF's first directory has ExtraSamples (tag 338): alpha, in practice.
+
+    A classic TIFF only (a BigTIFF says True: nothing is known). libvips's
+    header may report an alpha band that the file has not got (old-style
+    JPEG read through libtiff's RGBA interface): this says what the file
+    declares.
+    """
+    if body[:4] not in _TIFF_MAGIC:
+        return True
+    endian: Literal["little", "big"] = "little" if body[:2] == b"II" else "big"
+    first = int.from_bytes(body[4:8], endian)
+    if first + 2 > len(body):
+        return True
+    count = int.from_bytes(body[first : first + 2], endian)
+    for n in range(count):
+        entry = first + 2 + 12 * n
+        if entry + 12 > len(body):
+            return True
+        if int.from_bytes(body[entry : entry + 2], endian) == 338:
+            return True
+    return False

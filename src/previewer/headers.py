@@ -65,8 +65,9 @@ NEVER_FORWARDED = frozenset(
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
 # The source formats previewer decodes, by media type. The one list: the
 # forwarded Accept keeps only these (and the wildcards). HEIF is not among
-# them: most of it is HEVC-coded (image/heic), which libvips here cannot
-# decode, so asking an origin for it would trade a JPEG for a 422.
+# them: previewer reads HEIC (heic.py), but an HEVC decode costs several
+# times a JPEG of the same pixels (docs/imaging.md), so an origin that
+# negotiates is not asked to trade its JPEG for one.
 DECODABLE_TYPES = (
     "image/jpeg",
     "image/png",

@@ -10,6 +10,14 @@ GIF, AVIF/HEIF, TIFF): every other libvips loader (SVG, PDF, ...) is blocked
 process-wide. The format is sniffed from the first bytes before libvips sees
 them, and the header read must have chosen that format's loader. Every limit
 (pixels, frames or pages) is checked on the header, before any decoding.
+HEIC is decoded by `heic.py` instead, after the same checks on its
+container, and the steps then work on the decoded image in memory.
+
+Alpha is decided from the source alone (its header, or for a GIF a
+transparent colour its first frame uses), never from the pixels a crop
+keeps, so one source gives one output type at every size. A decode that yields nothing
+(every pixel zero, alpha included, where the source declares no alpha) is
+BadImage, not a blank preview.
 
 Colour: a source with an embedded ICC profile is converted to sRGB through
 it; the preview is 8-bit sRGB and carries no profile.
@@ -18,6 +26,7 @@ it; the preview is 8-bit sRGB and carries no profile.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +34,7 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from previewer import attention, formats, icc, jpeg
+from previewer import attention, bmff, formats, heic, icc, jpeg
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.geometry import (
     Box,
@@ -55,7 +64,8 @@ the preview is loaded. The count comes from the header read, which walks the
 frame headers without decoding a pixel: under a millisecond for 10,000 frames.
 """
 _ABANDONED = "render abandoned: the caller gave up on it"
-_HEVC = "hevc"  # heif-compression of HEIC files: no decoder in this libvips
+_HEVC = "hevc"  # heif-compression of HEIC files: no decoder in this libvips, heic.py reads them
+_BLANK = "The source decodes to an empty image."
 
 
 def configure() -> None:
@@ -118,6 +128,8 @@ class _Work:
     plain_jpeg: bool = False  # sRGB JPEG without an ICC profile
     profile: bool = False  # has an embedded ICC profile (other than sRGB) to convert through
     cmyk: bool = False
+    alpha: bool = False  # the source declares alpha: the preview keeps it, whatever the crop
+    decoded: Any = None  # the whole source as a pyvips.Image, when heic.py decoded it
     # Images with an eval handler. pyvips keeps a handler only as long as the Python
     # object, but libvips signals for as long as any pipeline built on the image runs.
     watched: list[Any] = field(default_factory=list)
@@ -140,29 +152,30 @@ def _field(image: Any, name: str, default: Any) -> Any:
 
 def _read_header(work: _Work) -> None:
     """Read only the header, and refuse a pixel bomb before any decoding."""
+    if not work.format.by_libvips:
+        _read_heic(work)
+        return
+    if work.format in (formats.AVIF, formats.HEIF):  # from the boxes, before libheif reads them
+        _check_extent(work)
+        _check_frames(bmff.frames(work.body))  # a sequence's frames: a track's samples
     header = pyvips.Image.new_from_buffer(work.body, "", access="sequential")
     loader = _field(header, "vips-loader", None)
     if loader != work.format.loader:
         raise BadImage(detail=f"sniffed {work.format.name}, libvips chose {loader}")
-    if _field(header, "heif-compression", None) == _HEVC:
-        raise BadImage(
-            "HEIC (HEVC-coded HEIF) sources are not supported.",
-            detail="HEVC-coded HEIF: this libvips has no HEVC decoder",
-        )
+    if _field(header, "heif-compression", None) == _HEVC:  # HEVC items the sniff did not see
+        work.format = formats.HEIC
+        _read_heic(work)
+        return
     size = Size(header.width, _field(header, "page-height", header.height))
     check_source_size(size, work.job.max_pixels)
-    frames = _field(header, "n-pages", 1)
-    if frames > MAX_FRAMES:
-        raise SourceTooLarge(
-            f"The source has more than {MAX_FRAMES} frames.",
-            detail=f"source declares {frames} frames",
-        )
+    _check_frames(_field(header, "n-pages", 1))
     work.orientation = _field(header, "orientation", 1)
     work.source = oriented(size, work.orientation)
     # An embedded sRGB profile needs no conversion (icc.py): only others are applied.
     profile = _field(header, "icc-profile-data", None)
     work.profile = profile is not None and not icc.is_srgb(profile)
     work.cmyk = header.interpretation == "cmyk"
+    work.alpha = _declares_alpha(work, header)
     # 8-bit YCbCr JPEG with no profile to apply: the DC-only fast path gives
     # the same colours as the thumbnail path.
     work.plain_jpeg = (
@@ -170,6 +183,91 @@ def _read_header(work: _Work) -> None:
         and header.interpretation == "srgb"
         and header.bands == 3
         and not work.profile
+    )
+
+
+def _declares_alpha(work: _Work, header: Any) -> bool:
+    """Whether the source has alpha, from the whole source, never from a crop of it.
+
+    libvips gives a GIF an alpha band when it declares a transparent colour,
+    and many encoders (libvips's own among them) declare one that no pixel
+    uses: a GIF has alpha when its first frame declares a transparent colour
+    and some pixel of that frame has it. A TIFF's alpha band must be one the file declares
+    (ExtraSamples), not one libvips's RGBA reader adds.
+    """
+    if work.format is formats.GIF:
+        if not formats.gif_transparent(work.body):
+            return False
+        frame = pyvips.Image.gifload_buffer(work.body, access="sequential", fail_on=work.strictness)
+        return bool(_watched(work, frame)[frame.bands - 1].min() < 255)
+    if work.format is formats.TIFF:
+        return bool(header.hasalpha()) and formats.tiff_extra_samples(work.body)
+    return bool(header.hasalpha())
+
+
+def _read_heic(work: _Work) -> None:
+    """Check a HEIC's container, then decode its primary image into memory (heic.py)."""
+    _check_extent(work)
+    _check_frames(bmff.frames(work.body))
+    source = heic.Heic(work.body)
+    size = Size(source.width, source.height)
+    check_source_size(size, work.job.max_pixels)
+    work.orientation = source.orientation
+    work.source = oriented(size, source.orientation)
+    work.alpha = source.alpha
+    _stop_if_cancelled(work)
+    pixels = source.decode()
+    _stop_if_cancelled(work)
+    grey = pixels.bands < 3
+    if pixels.sixteen_bit:
+        form, interpretation = "ushort", "grey16" if grey else "rgb16"
+    else:
+        form, interpretation = "uchar", "b-w" if grey else "srgb"
+    image = pyvips.Image.new_from_memory(
+        pixels.data, pixels.width, pixels.height, pixels.bands, form
+    ).copy(interpretation=interpretation)
+    if pixels.premultiplied:
+        image = image.unpremultiply().cast(form).copy(interpretation=interpretation)
+    profile = source.profile or (_display_p3() if source.display_p3 else None)
+    if profile is not None:
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", profile)
+    image.set_type(pyvips.GValue.gint_type, "orientation", source.orientation)
+    work.profile = profile is not None and not icc.is_srgb(profile)
+    work.decoded = image
+
+
+def _check_frames(frames: int) -> None:
+    if frames > MAX_FRAMES:
+        raise SourceTooLarge(
+            f"The source has more than {MAX_FRAMES} frames.",
+            detail=f"source declares {frames} frames",
+        )
+
+
+def _check_extent(work: _Work) -> None:
+    """The pixel limit on the size the container declares before any crop (`ispe`):
+    the size a HEIF decoder allocates, which a clean aperture may hide."""
+    extent = bmff.largest_extent(work.body)
+    if extent is not None:
+        check_source_size(Size(*extent), work.job.max_pixels)
+
+
+@functools.cache
+def _display_p3() -> bytes:
+    """libvips's Display P3 profile: for a HEIC whose nclx box names P3 primaries."""
+    pixel = pyvips.Image.black(1, 1, bands=3).copy(interpretation="srgb")
+    profile: bytes = pixel.icc_transform("p3", input_profile="srgb").get("icc-profile-data")
+    return profile
+
+
+def _thumbnail(work: _Work, size: Size) -> Any:
+    """The source scaled to `size` (upright, colour-managed): shrink-on-load from the
+    bytes, or from the image decoded already."""
+    options = {"height": size.height, "size": "force", **_colour_options(work)}
+    if work.decoded is not None:
+        return pyvips.Image.thumbnail_image(work.decoded, size.width, **options)
+    return pyvips.Image.thumbnail_buffer(
+        work.body, size.width, option_string=f"fail_on={work.strictness}", **options
     )
 
 
@@ -202,14 +300,7 @@ def _load_to_cover(work: _Work) -> None:
         image = image.autorot()
         image = image.resize(covered.width / image.width, vscale=covered.height / image.height)
     else:
-        image = pyvips.Image.thumbnail_buffer(
-            work.body,
-            covered.width,
-            height=covered.height,
-            size="force",
-            option_string=f"fail_on={work.strictness}",
-            **_colour_options(work),
-        )
+        image = _thumbnail(work, covered)
     work.image = _watched(work, image)
 
 
@@ -241,7 +332,10 @@ def _fill_region(work: _Work) -> None:
     turned = work.orientation in (5, 6, 7, 8)
     target = Size(work.target.height, work.target.width) if turned else work.target
     shrink = jpeg_shrink(Size(stored_box.width, stored_box.height), target)
-    if work.format is formats.JPEG and shrink > 1:
+    if work.decoded is not None:
+        shrink = 1
+        image = work.decoded
+    elif work.format is formats.JPEG and shrink > 1:
         image = pyvips.Image.jpegload_buffer(
             work.body, shrink=shrink, access="sequential", fail_on=work.strictness
         )
@@ -271,14 +365,7 @@ def _scaled_box(box: Box, shrink: int, bounds: Size) -> Box:
 def _search(work: _Work, region: Size) -> Box:
     """Where the attention search puts `region`, run on a small copy of the source."""
     search, window = search_size(work.source, region)
-    small = pyvips.Image.thumbnail_buffer(
-        work.body,
-        search.width,
-        height=search.height,
-        size="force",
-        option_string=f"fail_on={work.strictness}",
-        **_colour_options(work),
-    )
+    small = _thumbnail(work, search)
     _, box = _attention(work, _watched(work, small), window)
     return region_at(work.source, region, search, box)
 
@@ -322,14 +409,27 @@ def _as_srgb8(image: Any) -> Any:
     return image
 
 
-def _drop_opaque_gif_alpha(work: _Work) -> None:
-    """libvips loads every GIF with alpha; only a transparent GIF keeps it (and PNG output)."""
+def _settle_alpha(work: _Work) -> None:
+    """Alpha in the preview exactly when the source declares it, at every size.
+
+    An alpha band the source does not have (a GIF's whose transparent colour
+    is unused) is dropped, unless the decode gave nothing at all: every pixel zero, alpha
+    included, is a decoder that failed without saying so (an old-style
+    JPEG-in-TIFF), and is refused rather than served as a blank preview.
+    """
     image = work.image
-    if work.format is formats.GIF and image.hasalpha() and image[image.bands - 1].min() == 255:
+    if work.alpha and not image.hasalpha():
+        work.image = image.bandjoin_const([255])
+    elif image.hasalpha() and not work.alpha:
+        image = image.copy_memory()  # output-sized: checked, then encoded from memory
+        if image.max() == 0:
+            raise BadImage(
+                _BLANK, detail="decoded to zeros, alpha included, with no alpha declared"
+            )
         work.image = image.extract_band(0, n=image.bands - 1)
 
 
-STEPS: tuple[Step, ...] = (_read_header, _fill, _to_srgb, _drop_opaque_gif_alpha)
+STEPS: tuple[Step, ...] = (_read_header, _fill, _to_srgb, _settle_alpha)
 
 
 def _watched(work: _Work, image: Any) -> Any:
@@ -390,9 +490,13 @@ def render(body: bytes, job: RenderJob, cancelled: Cancelled | None = None) -> R
     source_format = formats.sniff(body)
     if source_format is None:
         raise BadImage(detail="bytes match no supported image signature")
+    if source_format is formats.AVIF:
+        body = bmff.as_still(body)  # a sequence: its first frame, the primary image
     try:
         return _run(_Work(job=job, body=body, format=source_format, cancelled=cancelled))
     except BadImage as strict:
+        if not source_format.by_libvips:  # pillow-heif decodes whole or not at all
+            raise
         # Strict decoding failed. A truncated source (a JPEG cut short, one
         # without its end marker) still gives a preview as far as it decodes,
         # marked incomplete so that nobody caches it; anything else stays bad.

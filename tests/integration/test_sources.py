@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pyvips
@@ -89,7 +90,14 @@ async def test_tiff_orientation_cmyk_16_bit_and_pages(service: Service, origin: 
 @pytest.mark.parametrize(
     ("name", "data", "code"),
     [
-        ("photo.heic", images.heic(), "source_not_image"),
+        ("bomb.heic", images.declaring(images.heic(64, 48), 20_000, 20_000), "source_too_large"),
+        ("liar.heic", images.declaring(images.heic(64, 48), 128, 96), "source_not_image"),
+        ("ojpeg.tiff", images.ojpeg_tiff(), "source_not_image"),
+        (
+            "long.avif",
+            images.frames_declared(images.avif_sequence([[255, 0, 0]] * 2), 1001),
+            "source_too_large",
+        ),
         ("bomb.tiff", images.tiff_declaring(60_000, 60_000), "source_too_large"),
         ("bomb.avif", images.avif_declaring(20_000, 20_000), "source_too_large"),
         ("page.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "source_not_image"),
@@ -109,12 +117,92 @@ async def test_refused_sources(
     service: Service, origin: Origin, name: str, data: bytes, code: str
 ) -> None:
     origin.add(f"/{name}", data, content_type="image/avif")
-    status, _, body = await service.get(f"/fill/100/100/{origin.authority}/{name}")
+    status, headers, body = await service.get(f"/fill/100/100/{origin.authority}/{name}")
     assert status == 422
+    assert headers["Cache-Control"] == "no-store"
     error = json.loads(body)
     assert error["error"] == code
-    if name.endswith(".heic"):
-        assert "HEIC" in error["message"]
+
+
+# --- HEIC, AVIF sequences, alpha ----------------------------------------------------------
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "size", "content_type"),
+    [
+        ("photo.heic", images.heic(320, 240), (70, 50), "image/jpeg"),
+        (
+            "alpha.heic",
+            images.heic(image=images.photo(160, 120).bandjoin(128).copy(interpretation="srgb")),
+            (70, 50),
+            "image/png",
+        ),
+        ("turned.heic", images.heic(320, 160, orientation=6), (40, 80), "image/jpeg"),
+        ("thumbor.heic", (DATA / "thumbor-image.heic").read_bytes(), (100, 60), "image/jpeg"),
+        ("seq.avif", images.avif_sequence([[0, 0, 255], [255, 0, 0]]), (30, 20), "image/jpeg"),
+    ],
+)
+async def test_heic_and_avif_sequences(
+    service: Service,
+    origin: Origin,
+    name: str,
+    data: bytes,
+    size: tuple[int, int],
+    content_type: str,
+) -> None:
+    origin.add(f"/{name}", data, content_type="application/octet-stream")
+    path = f"/fill/{size[0]}/{size[1]}/{origin.authority}/{name}"
+    status, headers, body = await service.get(path)
+    assert status == 200, body
+    assert headers["Content-Type"] == content_type
+    assert headers["Cache-Control"].startswith("public")
+    image = images.decode(body)
+    assert (image.width, image.height) == size
+    if name == "seq.avif":  # the first frame
+        assert _mean(image)[2] > 240
+        assert _mean(image)[0] < 15
+    status, headers, _ = await service.get(path)
+    assert headers["X-Cache"] == "HIT"
+
+
+async def test_heic_display_p3_becomes_srgb(service: Service, origin: Origin) -> None:
+    colour = [40, 200, 90]
+    p3 = images.solid(1, 1, [0, 0, 0]).icc_transform("p3", input_profile="srgb")
+    profile = p3.get("icc-profile-data")
+    source = images.heic(image=images.solid(120, 80, colour), profile=profile)
+    got = _mean(images.decode(await _preview(service, origin, "p3.heic", source, "60/40")))
+    expected = images.with_profile(images.solid(1, 1, colour), profile)
+    want = expected.icc_transform("srgb", embedded=True)(0, 0)
+    assert all(abs(a - b) <= 4 for a, b in zip(got, want, strict=True)), (got, want)
+
+
+async def test_truncated_heic_is_a_clean_refusal(service: Service, origin: Origin) -> None:
+    source = images.heic(320, 240)
+    for fraction in (0.01, 0.3, 0.7, 0.97):
+        name = f"cut{fraction}.heic"
+        origin.add(f"/{name}", source[: int(len(source) * fraction)])
+        status, headers, body = await service.get(f"/fill/60/40/{origin.authority}/{name}")
+        assert status == 422, body
+        assert json.loads(body)["error"] == "source_not_image"
+        assert headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+async def test_one_source_gives_one_output_type(
+    start_service: Callable[..., Any], origin: Origin, gravity: str
+) -> None:
+    """A GIF whose only transparent pixels are a 10x10 corner: PNG at every size."""
+    service = await start_service(gravity=gravity)
+    origin.add("/corner.gif", images.gif_transparent_corner(200, 100))
+    origin.add("/opaque.gif", images.solid(200, 100, [90, 90, 90]).gifsave_buffer())
+    for width, height in ((200, 100), (50, 50), (20, 80), (400, 30), (3, 3)):
+        for name, content_type in (("corner.gif", "image/png"), ("opaque.gif", "image/jpeg")):
+            path = f"/fill/{width}/{height}/{origin.authority}/{name}"
+            status, headers, body = await service.get(path)
+            assert status == 200, body
+            assert headers["Content-Type"] == content_type, (name, width, height)
 
 
 # --- colour profiles --------------------------------------------------------------------

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import images
-from previewer import imaging
+from previewer import formats, imaging
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.imaging import Rendered, RenderJob, render, sniff
 
@@ -344,6 +344,39 @@ def test_opaque_gif_gives_jpeg() -> None:
     rendered = render(source, job(30, 20))
     assert rendered.content_type == "image/jpeg"
     assert check_output(rendered, 30, 20).bands == 3
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+@pytest.mark.parametrize(("width", "height"), [(200, 100), (50, 50), (20, 80), (400, 30), (3, 3)])
+def test_a_transparent_gif_is_png_at_every_size(gravity: str, width: int, height: int) -> None:
+    """Only a 10x10 corner is transparent: crops without it are PNG all the same."""
+    rendered = render(images.gif_transparent_corner(), job(width, height, gravity=gravity))
+    assert rendered.content_type == "image/png"
+    check_output(rendered, width, height)
+
+
+def test_a_gif_whose_transparent_colour_is_unused_is_jpeg() -> None:
+    source = solid(60, 40, [100, 100, 100]).gifsave_buffer()
+    assert formats.gif_transparent(source)  # libvips's GIF writer declares one always
+    assert render(source, job(30, 20)).content_type == "image/jpeg"
+
+
+def test_a_decode_to_nothing_is_bad() -> None:
+    """libtiff reads this old-style JPEG-in-TIFF as zeros, alpha included, and says nothing."""
+    source = images.ojpeg_tiff()
+    assert decode(source).max() == 0
+    assert decode(source).bands == 4
+    with pytest.raises(BadImage) as info:
+        render(source, job(30, 20))
+    assert info.value.public_message == "The source decodes to an empty image."
+
+
+def test_a_transparent_image_is_not_a_decode_to_nothing() -> None:
+    clear = pyvips.Image.black(40, 30, bands=4).copy(interpretation="srgb")
+    for source in (clear.pngsave_buffer(), clear.tiffsave_buffer()):
+        rendered = render(source, job(20, 20))
+        assert rendered.content_type == "image/png"
+        assert check_output(rendered, 20, 20).max() == 0
 
 
 def test_transparent_gif_keeps_alpha() -> None:
@@ -794,12 +827,122 @@ def test_avif_with_alpha_renders_as_png() -> None:
     check_output(rendered, 60, 40)
 
 
-def test_heic_is_refused_with_a_clear_message() -> None:
-    source = images.heic()
-    assert sniff(source) == "heif"
-    with pytest.raises(BadImage) as info:
-        render(source, job(30, 20))
-    assert "HEIC" in info.value.public_message
+def test_heic_renders_through_pillow_heif() -> None:
+    source = images.heic(image=solid(120, 80, [200, 100, 50]).cast("uchar"))
+    assert sniff(source) == "heic"
+    rendered = render(source, job(60, 40))
+    assert rendered.source_format == "heic"
+    assert rendered.content_type == "image/jpeg"
+    out = check_output(rendered, 60, 40)
+    assert all(abs(a - b) <= 4 for a, b in zip(mean_colour(out), [200, 100, 50], strict=True))
+
+
+@pytest.mark.parametrize("gravity", ["centre", "attention"])
+@pytest.mark.parametrize(("width", "height"), [(60, 40), (30, 90), (4, 80)])
+def test_heic_alpha_is_kept(gravity: str, width: int, height: int) -> None:
+    alpha = (pyvips.Image.xyz(120, 80)[1] < 40).ifthenelse(255, 0)
+    image = solid(120, 80, [40, 200, 90]).bandjoin(alpha).cast("uchar")
+    rendered = render(images.heic(image=image.copy(interpretation="srgb")), job(width, height))
+    assert rendered.content_type == "image/png"
+    out = check_output(rendered, width, height)
+    assert out[3].max() == 255  # the opaque top half is in every crop
+
+
+@pytest.mark.parametrize("orientation", [2, 3, 5, 6, 7, 8])
+@pytest.mark.parametrize(("width", "height"), [(50, 100), (100, 50), (4, 300)])
+def test_heic_orientation_is_applied_once(orientation: int, width: int, height: int) -> None:
+    """pillow-heif writes the turn as `irot`/`imir` and keeps it in EXIF, as iPhones do:
+    the preview matches a JPEG with that EXIF orientation, turned once."""
+    stored = halves(200, 100, 0.3)
+    heic = render(images.heic(image=stored, orientation=orientation), job(width, height))
+    jpeg = render(with_orientation(stored, orientation).jpegsave_buffer(Q=95), job(width, height))
+    difference = (decode(heic.body).cast("float") - decode(jpeg.body)).abs().avg()
+    assert difference < 12
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_heic_exif_orientation_without_a_container_turn(orientation: int) -> None:
+    stored = halves(200, 100, 0.3)
+    source = images.exif_turn_only(images.heic(image=stored, orientation=orientation))
+    assert b"irot" not in source
+    heic = render(source, job(50, 100))
+    jpeg = render(with_orientation(stored, orientation).jpegsave_buffer(Q=95), job(50, 100))
+    assert (decode(heic.body).cast("float") - decode(jpeg.body)).abs().avg() < 12
+
+
+def test_grey_heic() -> None:
+    source = images.heic(image=solid(60, 40, [128, 128, 128]).cast("uchar"), grey=True)
+    out = check_output(render(source, job(30, 20)), 30, 20)
+    assert all(abs(value - 128) <= 4 for value in mean_colour(out))
+
+
+def test_heic_nclx_display_p3_is_converted_to_srgb() -> None:
+    """No ICC profile, but nclx colour primaries 12: Display P3, as Android phones write."""
+    colour = [40, 200, 90]
+    source = images.heic(image=solid(120, 80, colour).cast("uchar"), nclx_primaries=12)
+    got = mean_colour(check_output(render(source, job(60, 40)), 60, 40))
+    expected = solid(1, 1, colour).cast("uchar").icc_transform("srgb", input_profile="p3")(0, 0)
+    assert all(abs(a - b) <= 4 for a, b in zip(got, expected, strict=True)), (got, expected)
+
+
+def test_heic_decode_is_abandoned_with_the_render() -> None:
+    source = images.heic(320, 240)
+    with pytest.raises(RequestTimeout):
+        render(source, job(60, 40), cancelled=lambda: True)
+    polls = iter(range(1000))
+    with pytest.raises(RequestTimeout):  # given up while the HEVC decode ran
+        render(source, job(60, 40), cancelled=lambda: next(polls) >= 2)
+
+
+def test_heic_display_p3_is_converted_to_srgb() -> None:
+    colour = [40, 200, 90]
+    p3 = solid(1, 1, [0, 0, 0]).icc_transform("p3", input_profile="srgb").get("icc-profile-data")
+    source = images.heic(image=solid(120, 80, colour).cast("uchar"), profile=p3)
+    out = check_output(render(source, job(60, 40)), 60, 40)
+    reference = images.with_profile(solid(1, 1, colour).cast("uchar"), p3)
+    expected = reference.icc_transform("srgb", embedded=True)(0, 0)
+    got = mean_colour(out)
+    assert all(abs(a - b) <= 4 for a, b in zip(got, expected, strict=True)), (got, expected)
+    assert any(abs(a - b) > 15 for a, b in zip(got, colour, strict=True))  # not the raw values
+
+
+def test_heic_over_the_pixel_limit_is_refused_before_decoding() -> None:
+    with pytest.raises(SourceTooLarge):
+        render(images.heic(120, 80), job(30, 20, max_pixels=120 * 80 - 1))
+    # a clean aperture would show 64x48 of a declared 20000x20000: the declared size counts
+    with pytest.raises(SourceTooLarge):
+        render(images.declaring(images.heic(64, 48), 20_000, 20_000), job(30, 20))
+
+
+def test_heic_that_declares_more_than_it_holds_is_bad() -> None:
+    with pytest.raises(BadImage):
+        render(images.declaring(images.heic(64, 48), 128, 96), job(30, 20))
+
+
+@pytest.mark.parametrize("fraction", [0.005, 0.1, 0.5, 0.8, 0.95, 0.99])
+def test_truncated_heic_is_bad(fraction: float) -> None:
+    """pillow-heif decodes an image whole or not at all: a HEIC cut short anywhere,
+    in its boxes or in its coded data, is refused."""
+    source = images.heic(320, 240)
+    with pytest.raises(BadImage):
+        render(source[: int(len(source) * fraction)], job(60, 40))
+
+
+def test_avif_sequence_gives_its_first_frame() -> None:
+    source = images.avif_sequence([[255, 0, 0], [0, 0, 255], [0, 255, 0]])
+    assert source[8:12] == b"avis"
+    assert sniff(source) == "avif"
+    red, green, blue = mean_colour(check_output(render(source, job(30, 20)), 30, 20))
+    assert red > 240
+    assert green < 15
+    assert blue < 15
+
+
+def test_avif_sequence_frame_limit() -> None:
+    source = images.avif_sequence([[255, 0, 0], [0, 0, 255]])
+    check_output(render(source, job(8, 8)), 8, 8)
+    with pytest.raises(SourceTooLarge):  # counted from the track, before anything is decoded
+        render(images.frames_declared(source, imaging.MAX_FRAMES + 1), job(8, 8))
 
 
 def test_tiff_renders() -> None:
