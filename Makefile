@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats bench-heic soak soak-broker demo-scale compose-check screenshot
+.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats bench-heic soak soak-broker soak-hostile demo-scale compose-check screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ soak: $(STAMP)
 SOAK_DURATION ?= 600
 soak-broker: system-deps $(STAMP)
 	$(BIN)/python bench/soak.py --broker --duration $(SOAK_DURATION) --report docs/reliability.md
+
+# The same mix alone, then again while slowloris, non-reading and idle connections past
+# the connection cap attack the service (bench/attackers.py), each run SOAK_DURATION
+# seconds; compares the two and writes the table into docs/reliability.md.
+soak-hostile: $(STAMP)
+	$(BIN)/python bench/soak.py --hostile --duration $(SOAK_DURATION) --report docs/reliability.md
 
 # Broker mode's figures: 1, 2, 4 workers, RPC overhead, several fronts, scale-up
 # (about 8 minutes); writes docs/scale-out.md's tables, scale-out.png and scale-up.png.

@@ -249,6 +249,12 @@ TARGETS: tuple[Target, ...] = (
     *_hit_targets("previewer-attention", "previewer"),
     *_hit_targets("previewer-quiet", "previewer, access log off"),
     Target(
+        "hit c={c}: previewer with its slow-client protections (defaults) / all off",
+        stage("protection_cost", "ratio_median"),
+        0.97,
+        at="top",
+    ),
+    Target(
         "miss c={c}: previewer (centre) peak RSS",
         load("miss", "previewer-centre", "peak_rss_mb"),
         load("miss", "thumbor", "peak_rss_mb"),

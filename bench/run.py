@@ -25,6 +25,9 @@ Stages, all on 127.0.0.1, every server started and stopped here:
    (`bench/warmspeed.py`; its figures go into results.json as `warm_vs_wrk`);
    metrics: the hit path with the Prometheus metrics on against off, side by
    side (`bench/metrics_cost.py`; results.json `metrics_cost`);
+   protections: the hit path with the slow-client protections on (the
+   defaults) against off, side by side (`bench/protection_cost.py`;
+   results.json `protection_cost`, its table in docs/performance.md);
 8. profile: py-spy on previewer under load, and a few previewer variants;
 9. report: docs/benchmarks.md, docs/benchmarks.png and bench/.work/results.json,
    and the targets table on stdout.
@@ -33,11 +36,13 @@ Settings come from the environment (defaults in brackets): BENCH_REPS [3],
 BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
 BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
 [10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_FORMATS [1],
-BENCH_RENDER [1], BENCH_WARM [1], BENCH_METRICS [1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1],
-BENCH_DOCS (output directory) [docs],
+BENCH_RENDER [1], BENCH_WARM [1], BENCH_METRICS [1], BENCH_PROTECTIONS [1], BENCH_PROFILE [1],
+BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
 BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
 other programs used more than that share (%) of the machine's CPU is taken
 again, after a pause, up to that many times; the least disturbed one is kept.
+BENCH_ONLY=protections runs the protections stage alone (no corpus, no peers,
+a few minutes) and writes only its table.
 
 The driver itself uses the standard library, psutil and matplotlib; the
 stages that need libvips run as child processes of the same Python.
@@ -90,6 +95,8 @@ class Config:
     render: bool
     warm: bool
     metrics: bool
+    protections: bool
+    only: str  # "": every stage; "protections": that stage alone
     profile: bool
     experiments: bool
     docs: Path
@@ -105,6 +112,9 @@ class Config:
         unknown = sorted(set(names) - set(peers.PEERS))
         if unknown:
             raise SystemExit(f"BENCH_PEERS: unknown peers {unknown}; known: {list(peers.PEERS)}")
+        only = environ.get("BENCH_ONLY", "")
+        if only not in ("", "protections"):
+            raise SystemExit(f"BENCH_ONLY: unknown stage {only!r}; known: protections")
         return cls(
             reps=int(environ.get("BENCH_REPS", "3")),
             duration=float(environ.get("BENCH_DURATION", "20")),
@@ -117,6 +127,8 @@ class Config:
             render=flag("BENCH_RENDER", "1"),
             warm=flag("BENCH_WARM", "1"),
             metrics=flag("BENCH_METRICS", "1"),
+            protections=flag("BENCH_PROTECTIONS", "1"),
+            only=only,
             profile=flag("BENCH_PROFILE", "1"),
             experiments=flag("BENCH_EXPERIMENTS", "1"),
             docs=Path(environ.get("BENCH_DOCS", str(HERE.parent / "docs"))),
@@ -349,6 +361,26 @@ def experiment_stage(
     return rows
 
 
+def protections_stage(cfg: Config) -> dict[str, Any]:
+    """The hit path with the slow-client protections on against off; writes its table."""
+    log("protections: the hit path with the slow-client protections on against off")
+    argv = [str(HERE / "protection_cost.py"), "--duration", f"{cfg.duration:g}"]
+    argv += ["--reps", str(max(cfg.reps, 5)), "--concurrency", str(max(cfg.concurrency))]
+    argv += ["--json", "--report", str(cfg.docs / "performance.md")]
+    try:
+        found = python_json(argv, 3600)
+    except Exception as exc:
+        log(f"  failed: {exc}")
+        return {"error": str(exc)}
+    per_rep = ", ".join(str(r["ratio"]) for r in found["reps"])
+    log(
+        f"  on {found['on_rps_median']:,.0f} req/s, off {found['off_rps_median']:,.0f} req/s: "
+        f"ratio on/off {found['ratio_median']:.3f} (per round {per_rep}; target ≥ "
+        f"{found['target']:g}); table in {cfg.docs / 'performance.md'}"
+    )
+    return found
+
+
 # --- one render, in process -----------------------------------------------------------
 
 
@@ -402,6 +434,10 @@ def main() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise SystemExit("another bench run is in progress (bench/.work/run.lock)") from None
+    if cfg.only == "protections":
+        found = protections_stage(cfg)
+        (WORK / "protection_cost.json").write_text(json.dumps(found, indent=1) + "\n")
+        raise SystemExit(1 if "error" in found else 0)
     started = time.monotonic()
     shutil.rmtree(RUN, ignore_errors=True)
     RUN.mkdir(parents=True)
@@ -462,6 +498,8 @@ def main() -> None:
             except Exception as exc:
                 data["metrics_cost"] = {"error": str(exc)}
             log(f"  ratio on/off {data['metrics_cost'].get('ratio_median')}")
+        if cfg.protections:
+            data["protection_cost"] = protections_stage(cfg)
         if cfg.profile and "previewer-centre" in cfg.peers:
             data["profiles"] = profile_stage(cfg, files, origin, origin_port)
         if cfg.experiments and "previewer-centre" in cfg.peers:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/soak.py [--duration 600] [--concurrency 16]
                                    [--report docs/reliability.md]
     .venv/bin/python bench/soak.py --broker [--workers 2] [--kill-every 30] ...
+    .venv/bin/python bench/soak.py --hostile [--slowloris 2000] [--non-readers 300] ...
 
 Starts an origin on 127.0.0.1 (testkit's programmable origin, serving
 testkit's seeded images), starts `previewer serve` as a child process, and runs a
@@ -19,6 +20,11 @@ restarted. Every failure must carry one of the documented error codes, every
 request must be answered (the client waits the front's request timeout plus
 a margin), and no answer may be a 500. Its table goes between the
 `soak-broker` markers.
+
+With --hostile it runs the mix twice, alone and then while bench/attackers.py
+attacks the service with slow, silent and non-reading connections, and
+compares the two (bench/hostile.py). Its table goes between the
+`soak-hostile` markers.
 """
 
 from __future__ import annotations
@@ -81,6 +87,10 @@ class Stats:
     latencies: list[float] = field(default_factory=list)
     samples: list[dict[str, float]] = field(default_factory=list)
     codes: Counter[str] = field(default_factory=Counter)  # "status code" of each failure
+    # (kind, "status code" or "status" or exception name) of every request
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    hit_latencies: list[float] = field(default_factory=list)
+    connect_ms: list[float] = field(default_factory=list)  # each abort's connect
 
 
 def _proc_status(pid: int, key: str) -> int:
@@ -110,13 +120,16 @@ async def _start_origin() -> Origin:
 
 
 def _start_service(
-    cache_dir: str, log_path: Path, broker: str | None = None
+    cache_dir: str, log_path: Path, broker: str | None = None, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `previewer serve` (a front with `broker`); its log goes to `log_path`."""
+    """Start `previewer serve` (a front with `broker`); its log goes to `log_path`.
+
+    `extra` adds flags."""
     command = [sys.executable, "-m", "previewer", "serve", "--port", "0"]
     command += ["--cache-dir", cache_dir, "--cache-size", CACHE_BOUND, "--allow-private-networks"]
     if broker:
         command += ["--broker", broker]
+    command += extra
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     deadline = time.monotonic() + 30
@@ -149,9 +162,11 @@ def _pick(authority: str, rng: random.Random) -> tuple[str, str]:
     return "abort", f"/fill/{rng.randrange(900, 1200)}/700/{authority}/photo0.jpg"
 
 
-async def _abort(url: str, path: str) -> None:
+async def _abort(url: str, path: str, stats: Stats) -> None:
     host, port = url.removeprefix("http://").split(":")
+    started = time.perf_counter()
     _, writer = await asyncio.open_connection(host, int(port))
+    stats.connect_ms.append((time.perf_counter() - started) * 1000)
     writer.write(f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
     await writer.drain()
     writer.transport.abort()
@@ -165,19 +180,31 @@ async def _worker(
         kind, path = _pick(authority, rng)
         stats.kinds[kind] += 1
         if kind == "abort":
-            await _abort(url, path)
+            try:
+                await _abort(url, path, stats)
+            except OSError as exc:  # refused or reset before the request went out
+                stats.statuses[type(exc).__name__] += 1
+                stats.outcomes[kind, type(exc).__name__] += 1
+                continue
             stats.statuses["aborted"] += 1
+            stats.outcomes[kind, "aborted"] += 1
             continue
         started = time.perf_counter()
         try:
             async with client.get(url + path) as resp:
                 body = await resp.read()
                 stats.statuses[str(resp.status)] += 1
+                outcome = str(resp.status)
                 if resp.status >= 400:
-                    stats.codes[f"{resp.status} {_error_code(body)}"] += 1
+                    outcome = f"{resp.status} {_error_code(body)}"
+                    stats.codes[outcome] += 1
         except (aiohttp.ClientError, TimeoutError) as exc:
             stats.statuses[type(exc).__name__] += 1
+            outcome = type(exc).__name__
+        stats.outcomes[kind, outcome] += 1
         stats.latencies.append((time.perf_counter() - started) * 1000)
+        if kind == "hit":
+            stats.hit_latencies.append(stats.latencies[-1])
 
 
 def _error_code(body: bytes) -> str:
@@ -193,16 +220,20 @@ async def _sampler(
     pid: int, url: str, until: float, stats: Stats, client: aiohttp.ClientSession
 ) -> None:
     started = time.monotonic()
+    cache = {"bytes": 0.0, "max_bytes": 0.0}
     while True:
-        async with client.get(url + "/health") as resp:
-            health = json.loads(await resp.read())
+        try:
+            async with client.get(url + "/health") as resp:
+                cache = json.loads(await resp.read())["cache"]
+        except (aiohttp.ClientError, TimeoutError) as exc:  # counted; the last figures kept
+            stats.outcomes["health", type(exc).__name__] += 1
         stats.samples.append(
             {
                 "t": time.monotonic() - started,
                 "rss_mb": psutil.Process(pid).memory_info().rss / 2**20,
                 "fds": _fds(pid),
-                "cache_bytes": health["cache"]["bytes"],
-                "cache_max": health["cache"]["max_bytes"],
+                "cache_bytes": cache["bytes"],
+                "cache_max": cache["max_bytes"],
             }
         )
         if time.monotonic() >= until:
@@ -297,7 +328,21 @@ async def main() -> int:
     parser.add_argument("--broker", action="store_true", help="a front, workers and RabbitMQ")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (--broker)")
     parser.add_argument("--kill-every", type=float, default=30.0, help="seconds (--broker)")
+    parser.add_argument("--hostile", action="store_true", help="alone, then under attack")
+    parser.add_argument("--slowloris", type=int, default=2000, help="connections (--hostile)")
+    parser.add_argument("--non-readers", type=int, default=300, help="clients (--hostile)")
+    parser.add_argument("--flood", type=int, default=3000, help="idle connections a wave")
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        help="a flag for the service: --serve-arg=--flag=value",
+    )
     args = parser.parse_args()
+    if args.hostile:
+        from hostile import hostile_soak  # imports this module: not at the top
+
+        return await hostile_soak(args)
 
     origin = await _start_origin()
     with tempfile.TemporaryDirectory(prefix="previewer-soak-") as cache_dir:
