@@ -38,10 +38,15 @@ the client's end of input, before the answer is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import logging
+import socket
+import struct
+import termios
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -100,6 +105,10 @@ NEGOTIATE_MEMO_SIZE = 256
 # before has drained into the kernel: a client that does not read holds at
 # most a slice and the transport's buffer, never a copy of the whole body.
 SEND_SLICE = 64 * 1024
+# Connections the kernel completes before previewer accepts them: under a
+# flood of new connections aiohttp's 128 overflows and a client's SYN waits a
+# second or more to be retried. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 # aiohttp's own keep-alive timer is left unarmed (ConnectionGuard does the
 # job and counts it); asyncio and uvloop both take a far but finite time.
 _NEVER = 10.0**7
@@ -451,8 +460,16 @@ class _Connection(web.RequestHandler):
 
     def cut(self) -> None:
         transport = self.transport
-        if transport is not None:
-            transport.abort()
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None and (self.unsent() or _queued_in_kernel(sock)):
+            # Reset rather than close: a FIN would wait behind the unread bytes in
+            # the kernel's send buffer (up to a few MiB) for as long as the client
+            # keeps acknowledging, and the socket would outlive the connection.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        transport.abort()
 
     def unsent(self) -> int:
         transport = self.transport
@@ -539,6 +556,16 @@ class _Connection(web.RequestHandler):
 
 
 _REFUSAL = _refusal_bytes()
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST and frees the socket
+
+
+def _queued_in_kernel(sock: Any) -> bool:
+    """Has the kernel bytes of this socket not yet acknowledged by the client? (Linux.)"""
+    try:
+        queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return True  # unknown: a reset costs nothing a cut connection still needs
+    return bool(struct.unpack("i", queued)[0])
 
 
 class _Server(web.Server):
@@ -617,7 +644,7 @@ class HttpServer:
     async def start(self) -> str:
         """Start listening; returns the URL actually bound (port 0 picks one)."""
         await self._runner.setup()
-        site = web.TCPSite(self._runner, *self._address)
+        site = web.TCPSite(self._runner, *self._address, backlog=LISTEN_BACKLOG)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         host = f"[{host}]" if ":" in host else host

@@ -356,6 +356,14 @@ def test_clients_that_never_read_a_large_preview_hold_no_copy_of_it_and_are_cut(
         while _metrics_of(metrics)["previewer_connections_closed_total:send_timeout"] < readers:
             peak = max(peak, _rss(process))
             time.sleep(0.1)
+        # cut with a reset: no socket lingers with the unread bytes, waiting to send its FIN
+        port = _host_port(process.url)[1]
+        lingering = [
+            c
+            for c in psutil.net_connections("tcp")
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_FIN_WAIT1
+        ]
+        assert not lingering, f"{len(lingering)} cut sockets still hold their unsent bytes"
     after = _rss(process)
     growth = peak - before
     print(f"RSS {before >> 20} MiB -> peak {peak >> 20} -> {after >> 20} MiB; {size} B each")
