@@ -80,7 +80,7 @@ async def test_a_job_returned_by_a_lost_connection_counts_as_a_delivery(
     queue = await _jobs(channel, config)
     await channel.default_exchange.publish(aio_pika.Message(b"job"), routing_key=config.queue)
     connection, first = await _take(config)
-    assert _count(first) in (None, 0)  # a first delivery: the worker reads 0
+    assert _count(first) in (None, 0)  # 3.10 sends 0, 4.0 no header: the worker reads 0
     assert not first.redelivered
     await connection.close()  # a worker that dies holding the job
     again = await _get(queue)
