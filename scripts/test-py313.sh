@@ -12,9 +12,10 @@ CONTAINERS_CONF="$PWD/tests/container/containers.conf"
 export CONTAINERS_CONF
 [ $# -gt 0 ] || set -- tests/unit tests/integration
 # the host's open-file limit, as the main run has it (a process limit above a
-# few thousand is refused by the runtime; root is not held to it anyway)
+# few thousand is refused by the runtime; root is not held to it anyway);
+# SYS_ADMIN: the full-disk test mounts a small tmpfs, as it does on the host
 files=$(ulimit -Hn)
-exec podman run --rm --network host --ulimit "nofile=$files:$files" --ulimit nproc=4096:4096 \
+exec podman run --rm --network host --cap-add SYS_ADMIN --ulimit "nofile=$files:$files" --ulimit nproc=4096:4096 \
   --volume "$PWD:$PWD" --workdir "$PWD" --env CI="${CI:-}" --env HOME=/root \
   --env PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-}" \
   localhost/previewer-tester:trixie bash -euo pipefail -c '
