@@ -161,7 +161,8 @@ async def test_sigterm_drains_a_request_in_flight_and_exits_0(
         gate.release()
         assert await held == 200
     assert await asyncio.to_thread(container.wait, SHUTDOWN_TIMEOUT + 20) == 0
-    assert time.monotonic() - began < SHUTDOWN_TIMEOUT + 5  # podman's own stop adds none
+    # it exited on its own once drained, before --shutdown-timeout would cut requests
+    assert time.monotonic() - began < SHUTDOWN_TIMEOUT
 
 
 def test_the_same_image_runs_a_worker_that_renders_a_fronts_miss(
