@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check fmt docs build clean system-deps bench bench-smoke bench-formats bench-heic soak soak-broker soak-hostile demo-scale compose-check screenshot
+.PHONY: run test pytest check fmt docs build clean system-deps bench bench-smoke bench-formats bench-heic soak soak-broker soak-hostile demo-scale compose-check container-check base-images test-py313 screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,39 @@ fmt: $(STAMP)
 	$(BIN)/ruff format src tests testkit bench deploy
 	$(BIN)/ruff check --fix src tests testkit bench deploy
 
+# Each stage prints its time (scripts/stage.sh); docs/testing.md lists the stages.
+STAGE := bash scripts/stage.sh
+test: system-deps $(STAMP)
+	@$(STAGE) check $(MAKE) --no-print-directory check
+	@$(STAGE) compose-config $(MAKE) --no-print-directory compose-check
+	@$(STAGE) pytest $(MAKE) --no-print-directory pytest
+	@$(STAGE) bench-smoke $(MAKE) --no-print-directory bench-smoke  # the harness must not rot
+	@$(STAGE) containers $(MAKE) --no-print-directory container-check
+	@$(STAGE) python3.13 $(MAKE) --no-print-directory test-py313
+
 # pytest-randomly shuffles the order and prints its seed in the header; replay an
 # order with PYTEST_ARGS="-p randomly --randomly-seed=N" (docs/testing.md).
-test: system-deps $(STAMP) check compose-check
+pytest: system-deps $(STAMP)
 	$(BIN)/pytest --cov --cov-report= $(PYTEST_ARGS)
 	$(BIN)/coverage report  # fails under the floor set in pyproject.toml
-	$(MAKE) bench-smoke  # the benchmark harness must not rot
+
+# The stand-in base images Dockerfile and compose.yaml name, made from Debian
+# packages for podman (cached; made again when scripts/base-images.sh changes).
+base-images: system-deps
+	bash scripts/base-images.sh
+
+# The image built from the Dockerfile and run by podman, and compose.yaml brought up
+# by podman-compose in both profiles (tests/container/); prints the image's size,
+# build and start-up times.
+container-check: base-images $(STAMP)
+	@rm -f container-figures.txt
+	$(BIN)/pytest -p no:randomly tests/container
+	@cat container-figures.txt
+
+# The unit and integration tests on Debian 13's Python 3.13, the broker tests there on
+# its RabbitMQ 4.0.5, in a container with this checkout mounted (no browser tests).
+test-py313: base-images
+	bash scripts/test-py313.sh
 
 # compose.yaml, both profiles, validated by Debian's docker-compose 1.29 (no engine
 # needed); the Dockerfile, the Kubernetes manifests and the dashboard are checked

@@ -2,7 +2,11 @@
 # Installs the Debian packages the test suite needs: nginx (the static origin),
 # docker-compose 1.29 (validates compose.yaml without a container engine),
 # chromium (the playground's browser tests, driven by playwright) and
-# rabbitmq-server (the broker of broker mode, run by the tests as a private node).
+# rabbitmq-server (the broker of broker mode, run by the tests as a private node),
+# and what `make container-check` needs to build and run the image: podman with
+# runc, netavark and aardvark-dns (bridge networks that resolve compose's
+# service names), debootstrap (the stand-in base images, made from Debian packages by
+# scripts/base-images.sh) and podman-compose (brings compose.yaml up).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -11,6 +15,15 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v podman-compose >/dev/null 2>&1 || need+=(podman-compose)
+command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
+command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
+command -v slirp4netns >/dev/null 2>&1 || need+=(slirp4netns)
+[ -x /usr/lib/podman/netavark ] || need+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || need+=(aardvark-dns)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -113,9 +113,12 @@ def test_every_image_is_pinned_and_every_setting_is_documented() -> None:
                 assert variable in known, f"{name}: {variable} is no setting"
 
 
-def test_compose_check_is_part_of_make_test() -> None:
+def test_compose_check_and_container_check_are_part_of_make_test() -> None:
     makefile = (REPO / "Makefile").read_text()
-    assert re.search(r"^test:.*\bcompose-check\b", makefile, re.M)
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe is not None
+    assert re.search(r"\bcompose-check\b", recipe.group(1))
+    assert re.search(r"\bcontainer-check\b", recipe.group(1))  # compose brought up (podman)
     assert "docker-compose -f compose.yaml config -q" in makefile
     deps = (REPO / "scripts" / "install-system-deps.sh").read_text()
     assert "need+=(docker-compose)" in deps
