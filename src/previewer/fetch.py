@@ -134,7 +134,7 @@ class Fetcher:
                 body, response_headers = await self._follow(source, headers)
         except PreviewError:
             raise
-        except Exception as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError, OSError) as exc:
             raise _source_error(exc, self.config.timeout) from exc
         shareable = is_shareable(
             client_headers,
@@ -219,7 +219,5 @@ def _source_error(exc: Exception, timeout: float) -> PreviewError:
         return SourceUnavailable(detail=f"cannot connect: {exc}")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return SourceUnavailable(detail=f"body cut short: {exc}")
-    if isinstance(exc, aiohttp.ClientError | ValueError | OSError):
-        # a malformed URL, or a socket-level failure
-        return SourceUnavailable(detail=f"{type(exc).__name__}: {exc}")
-    raise exc
+    # any other client error, a malformed URL, or a socket-level failure
+    return SourceUnavailable(detail=f"{type(exc).__name__}: {exc}")

@@ -1,4 +1,4 @@
-"""Prometheus metrics: the `Recorder` seam, its two implementations, and the scrape address.
+"""Prometheus metrics: the `Recorder` seam, its two implementations, and the exposition.
 
 The only module that imports `prometheus_client`. The server, the service
 and the render stage report through `Recorder`, three calls that take only
