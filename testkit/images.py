@@ -561,3 +561,69 @@ def corners(width: int, height: int) -> bytes:
         image = image.insert(block, left, top)
     data: bytes = image.cast("uchar").copy(interpretation="srgb").pngsave_buffer()
     return data
+
+
+# --- photos of people --------------------------------------------------------------
+
+PORTRAIT_FACE = (180, 120, 175, 215)
+"""Grace Hopper's face in `portrait()` (left, top, width, height), forehead to chin,
+marked by eye: the tests' ground truth, not a detector's answer."""
+
+
+def portrait() -> pyvips.Image:
+    """A real photo of a person: Grace Hopper's 1984 US Navy portrait, 512x600, a
+    public-domain work that matplotlib ships in its wheel (mpl-data/sample_data),
+    so the tests need nothing beyond the project's dev and bench packages."""
+    from matplotlib import cbook  # the bench extra, installed with dev
+
+    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    return pyvips.Image.new_from_file(str(path)).copy_memory()
+
+
+def checkerboard(width: int, height: int, square: int = 100) -> pyvips.Image:
+    """Saturated red, green, blue and yellow squares: strong edges and chroma, what
+    the attention analysis scores highest."""
+    xyz = pyvips.Image.xyz(width, height)
+    cell = (xyz[0] / square).cast("int") % 2 + ((xyz[1] / square).cast("int") % 2) * 2
+    colours = [[230, 30, 30], [30, 200, 40], [40, 60, 230], [240, 220, 30]]
+    image = pyvips.Image.black(width, height, bands=3) + colours[3]
+    for index in (2, 1, 0):
+        image = (cell == index).ifthenelse(colours[index], image)
+    return image.cast("uchar").copy(interpretation="srgb")
+
+
+def face_beside_pattern(width: int = 1600) -> tuple[pyvips.Image, tuple[int, int, int, int]]:
+    """`portrait()` at the left of a dark `width`x600 canvas, a `checkerboard` at the
+    right: the face step keeps the face, the attention analysis alone goes to the
+    squares. Returns the image and the face's box in it."""
+    canvas = pyvips.Image.black(width, 600, bands=3) + 40
+    canvas = canvas.insert(portrait(), 0, 0).insert(checkerboard(600, 600), width - 600, 0)
+    return canvas.cast("uchar").copy(interpretation="srgb"), PORTRAIT_FACE
+
+
+def crop_window(source: pyvips.Image, preview: pyvips.Image) -> tuple[int, int]:
+    """Where a fill preview's crop window lies in the cover-scaled `source`: (left, top).
+
+    The source is scaled to cover the preview's size, as a fill does, and the
+    window slid along the axis it overflows; the offset whose pixels differ
+    least from the preview's is the window's. Found from the pixels only, so
+    it tells what a client sees, whatever the service did to get there.
+    """
+    import numpy as np
+
+    width, height = preview.width, preview.height
+    scale = max(width / source.width, height / source.height)
+    covered = source.resize(scale)
+    covered = covered.gravity(
+        "north-west", max(width, covered.width), max(height, covered.height), extend="copy"
+    )
+    cover = np.asarray(covered[:3].numpy(), dtype=np.float32)
+    seen = np.asarray(preview[:3].numpy(), dtype=np.float32)
+    best: tuple[float, int, int] | None = None
+    for left in range(cover.shape[1] - width + 1):
+        for top in range(cover.shape[0] - height + 1):
+            cost = float(np.abs(cover[top : top + height, left : left + width] - seen).mean())
+            if best is None or cost < best[0]:
+                best = (cost, left, top)
+    assert best is not None
+    return best[1], best[2]

@@ -37,12 +37,12 @@ from previewer.config_values import (
     seconds,
     seconds_or_off,
 )
+from previewer.options import GRAVITIES
 
 ENV_PREFIX = "PREVIEWER_"
 SERVE = "serve"
 WORKER = "worker"
 
-GRAVITIES = ("attention", "centre")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 COOKIE_REQUESTS = ("shared", "private")
@@ -299,8 +299,9 @@ class ImagingConfig:
     gravity: str = setting(
         "attention",
         parse=choice(*GRAVITIES, aliases={"center": "centre"}),
-        help="crop gravity: `attention` (content-aware: edges, skin tones, colour) or `centre` "
-        "(also spelt `center`)",
+        help="crop gravity: `attention` (keeps the faces it finds; without faces, the "
+        "attention analysis of edges, skin tones and colour), `attention-only` (that analysis "
+        "alone) or `centre` (also spelt `center`)",
         commands=(SERVE,),
     )
     max_source_pixels: int = setting(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from previewer import attention, bmff, formats, heic, icc, jpeg
+from previewer import attention, bmff, faces, formats, framing, heic, icc, jpeg
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
 from previewer.geometry import (
     Box,
@@ -53,7 +53,7 @@ from previewer.geometry import (
     search_size,
     unoriented,
 )
-from previewer.options import AVIF, FILL, FIT, WEBP
+from previewer.options import ATTENTION, AVIF, CENTRE, FILL, FIT, WEBP
 
 MAX_FRAMES = 1000
 """Most frames (pages) a source may declare; more is refused as SourceTooLarge.
@@ -70,7 +70,8 @@ _BLANK = "The source decodes to an empty image."
 
 
 def configure() -> None:
-    """Lock libvips down to the loaders previewer needs and drop its op cache.
+    """Lock libvips down to the loaders previewer needs, drop its op cache and load
+    the face detector.
 
     The operation cache would keep recent source buffers alive; previews are
     cached on disk instead.
@@ -79,6 +80,7 @@ def configure() -> None:
     for loader in formats.LOADER_CLASSES:
         pyvips.operation_block_set(loader, False)
     pyvips.cache_set_max(0)
+    faces.load()  # the face detector's model, once per process, before the first render
 
 
 def sniff(body: bytes) -> str | None:
@@ -93,7 +95,7 @@ class RenderJob:
 
     width: int
     height: int
-    gravity: str  # "attention" or "centre"
+    gravity: str  # ATTENTION, ATTENTION_ONLY or CENTRE (options.py)
     quality: int  # of the output format
     max_pixels: int
     output_format: str = "auto"  # "auto" (JPEG, or PNG with alpha), "webp" or "avif"
@@ -332,7 +334,7 @@ def _crop(work: _Work) -> None:
     image = work.image
     if (image.width, image.height) == (target.width, target.height):
         return
-    if work.job.gravity == "attention":
+    if work.job.gravity != CENTRE:
         memory, box = _attention(work, image, target)
         work.image = memory.extract_area(box.left, box.top, box.width, box.height)
     else:
@@ -349,8 +351,7 @@ def _fill_region(work: _Work) -> None:
     turned upright: every image made is about the output's size.
     """
     region = fill_region(work.source, work.target)
-    attention = work.job.gravity == "attention"
-    box = _search(work, region) if attention else centred(work.source, region)
+    box = _search(work, region) if work.job.gravity != CENTRE else centred(work.source, region)
     stored_box = unoriented(box, work.source, work.orientation)
     turned = work.orientation in (5, 6, 7, 8)
     target = Size(work.target.height, work.target.width) if turned else work.target
@@ -394,8 +395,9 @@ def _search(work: _Work, region: Size) -> Box:
 
 
 def _attention(work: _Work, image: Any, crop: Size) -> tuple[Any, Box]:
-    """`image` in memory as 8-bit sRGB, and the box of size `crop` that the attention
-    analysis (attention.py) picks in it.
+    """`image` in memory as 8-bit sRGB, and the box of size `crop` the gravity picks
+    in it: around the faces found (faces.py, framing.py) for ATTENTION, else
+    where the attention analysis (attention.py) points.
 
     The image is read twice (analysed, then cropped), which a sequential load
     can't: it is computed into memory once, and the crop cuts that buffer.
@@ -404,10 +406,44 @@ def _attention(work: _Work, image: Any, crop: Size) -> tuple[Any, Box]:
     """
     image = _as_srgb8(image)
     data = image.write_to_memory()
-    shape = (image.height, image.width, image.bands)
-    box = attention.place(np.frombuffer(data, dtype=np.uint8).reshape(shape), crop)
     memory = pyvips.Image.new_from_memory(data, image.width, image.height, image.bands, "uchar")
-    return memory.copy(interpretation="srgb"), box
+    memory = memory.copy(interpretation="srgb")
+    size = Size(image.width, image.height)
+    box = None
+    if work.job.gravity == ATTENTION:
+        box = framing.place(size, crop, _faces(work, memory))
+    if box is None:
+        shape = (image.height, image.width, image.bands)
+        box = attention.place(np.frombuffer(data, dtype=np.uint8).reshape(shape), crop)
+    return memory, box
+
+
+def _faces(work: _Work, image: Any) -> list[Box]:
+    """The faces in `image` (8-bit, in memory), as boxes in its pixels.
+
+    Detection runs on a copy at most faces.DETECT_SIDE a side, colour only
+    (alpha dropped, grey made RGB); it cannot be interrupted, so the render
+    checks for cancellation before and after it.
+    """
+    _stop_if_cancelled(work)
+    scale = min(1.0, faces.DETECT_SIDE / max(image.width, image.height))
+    small = image.resize(scale, kernel="linear") if scale < 1 else image
+    if small.bands in (2, 4):
+        small = small[: small.bands - 1]
+    if small.bands == 1:
+        small = small.bandjoin([small, small])
+    found = faces.detect(bytes(small.write_to_memory()), small.width, small.height)
+    _stop_if_cancelled(work)
+    xscale, yscale = image.width / small.width, image.height / small.height
+    return [
+        Box(
+            round(face.box.left * xscale),
+            round(face.box.top * yscale),
+            max(1, round(face.box.width * xscale)),
+            max(1, round(face.box.height * yscale)),
+        )
+        for face in found
+    ]
 
 
 def _managed(work: _Work, image: Any) -> Any:

@@ -6,7 +6,7 @@ A job is a JSON document (the message body); a reply carries the preview
 bytes as its body and its metadata in message headers, so a preview of a
 few hundred kilobytes is never re-encoded:
 
-    job    body  {"v": 1 | 2, "options": {...}, "headers": [[name, value], ...],
+    job    body  {"v": 1 | 2 | 3, "options": {...}, "headers": [[name, value], ...],
                   "client": "203.0.113.9" | null, "deadline": <Unix time>,
                   "request_id": "..." | null}
     reply  headers {"v": 1, "ok": true, "content_type": ..., "shareable": ..,
@@ -19,13 +19,16 @@ never make a worker render what the worker's settings refuse. A message of
 another version, or malformed, raises MalformedMessage.
 
 Job versions: version 1 carries `"operation": "fill"` only; version 2 adds
-`"fit"` and is otherwise the same document. A front writes each job in the
-oldest version that can carry it (a fill job stays version 1) and a worker
-reads both, so during a rolling upgrade fill jobs render on old and new
-workers alike, in either order of upgrade. A fit job (version 2) reaching a
-worker that predates it is dead-lettered as of an unknown version, and its
-request ends 504 at its deadline: upgrade the workers before the fronts
-(docs/scale-out.md). Replies did not change: they stay version 1.
+`"fit"`; version 3 gives the gravity `attention` its face step and adds
+`attention-only`, the analysis `attention` named before. In versions 1 and 2,
+`attention` means `attention-only`: a worker renders an old front's job the
+way that front keyed it. A front writes each job in the oldest version that
+can carry it (a centre-gravity fill stays version 1, a fit version 2; a fill
+at either attention gravity is version 3) and a worker reads all three. A job
+reaching a worker that predates its version is dead-lettered as of an
+unknown version, and its request ends 504 at its deadline: upgrade the
+workers before the fronts (docs/scale-out.md). Replies did not change: they
+stay version 1.
 """
 
 from __future__ import annotations
@@ -36,11 +39,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from previewer.errors import PreviewError, error_from_reply
-from previewer.options import FILL, MAX_EFFORT, OPERATIONS, PreviewOptions, parse_source
+from previewer.options import (
+    ATTENTION,
+    ATTENTION_ONLY,
+    CENTRE,
+    FILL,
+    MAX_EFFORT,
+    OPERATIONS,
+    PreviewOptions,
+    parse_source,
+)
 
-VERSION = 2  # the newest job version; `job_version` says which one a job is written in
+VERSION = 3  # the newest job version; `job_version` says which one a job is written in
 REPLY_VERSION = 1
-_OPERATIONS_BY_VERSION = {1: (FILL,), 2: OPERATIONS}
+_OPERATIONS_BY_VERSION = {1: (FILL,), 2: OPERATIONS, 3: OPERATIONS}
+_FACES = 3  # the version from which `attention` has its face step
 _FIELD_LIMIT = 64 * 1024  # bytes of one header value; larger is not a real client's
 
 
@@ -71,6 +84,8 @@ class Reply:
 
 def job_version(options: PreviewOptions) -> int:
     """The oldest job version that carries `options`: what the most workers read."""
+    if options.operation == FILL and options.gravity != CENTRE:
+        return _FACES
     return min(
         v for v, operations in _OPERATIONS_BY_VERSION.items() if options.operation in operations
     )
@@ -120,7 +135,7 @@ def decode_job(
         operation=_choice(raw, "operation", _OPERATIONS_BY_VERSION[version]),
         width=_int(raw, "width", 1, max_dimension),
         height=_int(raw, "height", 1, max_dimension),
-        gravity=_choice(raw, "gravity", gravities),
+        gravity=_gravity(raw, version, gravities),
         quality=_int(raw, "quality", 1, 100),
         source=source,
         output_format=_choice(raw, "output_format", formats),
@@ -196,6 +211,16 @@ def _int(document: Mapping[str, Any], name: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise MalformedMessage(f"{name} must be a whole number from {low} to {high}")
     return value
+
+
+def _gravity(document: Mapping[str, Any], version: int, gravities: tuple[str, ...]) -> str:
+    """The job's gravity as this version names it; before version 3, `attention`
+    is the analysis without faces."""
+    if version >= _FACES:
+        return _choice(document, "gravity", gravities)
+    older = tuple(g for g in gravities if g != ATTENTION_ONLY)
+    gravity = _choice(document, "gravity", older)
+    return ATTENTION_ONLY if gravity == ATTENTION else gravity
 
 
 def _choice(document: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> str:

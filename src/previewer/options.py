@@ -30,6 +30,16 @@ from dataclasses import dataclass
 
 from previewer.errors import InvalidRequest
 
+# Where a fill's crop goes (docs/imaging.md, Gravity)
+ATTENTION = "attention"  # the faces in the image, else the attention analysis
+ATTENTION_ONLY = "attention-only"  # the attention analysis alone, no face step
+CENTRE = "centre"  # the middle
+GRAVITIES = (ATTENTION, ATTENTION_ONLY, CENTRE)
+_GRAVITY_KEYS = {ATTENTION: "faces", ATTENTION_ONLY: "attention", CENTRE: "centre"}
+"""A gravity's name in cache keys. `attention-only` is what `attention` was
+before it looked for faces, so it keeps that name and the previews cached
+under it; face-aware previews get keys of their own."""
+
 FILL = "fill"  # cover the box, crop the overflow (at the gravity)
 FIT = "fit"  # the whole source inside the box: no crop, no padding
 OPERATIONS = (FILL, FIT)
@@ -96,7 +106,7 @@ class PreviewOptions:
         fit previews already cached.
         """
         effort = f"|e={self.effort}" if self.output_format == AVIF else ""
-        gravity = f"|g={self.gravity}" if self.operation == FILL else ""
+        gravity = f"|g={_GRAVITY_KEYS[self.gravity]}" if self.operation == FILL else ""
         return (
             f"v1|{self.operation}|{self.width}x{self.height}{gravity}"
             f"|q={self.quality}|f={self.output_format}{effort}|{self.source}"

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 
 from previewer import jobs, logs
 from previewer.broker import Delivery
-from previewer.config import GRAVITIES
 from previewer.errors import BadImage, PreviewError, RequestTimeout
-from previewer.options import OUTPUT_FORMATS
+from previewer.options import GRAVITIES, OUTPUT_FORMATS
 from previewer.renderer import Renderer, RendererHealth, RenderJob
 
 log = logging.getLogger(__name__)

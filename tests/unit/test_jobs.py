@@ -22,7 +22,7 @@ from previewer.options import PreviewOptions, parse_source
 
 LIMITS = {
     "max_dimension": 4096,
-    "gravities": ("attention", "centre"),
+    "gravities": ("attention", "attention-only", "centre"),
     "formats": ("auto", "webp", "avif"),
 }
 
@@ -93,7 +93,7 @@ def _document(**changes: object) -> bytes:
     [
         (b"\xff\xfe not json", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        (_document(v=3), "unknown version 3"),
+        (_document(v=4), "unknown version 4"),
         (_document(v=True), "unknown version True"),
         (_document(v=[1]), "unknown version"),
         (_document(v=None), "unknown version"),
@@ -198,7 +198,7 @@ def _fit_job() -> jobs.Job:
 def test_a_fit_job_survives_the_round_trip_as_version_2() -> None:
     job = _fit_job()
     body = jobs.encode_job(job)
-    assert json.loads(body)["v"] == 2 == jobs.VERSION
+    assert json.loads(body)["v"] == 2
     assert jobs.decode_job(body, **LIMITS) == job  # type: ignore[arg-type]
 
 
@@ -217,6 +217,48 @@ def test_a_version_1_job_cannot_carry_fit() -> None:
     document["v"] = 1
     with pytest.raises(jobs.MalformedMessage, match="operation"):
         jobs.decode_job(json.dumps(document).encode(), **LIMITS)  # type: ignore[arg-type]
+
+
+# --- version 3: `attention` with its face step, and `attention-only` -----------------
+
+
+def _gravity_job(gravity: str) -> jobs.Job:
+    return _job(options=dataclasses.replace(_job().options, gravity=gravity))
+
+
+@pytest.mark.parametrize("gravity", ["attention", "attention-only"])
+def test_a_fill_at_an_attention_gravity_is_version_3_and_survives_the_round_trip(
+    gravity: str,
+) -> None:
+    job = _gravity_job(gravity)
+    body = jobs.encode_job(job)
+    assert json.loads(body)["v"] == 3 == jobs.VERSION
+    assert jobs.decode_job(body, **LIMITS) == job  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_fronts_attention_is_rendered_without_the_face_step(version: int) -> None:
+    """A front that predates version 3 keyed its `attention` previews as the analysis
+    alone: a new worker renders them that way."""
+    document = json.loads(jobs.encode_job(_gravity_job("attention")))
+    document["v"] = version
+    decoded = jobs.decode_job(json.dumps(document).encode(), **LIMITS)  # type: ignore[arg-type]
+    assert decoded.options.gravity == "attention-only"
+    assert decoded.options.cache_key() == _gravity_job("attention-only").options.cache_key()
+
+
+def test_attention_only_is_not_a_word_of_the_older_versions() -> None:
+    document = json.loads(jobs.encode_job(_gravity_job("attention-only")))
+    document["v"] = 2
+    with pytest.raises(jobs.MalformedMessage, match="gravity"):
+        jobs.decode_job(json.dumps(document).encode(), **LIMITS)  # type: ignore[arg-type]
+
+
+def test_fit_and_centre_jobs_stay_in_their_older_versions() -> None:
+    """Only the face step needs version 3: the rest still reaches older workers."""
+    assert json.loads(jobs.encode_job(_gravity_job("centre")))["v"] == 1
+    fit_at_attention = dataclasses.replace(_fit_job().options, gravity="attention")
+    assert json.loads(jobs.encode_job(_job(options=fit_at_attention)))["v"] == 2
 
 
 def test_replies_stay_version_1() -> None:

@@ -418,9 +418,19 @@ def test_anything_that_changes_the_output_changes_the_key(first: str, second: st
 
 def test_gravity_and_quality_change_the_key() -> None:
     path = "/fill/100/100/example.com/a.jpg"
-    assert key(path, gravity="centre") != key(path, gravity="attention")
+    keys = {key(path, gravity=g) for g in ("centre", "attention", "attention-only")}
+    assert len(keys) == 3
     assert key(path, quality=80) != key(path, quality=81)
     assert key(path, quality=8) != key(path, quality=80)
+
+
+def test_attention_only_keeps_the_keys_attention_had_before_the_face_step() -> None:
+    """The analysis alone is what `attention` was: its previews cached before the
+    face step still answer for it, and face-aware previews never do."""
+    path = "/fill/100/100/example.com/a.jpg"
+    before = "v1|fill|100x100|g=attention|q=80|f=auto|http://example.com/a.jpg"
+    assert key(path, gravity="attention-only") == before
+    assert key(path, gravity="attention") != before
 
 
 @given(
