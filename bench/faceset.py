@@ -319,6 +319,8 @@ def build(out: Path = OUT, archives: Path = ARCHIVES) -> list[Member]:
             found = {m.path: Path(m.path).read_bytes() for m in members}
         else:
             archive = archives / DISTRIBUTIONS[dist].archive
+            if not archive.exists():
+                raise SystemExit(f"faceset: {archive} is missing: run bench/setup.sh")
             found = _read_members(archive, {m.path for m in members})
         for member in members:
             data = found[member.path]
