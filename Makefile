@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test pytest check fmt docs build clean system-deps bench bench-smoke bench-formats bench-heic soak soak-broker soak-hostile demo-scale compose-check container-check base-images test-py313 screenshot
+.PHONY: run test pytest check fmt docs build clean system-deps bench bench-smoke bench-crops bench-formats bench-heic soak soak-broker soak-hostile demo-scale compose-check container-check base-images test-py313 screenshot
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +113,13 @@ clean:
 bench: $(STAMP)
 	PYTHON=$(PYTHON) bash bench/setup.sh
 	$(BIN)/python bench/run.py
+
+# The crops stage alone (about ten minutes): each gravity's previews of the labelled
+# photo set (bench/faces/), faces kept whole, CPU per render, stability across
+# encodings; writes its table into docs/imaging.md and docs/crops-faces.png.
+bench-crops: $(STAMP)
+	BENCH_THUMBOR=0 PYTHON=$(PYTHON) bash bench/setup.sh
+	BENCH_ONLY=crops $(BIN)/python bench/run.py
 
 # JPEG, WebP and AVIF side by side on the corpus (docs/formats.md), alone: 1-2 minutes.
 # Needs what bench/setup.sh installs (corpus, wrk, nginx, numpy).

@@ -167,14 +167,14 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, text: str) -> None:
+def write_report(path: Path, text: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
     """Put `text` between the markers in `path` (appended with them if they are missing)."""
     doc = path.read_text() if path.exists() else ""
-    if MARK_BEGIN not in doc:
-        doc += f"\n{MARK_BEGIN}\n{MARK_END}\n"
-    before, _, rest = doc.partition(MARK_BEGIN)
-    _, _, after = rest.partition(MARK_END)
-    path.write_text(f"{before}{MARK_BEGIN}\n{text}\n{MARK_END}{after}")
+    if begin not in doc:
+        doc += f"\n{begin}\n{end}\n"
+    before, _, rest = doc.partition(begin)
+    _, _, after = rest.partition(end)
+    path.write_text(f"{before}{begin}\n{text}\n{end}{after}")
 
 
 def main() -> int:

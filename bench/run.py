@@ -36,13 +36,15 @@ Settings come from the environment (defaults in brackets): BENCH_REPS [3],
 BENCH_DURATION seconds per load run [20], BENCH_CONCURRENCY [4,16],
 BENCH_PEERS (a comma-separated subset of peers) [all], BENCH_INPROCESS_SECONDS
 [10], BENCH_STARTUP_ENTRIES [100000, 0 skips], BENCH_SRCSET [1], BENCH_FORMATS [1],
-BENCH_RENDER [1], BENCH_WARM [1], BENCH_METRICS [1], BENCH_PROTECTIONS [1], BENCH_PROFILE [1],
-BENCH_EXPERIMENTS [1], BENCH_DOCS (output directory) [docs],
+BENCH_RENDER [1], BENCH_CROPS [1], BENCH_WARM [1], BENCH_METRICS [1],
+BENCH_PROTECTIONS [1], BENCH_PROFILE [1], BENCH_EXPERIMENTS [1],
+BENCH_DOCS (output directory) [docs],
 BENCH_MAX_OTHER_CPU [10] and BENCH_RETRIES [2]: a measurement during which
 other programs used more than that share (%) of the machine's CPU is taken
 again, after a pause, up to that many times; the least disturbed one is kept.
 BENCH_ONLY=protections runs the protections stage alone (no corpus, no peers,
-a few minutes) and writes only its table.
+a few minutes) and writes only its table; BENCH_ONLY=crops likewise runs the
+crops stage alone (`make bench-crops`, about ten minutes).
 
 The driver itself uses the standard library, psutil and matplotlib; the
 stages that need libvips run as child processes of the same Python.
@@ -93,10 +95,11 @@ class Config:
     srcset: bool
     formats: bool
     render: bool
+    crops: bool
     warm: bool
     metrics: bool
     protections: bool
-    only: str  # "": every stage; "protections": that stage alone
+    only: str  # "": every stage; "protections" or "crops": that stage alone
     profile: bool
     experiments: bool
     docs: Path
@@ -113,8 +116,8 @@ class Config:
         if unknown:
             raise SystemExit(f"BENCH_PEERS: unknown peers {unknown}; known: {list(peers.PEERS)}")
         only = environ.get("BENCH_ONLY", "")
-        if only not in ("", "protections"):
-            raise SystemExit(f"BENCH_ONLY: unknown stage {only!r}; known: protections")
+        if only not in ("", "protections", "crops"):
+            raise SystemExit(f"BENCH_ONLY: unknown stage {only!r}; known: protections, crops")
         return cls(
             reps=int(environ.get("BENCH_REPS", "3")),
             duration=float(environ.get("BENCH_DURATION", "20")),
@@ -125,6 +128,7 @@ class Config:
             srcset=flag("BENCH_SRCSET", "1"),
             formats=flag("BENCH_FORMATS", "1"),
             render=flag("BENCH_RENDER", "1"),
+            crops=flag("BENCH_CROPS", "1"),
             warm=flag("BENCH_WARM", "1"),
             metrics=flag("BENCH_METRICS", "1"),
             protections=flag("BENCH_PROTECTIONS", "1"),
@@ -381,6 +385,26 @@ def protections_stage(cfg: Config) -> dict[str, Any]:
     return found
 
 
+def crops_stage(cfg: Config) -> dict[str, Any]:
+    """Each gravity's previews of the labelled photo set; writes its table and pictures."""
+    log("crops: faces kept by each gravity, CPU per render, stability across encodings")
+    argv = [str(HERE / "crops.py"), "--json", "--report", str(cfg.docs / "imaging.md")]
+    argv += ["--figure", str(cfg.docs / "crops-faces.png")]
+    try:
+        found = python_json(argv, 3600)
+    except Exception as exc:
+        log(f"  failed: {exc}")
+        return {"error": str(exc)}
+    for gravity, row in found["gravities"].items():
+        log(
+            f"  {gravity:15} faces kept {row['faces_kept'] * 100:5.1f}%  all kept "
+            f"{row['previews_all_kept'] * 100:5.1f}%  CPU {row['cpu_ms_per_render']:5.1f} ms/render"
+            f"  stable {row['stable'] * 100:5.1f}%  no-face moved {row['no_face_windows_moved']}"
+        )
+    log(f"  ceiling: faces kept {found['ceiling']['faces_kept'] * 100:.1f}%")
+    return found
+
+
 # --- one render, in process -----------------------------------------------------------
 
 
@@ -438,6 +462,10 @@ def main() -> None:
         found = protections_stage(cfg)
         (WORK / "protection_cost.json").write_text(json.dumps(found, indent=1) + "\n")
         raise SystemExit(1 if "error" in found else 0)
+    if cfg.only == "crops":
+        found = crops_stage(cfg)
+        (WORK / "crops.json").write_text(json.dumps(found, indent=1) + "\n")
+        raise SystemExit(1 if "error" in found else 0)
     started = time.monotonic()
     shutil.rmtree(RUN, ignore_errors=True)
     RUN.mkdir(parents=True)
@@ -478,6 +506,8 @@ def main() -> None:
                 data["formats"] = {"error": str(exc)}
         if cfg.render:
             data.update(render_stage())
+        if cfg.crops:
+            data["crops"] = crops_stage(cfg)
         if cfg.warm:
             log("warm: previewer warm against wrk on the hit path")
             conc = str(max(cfg.concurrency))

