@@ -605,25 +605,17 @@ def crop_window(source: pyvips.Image, preview: pyvips.Image) -> tuple[int, int]:
     """Where a fill preview's crop window lies in the cover-scaled `source`: (left, top).
 
     The source is scaled to cover the preview's size, as a fill does, and the
-    window slid along the axis it overflows; the offset whose pixels differ
-    least from the preview's is the window's. Found from the pixels only, so
-    it tells what a client sees, whatever the service did to get there.
+    preview slid over it (bench/cropwindow.py, which the crops benchmark uses
+    too). Found from the pixels only, so it tells what a client sees, whatever
+    the service did to get there.
     """
     import numpy as np
+    from cropwindow import find_offset  # bench/, on the tests' path
 
     width, height = preview.width, preview.height
-    scale = max(width / source.width, height / source.height)
-    covered = source.resize(scale)
+    covered = source.resize(max(width / source.width, height / source.height))
     covered = covered.gravity(
         "north-west", max(width, covered.width), max(height, covered.height), extend="copy"
     )
     cover = np.asarray(covered[:3].numpy(), dtype=np.float32)
-    seen = np.asarray(preview[:3].numpy(), dtype=np.float32)
-    best: tuple[float, int, int] | None = None
-    for left in range(cover.shape[1] - width + 1):
-        for top in range(cover.shape[0] - height + 1):
-            cost = float(np.abs(cover[top : top + height, left : left + width] - seen).mean())
-            if best is None or cost < best[0]:
-                best = (cost, left, top)
-    assert best is not None
-    return best[1], best[2]
+    return find_offset(cover, np.asarray(preview[:3].numpy(), dtype=np.float32))

@@ -11,7 +11,7 @@ most faces, with no false ones, in the least time.
 Detection runs on a copy whose longer side is at most DETECT_SIDE pixels,
 taken from the pixels the render has in memory anyway (the cover-scaled
 image, or the small copy of a region fill's search). Its cost grows with the
-copy's pixels: about 4 ms at 160 px, 7 ms at 224 px, 15 ms at 320 px on one
+copy's pixels: about 4 ms at 160 px, 8 ms at 224 px, 16 ms at 320 px on one
 core of the reference machine; the library releases the GIL while it runs.
 
 A detection counts as a face when its confidence is at least MIN_CONFIDENCE
@@ -29,16 +29,20 @@ from typing import Protocol
 
 from previewer.geometry import Box
 
-DETECT_SIDE = 224
-"""The longer side of the copy faces are looked for in, at most."""
+DETECT_SIDE = 160
+"""The longer side of the copy faces are looked for in, at most. Measured on
+the bench's labelled photos: 224 px keeps 2 points more faces whole (76.3%
+against 74.3%) for twice the time; the faces a crop must keep are the large
+ones, which 160 px shows well enough."""
 
 MIN_CONFIDENCE = 70
 """Detector confidence (0-100) below which a detection is not a face."""
 
 MIN_SIDE = 0.04
 """A face's shorter side, as a share of the image's shorter side, below which
-it is ignored: at 224 px that is 6-9 px, about YuNet's smallest reliable face,
-and such a face says nothing about where a crop should go."""
+it is ignored: such a face says nothing about where a crop should go. At
+DETECT_SIDE YuNet finds nothing that small anyway; the bound holds for any
+copy size."""
 
 
 @dataclass(frozen=True)
