@@ -124,6 +124,13 @@ class BrokerRenderer:
     async def wait_connected(self) -> None:
         await self._link.ready.wait()
 
+    @property
+    def connected(self) -> bool:
+        """Whether a job can be published now: the connection is up and this
+        front's reply queue is consumed on it. Between a reconnect and the new
+        reply queue, the connection alone is up, and a miss is still a 503."""
+        return self._link.connected and self._channel is not None and self._reply_queue is not None
+
     async def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
@@ -133,7 +140,7 @@ class BrokerRenderer:
     def health(self) -> RendererHealth:
         counters = self._counters
         broker = BrokerHealth(
-            connected=self._link.connected,
+            connected=self.connected,
             consumers=self._consumers,
             queue_depth=self._depth,
             expired=self._counters.expired,
@@ -178,7 +185,7 @@ class BrokerRenderer:
                 async with asyncio.timeout(FIRST_CONNECTION_GRACE):
                     await self._link.ready.wait()
         channel, reply_queue = self._channel, self._reply_queue
-        if channel is None or reply_queue is None or not self._link.connected:
+        if channel is None or reply_queue is None or not self.connected:
             self._counters.refused_unavailable += 1
             raise Unavailable(detail=self._link.failure or "no connection to the broker")
         if self._consumers == 0:
