@@ -5,7 +5,9 @@
 # rabbitmq-server (the broker of broker mode, run by the tests as a private node),
 # and what `make container-check` needs to build and run the image: podman with
 # runc, netavark and aardvark-dns (bridge networks that resolve compose's
-# service names), debootstrap (the stand-in base images, made from Debian packages by
+# service names), iptables (netavark sets up a bridge network's rules with it:
+# without it a compose container stays Created, and podman-compose still exits
+# 0), debootstrap (the stand-in base images, made from Debian packages by
 # scripts/base-images.sh) and podman-compose (brings compose.yaml up).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -24,6 +26,7 @@ command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
 command -v slirp4netns >/dev/null 2>&1 || need+=(slirp4netns)
 [ -x /usr/lib/podman/netavark ] || need+=(netavark)
 [ -x /usr/lib/podman/aardvark-dns ] || need+=(aardvark-dns)
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || need+=(iptables)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
