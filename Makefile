@@ -100,7 +100,7 @@ demo-scale: system-deps $(STAMP)
 
 # The README's configuration table, generated from the settings declared in config.py.
 docs: $(STAMP)
-	$(BIN)/python -m previewer.config_doc README.md
+	$(BIN)/python -m previewer.config.doc README.md
 
 build: $(STAMP)
 	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .

@@ -9,7 +9,7 @@ it refuses is left out), the service runs on 127.0.0.1 against an nginx origin
 serving the photo set (bench/faceset.py, labels in bench/faces/labels.json)
 and each photo is asked for at five fill shapes. The window of each preview is
 found from its pixels (bench/cropwindow.py): the source is scaled to cover the
-shape as the service scales it (previewer.geometry.cover), and the preview
+shape as the service scales it (previewer.render.geometry.cover), and the preview
 slid along the free axis to where it differs least. A face is kept when its
 box, grown by 10% of its size on each side, lies inside the window.
 
@@ -45,7 +45,7 @@ from peers import nginx, start_previewer
 from procs import Server, cpu_seconds, free_port, get, tree
 from protection_cost import write_report
 
-from previewer.geometry import Size, cover
+from previewer.render.geometry import Size, cover
 
 HERE = Path(__file__).resolve().parent
 ENCODED = HERE / ".work" / "faces-encoded"

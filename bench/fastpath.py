@@ -5,7 +5,7 @@
 Run by `make bench` (one thread, bench/run.py's render stage). For each photo
 of the benchmark corpus (default bench/.work/corpus), times one 300x200 centre
 fill made with a plain `pyvips.Image.thumbnail_buffer` and one made with
-`previewer.imaging.render` (which takes the DC-only path for large progressive
+`previewer.render.imaging.render` (which takes the DC-only path for large progressive
 JPEGs), best of three, and scores both against bench/quality.py's full-decode
 reference. Prints a Markdown table, or with --json one JSON object.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import pyvips
 from quality import best_ssim, covered_reference, luma
 
-from previewer import imaging
+from previewer.render import imaging
 
 
 def _best_of_three(make: Callable[[], bytes]) -> tuple[bytes, float]:

@@ -233,7 +233,7 @@ TARGETS: tuple[Target, ...] = (
         for gravity in ("centre", "attention")
     ),
     Target(  # 80%: the origin and wrk share the machine's cores with the service
-        "miss c={c}: previewer (centre) / in-process previewer.imaging, {n} threads",
+        "miss c={c}: previewer (centre) / in-process previewer.render.imaging, {n} threads",
         load("miss", "previewer-centre"),
         0.8,
         per=inprocess("previewer"),

@@ -4,7 +4,7 @@
 
 Run by `make bench` (bench/run.py's render stage). For each photo of the
 corpus (default bench/.work/corpus), renders the 300x200 preview of every
-other benchmark stage with `previewer.imaging.render`, in process (no HTTP,
+other benchmark stage with `previewer.render.imaging.render`, in process (no HTTP,
 no fetch, no disk): a fill at gravity centre, a fill at gravity attention
 (the default), and a fit (the whole photo inside 300x200). After one
 warm-up of each, the three kinds alternate render by render, so that all see
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from previewer import imaging
+from previewer.render import imaging
 
 CORPUS = Path(__file__).resolve().parent / ".work" / "corpus"
 WIDTH, HEIGHT, QUALITY = 300, 200, 80

@@ -9,7 +9,7 @@ Needs the corpus, wrk and nginx (`bench/setup.sh`). Two parts:
 
 1. encode, in process. Each corpus photo is made into its 300x200 preview
    pixels once (libvips thumbnail, centre crop); every variant encodes those
-   same pixels with `previewer.imaging.encode`, the function the service
+   same pixels with `previewer.render.imaging.encode`, the function the service
    calls: JPEG, WebP and AVIF at the service's default qualities, AVIF at
    each effort in --efforts. Per photo and variant: the bytes, SSIM of the
    decoded result against the full-decode reference of bench/quality.py,
@@ -45,8 +45,8 @@ import pyvips
 import quality
 from load import measure
 
-from previewer import imaging
-from previewer.config import ImagingConfig
+from previewer.config.settings import ImagingConfig
+from previewer.render import imaging
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "formats"

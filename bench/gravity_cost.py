@@ -23,7 +23,7 @@ import time
 
 import pyvips
 
-from previewer import imaging
+from previewer.render import imaging
 
 SOURCES = [(3000, 2000, ""), (4000, 3000, ""), (2000, 3000, ""), (6000, 4000, "")]
 SOURCES += [(4000, 3000, "srgb"), (4000, 3000, "p3")]

@@ -8,12 +8,12 @@ releases the GIL while it works):
 - `pyvips`: `thumbnail_buffer(body, 300, height=200, crop="centre")` then
   `jpegsave_buffer(Q=80, keep="none", optimize_coding=True)`, the plain
   libvips calls;
-- `previewer`: `previewer.imaging.render` with gravity centre, the engine the
+- `previewer`: `previewer.render.imaging.render` with gravity centre, the engine the
   service runs (sniff, header check, shrink-on-load, crop, encode).
 
 The libvips operation cache is off for both (as previewer configures it), so
 no render is answered from memory. Both run under previewer's malloc
-settings (`previewer.memory`: the script starts again with the same glibc
+settings (`previewer.process.memory`: the script starts again with the same glibc
 tunables as `previewer serve`), so the service and its render code are
 compared on the same allocator. Each thread walks the corpus from its own
 starting point until the time is up. With --per-file, each file is also
@@ -36,7 +36,8 @@ from pathlib import Path
 
 import pyvips
 
-from previewer import imaging, memory
+from previewer.process import memory
+from previewer.render import imaging
 
 WIDTH, HEIGHT, QUALITY = 300, 200, 80
 

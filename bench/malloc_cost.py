@@ -6,7 +6,7 @@ Renders each corpus photo as a 300x200 centre fill on one thread with
 previewer's imaging pipeline, under each malloc setting of `SETTINGS` in a
 process of its own (glibc reads its tunables only at start), and reports the
 median CPU milliseconds and minor page faults per render. The settings:
-previewer's own (`previewer.memory`: two arenas, a 1 MiB mapping threshold,
+previewer's own (`previewer.process.memory`: two arenas, a 1 MiB mapping threshold,
 huge pages for those mappings), the same without huge pages, and glibc's
 defaults. Run by `make bench` (bench/run.py's render stage).
 """
@@ -26,7 +26,8 @@ from typing import Any
 
 import corpus
 
-from previewer import imaging, memory
+from previewer.process import memory
+from previewer.render import imaging
 
 WIDTH, HEIGHT, QUALITY = 300, 200, 80
 OURS = ":".join(f"{name}={value}" for name, value in memory.TUNABLES)

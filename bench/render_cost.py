@@ -21,8 +21,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testkit"))
 
 import images  # the images shared with the test suite
-from previewer import imaging
 from previewer.options import GRAVITIES
+from previewer.render import imaging
 
 SOURCES = [(1024, 504), (2000, 1333), (4000, 3000)]
 TARGETS = [(300, 200), (1024, 252), (200, 700)]

@@ -198,10 +198,10 @@ def _engine_text(data: Data) -> str:
     else:
         verdict = (
             "Pillow is faster on this corpus; by the rule set for this benchmark it should "
-            "take over JPEG sources behind `previewer.imaging`"
+            "take over JPEG sources behind `previewer.render.imaging`"
         )
     return (
-        f"**Engine decision.** On {n} threads `previewer.imaging` renders {mine:.1f} "
+        f"**Engine decision.** On {n} threads `previewer.render.imaging` renders {mine:.1f} "
         f"previews/s and Pillow (JPEG `draft()` + `ImageOps.fit`, the fastest Pillow path, "
         f"`bench/pillow_limit.py`) {pillow:.1f}/s ({mine / pillow:.2f}x){same}. {verdict}."
     )
@@ -239,7 +239,7 @@ def _fastpath_text(data: Data) -> str:
         return f"The JPEG fast path: {s}"
     return (
         "Each corpus photo as a 300x200 centre fill, in process with `VIPS_CONCURRENCY=1`, "
-        "best of three: a plain `thumbnail_buffer` against `previewer.imaging.render`, which "
+        "best of three: a plain `thumbnail_buffer` against `previewer.render.imaging.render`, which "
         "decodes large progressive JPEGs from their DC coefficients alone (docs/imaging.md). "
         "SSIM against the full-decode reference of the quality check (`bench/fastpath.py`).\n\n"
         + fastpath.markdown(s)
@@ -429,7 +429,7 @@ def markdown(data: Data) -> str:
         "Previews per second rendering the corpus from memory, no HTTP "
         "(`bench/inprocess.py`): `pyvips` is `thumbnail_buffer(body, 300, height=200, "
         "crop='centre')` + `jpegsave_buffer(Q=80, optimize_coding=True, keep='none')`; "
-        "`previewer` is `previewer.imaging.render` with gravity centre, the engine the "
+        "`previewer` is `previewer.render.imaging.render` with gravity centre, the engine the "
         f"service runs. N = {n} threads of a `ThreadPoolExecutor`; the libvips operation "
         "cache is off.",
         "",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pyvips
 
-from previewer.storage import Entry, Storage, key_digest
+from previewer.cache.storage import Entry, Storage, key_digest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

@@ -32,10 +32,10 @@ from yarl import URL
 
 import images
 from origin import NginxOrigin, Origin, StubResolver
-from previewer.accesslog import FLUSH_INTERVAL
 from previewer.cli import SOURCES_DIR, Running, RunningWorker, running, running_worker
-from previewer.config import WORKER, load, options_for
-from previewer.renderer import BrokerHealth
+from previewer.config.settings import WORKER, load, options_for
+from previewer.http.accesslog import FLUSH_INTERVAL
+from previewer.render.renderer import BrokerHealth
 from rabbitmq import RabbitNode
 from waiting import until
 

@@ -3,7 +3,7 @@
     previewer serve [--flags]     run the HTTP service
     previewer worker --broker URL run a render worker of broker mode
     previewer sign PATH...        print signed request paths
-    previewer warm TARGET ...     warm a cache or load-test a service (warm.py)
+    previewer warm TARGET ...     warm a cache or load-test a service (warm/)
 
 Each command's flags are the settings config.py declares for it; each has a
 `PREVIEWER_*` variable, and a flag wins over its variable. Nothing imports this module.
@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
-from previewer import __version__, descriptors, imaging, logs, memory, signing, warmplan
-from previewer.accesslog import FLUSH_INTERVAL, AccessLog
-from previewer.broker import BrokerRenderer, JobConsumer
-from previewer.cache import DiskCache
-from previewer.cache_index import CacheIndex
-from previewer.config import (
+from previewer import __version__, signing
+from previewer.broker.consumer import JobConsumer
+from previewer.broker.front import BrokerRenderer
+from previewer.broker.worker import Worker
+from previewer.cache.disk import DiskCache
+from previewer.cache.index import CacheIndex
+from previewer.cache.storage import Storage
+from previewer.config.settings import (
     SERVE,
     WORKER,
     ConfigError,
@@ -39,23 +41,25 @@ from previewer.config import (
     load,
     options_for,
 )
-from previewer.connections import ConnectionGuard, ConnectionLimits
-from previewer.fetch import Fetcher, Resolver
-from previewer.metrics import (
+from previewer.fetch.fetcher import Fetcher, Resolver
+from previewer.http.accesslog import FLUSH_INTERVAL, AccessLog
+from previewer.http.connections import ConnectionGuard, ConnectionLimits
+from previewer.http.server import HttpServer, build_app, build_metrics_app
+from previewer.observe import logs
+from previewer.observe.exporter import (
     ConnectionCollector,
     HealthCollector,
     JobDurationCollector,
-    NoMetrics,
     PrometheusMetrics,
-    Recorder,
     WorkerCollector,
 )
+from previewer.observe.recorder import NoMetrics, Recorder
 from previewer.options import OPERATIONS
-from previewer.renderer import EmbeddedRenderer, Renderer
-from previewer.server import HttpServer, build_app, build_metrics_app
+from previewer.process import descriptors, memory
+from previewer.render import imaging
+from previewer.render.renderer import EmbeddedRenderer, Renderer
 from previewer.service import PreviewService
-from previewer.storage import Storage
-from previewer.worker import Worker
+from previewer.warm import plan as warm_plan
 
 log = logging.getLogger("previewer")
 
@@ -120,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         if command == "sign":
             sub.add_argument("paths", metavar="PATH_OR_URL", nargs="+")
         if command == "warm":
-            warmplan.add_arguments(sub)
+            warm_plan.add_arguments(sub)
     return parser
 
 
@@ -428,9 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
         command, settings, paths = _invocation(args, dict(os.environ))
         if command == "warm":
-            from previewer import warm  # rich loads only for this command
+            from previewer.warm import tool as warm_tool  # rich loads only for this command
 
-            return warm.main(args, settings.server.signing_key, settings.server.signing_salt)
+            return warm_tool.main(args, settings.server.signing_key, settings.server.signing_salt)
         if command == "sign":
             if not settings.server.signing_key:
                 raise ConfigError("sign needs --signing-key or PREVIEWER_SIGNING_KEY")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from previewer import memory
+from previewer.process import memory
 
 LONG_RUNNING = ("serve", "worker")
 

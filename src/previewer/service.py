@@ -26,14 +26,14 @@ import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 
-from previewer.cache import CacheHealth, DiskCache
+from previewer.cache.disk import CacheHealth, DiskCache
+from previewer.cache.flight import SingleFlight
+from previewer.cache.storage import Entry, key_digest
 from previewer.errors import RequestTimeout
-from previewer.flight import SingleFlight
-from previewer.headers import Headers
-from previewer.metrics import NoMetrics, Recorder
+from previewer.fetch.headers import Headers
+from previewer.observe.recorder import NoMetrics, Recorder
 from previewer.options import PreviewOptions
-from previewer.renderer import BrokerHealth, Renderer, RenderJob, flight_key
-from previewer.storage import Entry, key_digest
+from previewer.render.renderer import BrokerHealth, Renderer, RenderJob, flight_key
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from dockerfile_parse import DockerfileParser
 
 from conftest import ServiceProcess
 from origin import free_port
-from previewer.config import load
+from previewer.config.settings import load
 
 PINNED = re.compile(r"^[a-z0-9./-]+:\d+\.\d+\.\d+[a-z0-9.-]*(@sha256:[0-9a-f]{64})?$")
 COMPILERS = ("gcc", "g++", "clang", "build-essential", "make", "cc", "libc6-dev", "rustc")

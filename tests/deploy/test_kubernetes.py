@@ -18,7 +18,7 @@ import yaml
 from deploy_files import REPO, documented_settings, no_network
 
 from previewer import __version__
-from previewer.config import load, parse_bytes
+from previewer.config.settings import load, parse_bytes
 
 KUBERNETES = REPO / "deploy" / "kubernetes"
 # An older release still common in managed clusters (the manifests use nothing

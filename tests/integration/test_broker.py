@@ -19,9 +19,10 @@ import pytest
 import images
 from conftest import Service, ServiceFactory
 from origin import Origin
-from previewer import jobs
-from previewer.broker import BrokerRenderer, declare_jobs
-from previewer.config import BrokerConfig
+from previewer.broker import jobs
+from previewer.broker.front import BrokerRenderer
+from previewer.broker.link import declare_jobs
+from previewer.config.settings import BrokerConfig
 from previewer.errors import RequestTimeout
 from previewer.options import PreviewOptions, parse_source
 from rabbitmq import RabbitNode

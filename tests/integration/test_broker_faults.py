@@ -35,8 +35,8 @@ from aiohttp import web
 import images
 from conftest import Service, ServiceFactory, ServiceProcess, spawn_service
 from origin import Gate, Origin
-from previewer import jobs
-from previewer.renderer import BrokerHealth
+from previewer.broker import jobs
+from previewer.render.renderer import BrokerHealth
 from rabbitmq import RabbitNode
 from waiting import until
 

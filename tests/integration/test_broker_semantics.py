@@ -21,8 +21,8 @@ import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
-from previewer.broker import declare_jobs
-from previewer.config import BrokerConfig
+from previewer.broker.link import declare_jobs
+from previewer.config.settings import BrokerConfig
 from rabbitmq import RabbitNode
 from waiting import until
 

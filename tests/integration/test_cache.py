@@ -13,7 +13,7 @@ import pytest
 import images
 from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Gate, NginxOrigin, Origin
-from previewer.storage import HEADER_SIZE
+from previewer.cache.storage import HEADER_SIZE
 from waiting import until
 
 pytestmark = pytest.mark.both_modes

@@ -14,7 +14,7 @@ import aiohttp
 import images
 from conftest import ServiceProcess
 from origin import Gate, Origin
-from previewer.config import OPTIONS
+from previewer.config.settings import OPTIONS
 from waiting import until
 
 

@@ -17,9 +17,9 @@ import images
 from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Gate, NginxOrigin, Origin, RouteHandler
 from previewer import signing
-from previewer.headers import DECODABLE_TYPES
-from previewer.renderer import EmbeddedRenderer
-from previewer.server import MAX_HEADER_FIELD, MAX_REQUEST_TARGET
+from previewer.fetch.headers import DECODABLE_TYPES
+from previewer.http.server import MAX_HEADER_FIELD, MAX_REQUEST_TARGET
+from previewer.render.renderer import EmbeddedRenderer
 
 pytestmark = pytest.mark.both_modes
 
@@ -487,4 +487,4 @@ async def test_a_bug_is_a_500_with_its_traceback_on_the_server_logger(
     assert headers["Cache-Control"] == "no-store"
     assert json.loads(body)["error"] == "internal"
     (record,) = [r for r in caplog.records if r.exc_info]
-    assert record.name == "previewer.server"
+    assert record.name == "previewer.http.server"

@@ -19,7 +19,7 @@ import pytest
 import images
 from conftest import ServiceFactory, ServiceProcess
 from origin import Gate, Origin
-from previewer.storage import TEMP_SUFFIX, Storage
+from previewer.cache.storage import TEMP_SUFFIX, Storage
 from waiting import until
 
 pytestmark = [pytest.mark.fault, pytest.mark.both_modes]

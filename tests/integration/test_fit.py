@@ -11,7 +11,7 @@ import images
 from conftest import Service, ServiceFactory
 from origin import Gate, Origin
 from previewer import signing
-from previewer.geometry import Size, fit
+from previewer.render.geometry import Size, fit
 from waiting import until
 
 pytestmark = pytest.mark.both_modes

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from origin import StubResolver
 from previewer.cli import running
-from previewer.config import load
+from previewer.config.settings import load
 
 
 class Canary:

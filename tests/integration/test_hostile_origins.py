@@ -27,7 +27,7 @@ import images
 import raw_origin
 from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Origin, StubResolver
-from previewer import policy
+from previewer.fetch import policy
 from raw_origin import RawOrigin, head
 
 pytestmark = pytest.mark.both_modes

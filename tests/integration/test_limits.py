@@ -12,8 +12,8 @@ from aiohttp import web
 import images
 from conftest import ServiceFactory
 from origin import Gate, Origin
-from previewer import imaging
-from previewer.imaging import RenderJob
+from previewer.render import imaging
+from previewer.render.imaging import RenderJob
 from waiting import until
 
 pytestmark = pytest.mark.both_modes

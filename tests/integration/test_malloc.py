@@ -18,7 +18,7 @@ import pytest
 
 import smaps
 from conftest import spawn_service
-from previewer import memory
+from previewer.process import memory
 
 MADVISE = memory.thp_mode() == "madvise" and (memory.glibc_version() or (0, 0)) >= (2, 35)
 TESTKIT = Path(smaps.__file__).parent
@@ -32,7 +32,7 @@ _PROBE = """
 import ctypes, json, os
 print("start", os.getpid(), flush=True)
 import smaps
-from previewer import memory
+from previewer.process import memory
 memory.start_again_with_tunables()
 memory.tune(os.environ)
 libc = ctypes.CDLL("libc.so.6")

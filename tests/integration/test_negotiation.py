@@ -15,7 +15,7 @@ import pyvips
 import images
 from conftest import Service, ServiceFactory
 from origin import Gate, Origin
-from previewer import imaging
+from previewer.render import imaging
 from waiting import until
 
 # The Accept headers browsers send for <img> (current releases).

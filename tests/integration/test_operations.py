@@ -21,8 +21,8 @@ import images
 import metric_contract
 from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Gate, Origin
-from previewer.logs import RequestIdFilter, TextFormatter
-from previewer.metrics import BROKER_METRICS
+from previewer.observe.exporter import BROKER_METRICS
+from previewer.observe.logs import RequestIdFilter, TextFormatter
 from waiting import until
 
 JPEG = images.jpeg(400, 300)
@@ -387,7 +387,7 @@ async def test_log_lines_about_a_request_carry_its_id(
     assert status == 200
     (line,) = [ln for ln in request_log.getvalue().splitlines() if "source truncated" in ln]
     assert line.endswith(" request_id=cut-1")
-    assert " WARNING previewer.renderer source truncated" in line
+    assert " WARNING previewer.render.renderer source truncated" in line
 
 
 # --- JSON logs ---------------------------------------------------------------------------
@@ -429,7 +429,7 @@ async def test_json_logs_are_one_object_a_line_with_the_request_id(
     (truncated,) = [r for r in records if "source truncated" in r["message"]]
     assert (truncated["level"], truncated["logger"], truncated["request_id"]) == (
         "WARNING",
-        "previewer.renderer",
+        "previewer.render.renderer",
         "j-1",
     )
     access = {

@@ -23,7 +23,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_p
 import images
 from conftest import Service, ServiceFactory
 from origin import NginxOrigin
-from previewer.geometry import Size, fit
+from previewer.render.geometry import Size, fit
 
 pytestmark = [pytest.mark.browser, pytest.mark.nginx]
 

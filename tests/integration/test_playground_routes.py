@@ -8,7 +8,7 @@ import re
 import pytest
 
 from conftest import ServiceFactory
-from previewer.playground import CONTENT_SECURITY_POLICY
+from previewer.http.playground import CONTENT_SECURITY_POLICY
 
 
 async def test_the_page_and_every_file_it_names_are_served_with_the_policy(

@@ -16,15 +16,15 @@ import pytest
 
 import images
 from origin import Origin
-from previewer.cache import DiskCache
-from previewer.cache_index import CacheIndex
-from previewer.config import load
+from previewer.cache.disk import DiskCache
+from previewer.cache.index import CacheIndex
+from previewer.cache.storage import Entry, ScannedEntry, Storage, key_digest
+from previewer.config.settings import load
 from previewer.errors import RequestTimeout
-from previewer.fetch import Fetcher
+from previewer.fetch.fetcher import Fetcher
 from previewer.options import PreviewOptions, parse_request
-from previewer.renderer import EmbeddedRenderer
+from previewer.render.renderer import EmbeddedRenderer
 from previewer.service import PreviewService
-from previewer.storage import Entry, ScannedEntry, Storage, key_digest
 from waiting import until
 
 JPEG = images.jpeg(400, 300)

@@ -22,7 +22,7 @@ import pyvips
 import images
 from conftest import Service, ServiceProcess
 from origin import NginxOrigin, Origin
-from previewer.geometry import Size, fit
+from previewer.render.geometry import Size, fit
 
 pytestmark = pytest.mark.both_modes
 

@@ -12,7 +12,7 @@ import pytest
 from yarl import URL
 
 from origin import free_port
-from previewer.warmclient import BadResponse, Connection, Target
+from previewer.warm.client import BadResponse, Connection, Target
 
 CLOSE = object()  # in a script: close the connection instead of answering
 

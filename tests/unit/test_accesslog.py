@@ -1,4 +1,4 @@
-"""previewer.accesslog: batched lines, failures written at once, the level obeyed."""
+"""previewer.http.accesslog: batched lines, failures written at once, the level obeyed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from previewer.accesslog import LOGGER_NAME, MAX_BUFFERED, AccessLog
+from previewer.http.accesslog import LOGGER_NAME, MAX_BUFFERED, AccessLog
 from waiting import until
 
 LINE = re.compile(

@@ -1,4 +1,4 @@
-"""previewer.admission: render slots, the queue bound, and the counts behind /health."""
+"""previewer.render.admission: render slots, the queue bound, and the counts behind /health."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from previewer.admission import Admission, AdmissionState
 from previewer.errors import Overloaded
+from previewer.render.admission import Admission, AdmissionState
 
 
 def test_admits_up_to_slots_plus_queue_then_refuses_with_503() -> None:

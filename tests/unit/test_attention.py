@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import images
-from previewer import attention
-from previewer.geometry import Box, Size
+from previewer.render import attention
+from previewer.render.geometry import Box, Size
 
 
 def subject_on_grey(width: int, height: int, cx: int, cy: int, *, seed: int) -> pyvips.Image:

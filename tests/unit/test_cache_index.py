@@ -1,4 +1,4 @@
-"""previewer.cache_index: LRU order, byte and item bounds, reload, and thread safety."""
+"""previewer.cache.index: LRU order, byte and item bounds, reload, and thread safety."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from previewer.cache_index import CacheIndex
+from previewer.cache.index import CacheIndex
 
 
 def _order(index: CacheIndex[object]) -> list[str]:

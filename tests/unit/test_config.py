@@ -1,4 +1,4 @@
-"""previewer.config.load (from a plain dict, never os.environ), the README table, cli arguments."""
+"""previewer.config.settings.load (from a plain dict, never os.environ), the README table, cli."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from previewer import cli, config_doc
-from previewer.config import OPTIONS, WORKER, ConfigError, Settings, load, options_for
-from previewer.config_values import choice, parse_bool, parse_bytes, parse_header_names
+from previewer import cli
+from previewer.config import doc as config_doc
+from previewer.config.settings import OPTIONS, WORKER, ConfigError, Settings, load, options_for
+from previewer.config.values import choice, parse_bool, parse_bytes, parse_header_names
 
 README = Path(__file__).parents[2] / "README.md"
 

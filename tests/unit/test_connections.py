@@ -9,14 +9,14 @@ import resource
 import aiohttp
 import pytest
 
-from previewer import descriptors
-from previewer.connections import (
+from previewer.http.connections import (
     MAX_TICK,
     MIN_TICK,
     SUMMARY_INTERVAL,
     ConnectionGuard,
     ConnectionLimits,
 )
+from previewer.process import descriptors
 
 
 class Clock:
@@ -207,7 +207,7 @@ def test_a_closed_connection_is_forgotten() -> None:
 
 def test_cut_connections_are_summarised_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
     g, clock = guard(header=1, cap=1)
-    caplog.set_level(logging.WARNING, "previewer.connections")
+    caplog.set_level(logging.WARNING, "previewer.http.connections")
     for _ in range(500):  # an attack: 500 connections, each cut
         g.opened(FakeLink())
         clock.now += 0.1

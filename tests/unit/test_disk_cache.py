@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from previewer.cache import DiskCache
-from previewer.cache_index import CacheIndex
-from previewer.storage import HEADER_SIZE, Entry, Storage, key_digest
+from previewer.cache.disk import DiskCache
+from previewer.cache.index import CacheIndex
+from previewer.cache.storage import HEADER_SIZE, Entry, Storage, key_digest
 
 BODY = b"\xff\xd8\xff" + b"x" * 997
 

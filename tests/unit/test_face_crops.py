@@ -11,8 +11,8 @@ import pytest
 import pyvips
 
 import images
-from previewer import imaging
-from previewer.imaging import RenderJob
+from previewer.render import imaging
+from previewer.render.imaging import RenderJob
 
 SHAPES = [(300, 200), (200, 300), (256, 256), (400, 225), (150, 300)]
 

@@ -9,8 +9,8 @@ import pytest
 import pyvips
 
 import images
-from previewer import faces
-from previewer.geometry import Box
+from previewer.render import faces
+from previewer.render.geometry import Box
 
 
 def rgb(image: pyvips.Image) -> tuple[bytes, int, int]:

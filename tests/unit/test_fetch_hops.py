@@ -1,4 +1,4 @@
-"""previewer.fetch's two per-hop checks, without a socket, as a default (public) service
+"""previewer.fetch.fetcher's two per-hop checks, without a socket, as a default (public) service
 runs them: the redirect target check (`Fetcher._check_url`, for literal hosts and
 schemes) and the resolver's address filter (`PolicyResolver`, for names).
 
@@ -13,9 +13,9 @@ import pytest
 from yarl import URL
 
 from origin import StubResolver
-from previewer.config import FetchConfig
+from previewer.config.settings import FetchConfig
 from previewer.errors import SourceForbidden
-from previewer.fetch import Fetcher, PolicyResolver
+from previewer.fetch.fetcher import Fetcher, PolicyResolver
 
 PUBLIC = "93.184.215.14"
 

@@ -1,4 +1,5 @@
-"""previewer.flight: callers of one key share one run of the work; the last to leave ends it."""
+"""previewer.cache.flight: callers of one key share one run of the work; the last to leave
+ends it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 
 import pytest
 
-from previewer.flight import SingleFlight
+from previewer.cache.flight import SingleFlight
 from waiting import until
 
 

@@ -1,4 +1,4 @@
-"""previewer.formats: formats told from their first bytes, ISO-BMFF brands included."""
+"""previewer.render.formats: formats told from their first bytes, ISO-BMFF brands included."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from previewer import bmff, formats
+from previewer.render import bmff, formats
 
 
 def box(kind: bytes, payload: bytes) -> bytes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from previewer import framing
-from previewer.geometry import Box, Size
+from previewer.render import framing
+from previewer.render.geometry import Box, Size
 
 
 def inside(face: Box, crop: Box, margin: float = 0.0) -> bool:

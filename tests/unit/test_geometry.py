@@ -1,4 +1,4 @@
-"""previewer.geometry: EXIF orientation, cover size, crop boxes and regions, pixel limits."""
+"""previewer.render.geometry: EXIF orientation, cover size, crop boxes and regions, pixel limits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from previewer.errors import SourceTooLarge
-from previewer.geometry import (
+from previewer.render.geometry import (
     COVER_FACTOR,
     MAX_INTERMEDIATE_PIXELS,
     Box,

@@ -1,10 +1,10 @@
-"""previewer.headers: what reaches the origin, and when a preview may be shared."""
+"""previewer.fetch.headers: what reaches the origin, and when a preview may be shared."""
 
 from __future__ import annotations
 
 import pytest
 
-from previewer.headers import (
+from previewer.fetch.headers import (
     ACCEPT_FALLBACK,
     DECODABLE_TYPES,
     USER_AGENT,

@@ -1,4 +1,4 @@
-"""previewer.icc: an embedded profile's description, and whether it names sRGB."""
+"""previewer.render.icc: an embedded profile's description, and whether it names sRGB."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import pyvips
 
 import images
-from previewer import icc
+from previewer.render import icc
 
 
 def builtin(name: str) -> bytes:
@@ -77,7 +77,7 @@ def test_damaged_profiles_are_not_srgb(profile: bytes) -> None:
 
 def test_a_jpeg_with_an_srgb_profile_keeps_its_values() -> None:
     """Rendered without a colour transform, it matches the same JPEG without the profile."""
-    from previewer import imaging
+    from previewer.render import imaging
 
     imaging.configure()
     source = images.solid(120, 80, [40, 200, 90]).jpegsave_buffer(Q=95, profile="srgb")

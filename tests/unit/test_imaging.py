@@ -1,5 +1,5 @@
-"""previewer.imaging with real libvips, on images made here; results are decoded, never compared
-as bytes."""
+"""previewer.render.imaging with real libvips, on images made here; results are decoded,
+never compared as bytes."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import images
-from previewer import formats, imaging
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
-from previewer.geometry import Size, fit
-from previewer.imaging import Rendered, RenderJob, render, sniff
+from previewer.render import formats, imaging
+from previewer.render.geometry import Size, fit
+from previewer.render.imaging import Rendered, RenderJob, render, sniff
 
 Image = Any  # pyvips ships no type information
 

@@ -8,7 +8,7 @@ from http import HTTPStatus
 
 import pytest
 
-from previewer import jobs
+from previewer.broker import jobs
 from previewer.errors import (
     BadImage,
     Overloaded,

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import images
-from previewer import imaging
-from previewer.geometry import Size, jpeg_shrink
-from previewer.jpeg import dc_only
+from previewer.render import imaging
+from previewer.render.geometry import Size, jpeg_shrink
+from previewer.render.jpeg import dc_only
 
 PROGRESSIVE = images.noisy_gradient(1600, 1200).jpegsave_buffer(Q=90, interlace=True)
 BASELINE = images.noisy_gradient(1600, 1200).jpegsave_buffer(Q=90)

@@ -1,4 +1,4 @@
-"""previewer.logs: request ids, and the two line formats."""
+"""previewer.observe.logs: request ids, and the two line formats."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from previewer import logs
+from previewer.observe import logs
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from previewer import memory
-from previewer.config import SERVE, WORKER
+from previewer.config.settings import SERVE, WORKER
 from previewer.launch import LONG_RUNNING, command_of
+from previewer.process import memory
 
 OURS = "glibc.malloc.hugetlb=1:glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=1048576"
 GLIBC = (2, 36)

@@ -1,4 +1,4 @@
-"""previewer.metrics: the outcome labels, and the recorder's series, read back as text."""
+"""previewer.observe.recorder: the outcome labels, and the recorder's series, read back as text."""
 
 from __future__ import annotations
 
@@ -14,13 +14,8 @@ from previewer.errors import (
     SourceTooLarge,
     SourceUnavailable,
 )
-from previewer.metrics import (
-    FETCH_OUTCOMES,
-    NoMetrics,
-    PrometheusMetrics,
-    fetch_outcome,
-    status_class,
-)
+from previewer.observe.exporter import PrometheusMetrics
+from previewer.observe.recorder import FETCH_OUTCOMES, NoMetrics, fetch_outcome, status_class
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""previewer.policy: which source hosts and addresses may be fetched (no network)."""
+"""previewer.fetch.policy: which source hosts and addresses may be fetched (no network)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from http import HTTPStatus
 import pytest
 
 from previewer.errors import SourceForbidden
-from previewer.policy import check_address, check_allowed, check_host, literal_address
+from previewer.fetch.policy import check_address, check_allowed, check_host, literal_address
 
 LOOPBACK_SPELLINGS = [
     "127.0.0.1",

@@ -9,7 +9,7 @@ import hmac
 import pytest
 
 from previewer import cli, signing
-from previewer.config import ConfigError
+from previewer.config.settings import ConfigError
 from previewer.errors import InvalidSignature
 
 KEY = bytes.fromhex("736563726574")

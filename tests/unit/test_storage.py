@@ -1,4 +1,4 @@
-"""previewer.storage: atomic writes, verified reads, last-use order and scan clean-up."""
+"""previewer.cache.storage: atomic writes, verified reads, last-use order and scan clean-up."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from previewer.storage import (
+from previewer.cache.storage import (
     HEADER_SIZE,
     CorruptEntry,
     Entry,

@@ -10,7 +10,7 @@ import pytest
 from previewer import signing
 from previewer.errors import InvalidSignature
 from previewer.options import parse_request
-from previewer.warmplan import (
+from previewer.warm.plan import (
     PlanError,
     Signer,
     Size,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from previewer.warmstats import Histogram, Tally
+from previewer.warm.stats import Histogram, Tally
 
 
 def _exact(values: list[float], p: float) -> float:

@@ -1,13 +1,17 @@
 """RabbitMQ: the job queue between fronts and render workers.
 
-The only package that imports the AMQP client (aio-pika). Its modules:
+The only package that imports the AMQP client (aio-pika; `link`,
+`front` and `consumer` only). Its modules:
 
 - `link`: the connection (started in the background, reconnected by itself)
   and the queue topology that fronts and workers both declare;
 - `front`: the front's side of the RPC (`BrokerRenderer`, the broker-mode
   implementation of `renderer.Renderer`);
 - `consumer`: the worker's side (`JobConsumer`, which hands each job to the
-  worker as a `Delivery`); what a worker does with a job is worker.py's.
+  worker as a `Delivery`);
+- `worker`: what a render worker does with a job (the embedded render stage;
+  knows nothing of AMQP);
+- `jobs`: the job and reply messages, the wire format (pure).
 
 Topology, declared identically by fronts and workers:
 
@@ -27,16 +31,3 @@ Topology, declared identically by fronts and workers:
 A job expires in the queue when its request's deadline passes (per-message
 TTL), so a worker never renders for a client that has given up.
 """
-
-from previewer.broker.consumer import Delivery, JobConsumer, JobHandler
-from previewer.broker.front import BrokerRenderer
-from previewer.broker.link import declare_jobs, queue_arguments
-
-__all__ = [
-    "BrokerRenderer",
-    "Delivery",
-    "JobConsumer",
-    "JobHandler",
-    "declare_jobs",
-    "queue_arguments",
-]

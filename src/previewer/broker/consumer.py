@@ -19,7 +19,7 @@ from aio_pika.abc import (
 )
 
 from previewer.broker.link import CLOSE_TIMEOUT, CONNECTION_ERRORS, Link, declare_jobs
-from previewer.config import BrokerConfig
+from previewer.config.settings import BrokerConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 from aio_pika.exceptions import DeliveryError
 
-from previewer import jobs
+from previewer.broker import jobs
 from previewer.broker.link import CONNECTION_ERRORS, Link, declare_jobs
-from previewer.config import BrokerConfig
+from previewer.config.settings import BrokerConfig
 from previewer.errors import Overloaded, RequestTimeout, Unavailable
-from previewer.metrics import Durations
-from previewer.renderer import BrokerHealth, RendererHealth, RenderJob, RenderResult
+from previewer.observe.recorder import Durations
+from previewer.render.renderer import BrokerHealth, RendererHealth, RenderJob, RenderResult
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError
 
-from previewer.config import BrokerConfig
+from previewer.config.settings import BrokerConfig
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from rich.table import Table
 from yarl import URL
 
 from previewer import __version__
-from previewer.warmclient import BadResponse, Connection, Target
-from previewer.warmplan import (
+from previewer.warm.client import BadResponse, Connection, Target
+from previewer.warm.plan import (
     PlanError,
     Signer,
     SizeRange,
@@ -46,7 +46,7 @@ from previewer.warmplan import (
     parse_sources,
     random_paths,
 )
-from previewer.warmstats import Tally
+from previewer.warm.stats import Tally
 
 REFRESH_SECONDS = 0.1  # progress bar updates
 EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

@@ -56,10 +56,8 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from aiohttp.payload import BytesPayload
 
-from previewer import __version__, playground, signing
-from previewer.accesslog import AccessLog
-from previewer.config import ImagingConfig, ServerConfig
-from previewer.connections import ConnectionGuard
+from previewer import __version__, signing
+from previewer.config.settings import ImagingConfig, ServerConfig
 from previewer.errors import (
     HeaderTooLarge,
     InvalidRequest,
@@ -69,9 +67,12 @@ from previewer.errors import (
     PreviewError,
     UriTooLong,
 )
-from previewer.headers import REQUEST_ID
-from previewer.logs import current_request, new_request_id, request_id_for
-from previewer.metrics import NoMetrics, Recorder
+from previewer.fetch.headers import REQUEST_ID
+from previewer.http import playground
+from previewer.http.accesslog import AccessLog
+from previewer.http.connections import ConnectionGuard
+from previewer.observe.logs import current_request, new_request_id, request_id_for
+from previewer.observe.recorder import NoMetrics, Recorder
 from previewer.options import OPERATIONS, Output, OutputRules, PreviewOptions, parse_request
 from previewer.service import Preview, PreviewService
 

@@ -1,6 +1,6 @@
 """The playground page at `/`: its files, their headers and the settings it shows.
 
-Reads the page's files (package data in `previewer/assets/`) once, when the
+Reads the page's files (package data in `previewer/http/assets/`) once, when the
 app is built; server.py routes them. Imports no web framework.
 
     GET /                              the page
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from previewer import __version__
-from previewer.config import ImagingConfig
+from previewer.config.settings import ImagingConfig
 
 PREFIX = "/playground/"
 _FILES = {
@@ -70,7 +70,7 @@ def settings_json(imaging: ImagingConfig) -> bytes:
 
 def assets(imaging: ImagingConfig) -> dict[str, Asset]:
     """Request path -> asset, for every path the page owns; any other path is not found."""
-    folder = resources.files("previewer") / "assets"
+    folder = resources.files("previewer.http") / "assets"
     found = {
         ("/" if name == "index.html" else PREFIX + name): Asset(
             (folder / name).read_bytes(), content_type

@@ -1,21 +1,15 @@
-"""Prometheus metrics: the `Recorder` seam, its two implementations, and the exposition.
+"""Prometheus: the recorder that keeps the numbers, and the exposition that reads the rest.
 
-The only module that imports `prometheus_client`. The server, the service
-and the render stage report through `Recorder`, three calls that take only
-values from small fixed sets (never a URL, a host or a key):
+The only module that imports `prometheus_client`, and high in the layers:
+it reads the health of the service, the render stage, the connections and
+the worker at scrape time. Nothing below it imports it; they report
+through `observe.recorder.Recorder`.
 
-- `request`: one response sent (status, error code, hit or miss, time,
-  body bytes, the reason of a 503 `overloaded`, and the operation of its
-  preview route);
-- `phase`: the time a miss spent in one phase (queue, fetch, render, store);
-- `fetch`: one origin fetch ended, its outcome and the bytes received.
-
-`NoMetrics` is the recorder while `--metrics-address` is off: each call
-does nothing. `PrometheusMetrics` keeps the counters and histograms, and a
-collector (`HealthCollector`) reads everything that is already counted
-elsewhere at scrape time, from `PreviewService.health()`: cache bytes and
-entries, renders running and waiting, cache hits and misses. A hit served
-from memory costs the metrics a few additions to plain numbers
+`PrometheusMetrics` keeps the counters and histograms, and a collector
+(`HealthCollector`) reads everything that is already counted elsewhere at
+scrape time, from `PreviewService.health()`: cache bytes and entries,
+renders running and waiting, cache hits and misses. A hit served from
+memory costs the metrics a few additions to plain numbers
 (`PrometheusMetrics.request`, about half a microsecond), turned into
 families at scrape time too.
 
@@ -32,10 +26,8 @@ docs/operations.md explains.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING
 
 import prometheus_client
 from prometheus_client.core import (
@@ -48,38 +40,24 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from previewer.errors import (
-    PreviewError,
-    SourceForbidden,
-    SourceStatus,
-    SourceTimeout,
-    SourceTooLarge,
+from previewer.observe.recorder import (
+    BUCKETS,
+    CACHE_RESULTS,
+    FETCH_OUTCOMES,
+    NO_OPERATION,
+    OVERLOAD_REASONS,
+    PHASES,
+    Durations,
+    Phase,
+    status_class,
 )
 
 if TYPE_CHECKING:
-    from previewer.connections import ConnectionCounts
-    from previewer.renderer import RendererHealth
+    from previewer.broker.worker import WorkerCounters
+    from previewer.http.connections import ConnectionCounts
+    from previewer.render.renderer import RendererHealth
     from previewer.service import Health
-    from previewer.worker import WorkerCounters
 
-Phase = Literal["queue", "fetch", "render", "store"]
-PHASES: tuple[Phase, ...] = ("queue", "fetch", "render", "store")
-FETCH_OUTCOMES = (
-    "ok",
-    "origin_4xx",
-    "origin_5xx",
-    "unreachable",
-    "timeout",
-    "too_large",
-    "forbidden",
-)
-# descriptors: EMFILE or ENFILE during a request; broker mode adds broker_down,
-# broker_full and no_workers
-OVERLOAD_REASONS = ("queue_full", "descriptors")
-CACHE_RESULTS = ("hit", "miss")
-NO_OPERATION = "none"  # the operation label of a response to no preview route
-# Seconds: a hit from memory takes well under a millisecond, a miss up to the request timeout.
-BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 # The broker-mode families of the contract.
 BROKER_METRICS = (
     "previewer_broker_jobs_published_total",
@@ -94,92 +72,13 @@ BROKER_METRICS = (
 # Counters without a `_created` series: the contract lists none.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
-
-class Recorder(Protocol):
-    """Where the server, the service and the render stage report; thread-safe."""
-
-    def request(
-        self,
-        status: int,
-        code: str,
-        cache: str | None,
-        seconds: float,
-        sent: int,
-        overload: str | None = None,
-        operation: str | None = None,
-    ) -> None:
-        """One response: `code` is the error code or `ok`; `cache` is hit, miss or None;
-        `operation` is fill or fit on a preview route, None elsewhere."""
-
-    def phase(self, phase: Phase, seconds: float) -> None:
-        """A miss spent `seconds` in `phase`."""
-
-    def fetch(self, outcome: str, received: int) -> None:
-        """An origin fetch ended with `outcome` (FETCH_OUTCOMES), `received` body bytes."""
-
-
-class NoMetrics:
-    """The recorder while metrics are off."""
-
-    def request(
-        self,
-        status: int,
-        code: str,
-        cache: str | None,
-        seconds: float,
-        sent: int,
-        overload: str | None = None,
-        operation: str | None = None,
-    ) -> None:
-        return None
-
-    def phase(self, phase: Phase, seconds: float) -> None:
-        return None
-
-    def fetch(self, outcome: str, received: int) -> None:
-        return None
-
-
-def fetch_outcome(exc: PreviewError) -> str:
-    """The outcome label of a fetch that raised `exc`."""
-    if isinstance(exc, SourceStatus):
-        return "origin_4xx" if 400 <= exc.upstream_status < 500 else "origin_5xx"
-    if isinstance(exc, SourceTimeout):
-        return "timeout"
-    if isinstance(exc, SourceTooLarge):
-        return "too_large"
-    if isinstance(exc, SourceForbidden):
-        return "forbidden"
-    return "unreachable"
-
-
-def status_class(status: int) -> str:
-    return f"{status // 100}xx"
-
-
 # the `le` labels of BUCKETS, spelt as prometheus-client spells its own histograms' bounds
 _LE = [floatToGoString(bound) for bound in BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
 
 
-class Durations:
-    """A histogram's bucket counts and sum, kept by one thread (the event loop), read by
-    the scraper."""
-
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)  # the last one: above every bound (+Inf)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1  # the first bound >= seconds
-        self.sum += seconds
-
-    def buckets(self) -> list[tuple[str, float]]:
-        """Cumulative, as the exposition has them: (le, count)."""
-        counts = list(self.counts)  # one copy, taken under the GIL
-        cumulative = list(itertools.accumulate(counts))
-        return list(zip(_LE, cumulative, strict=True))
+def _buckets(durations: Durations) -> list[tuple[str, float]]:
+    """A `Durations`' cumulative counts with their `le` labels: (le, count)."""
+    return list(zip(_LE, durations.cumulative(), strict=True))
 
 
 class PrometheusMetrics:
@@ -300,7 +199,7 @@ class _ResponseCollector:
             labels=("cache",),
         )
         for result, histogram in metrics.durations.items():
-            durations.add_metric((result,), histogram.buckets(), sum_value=histogram.sum)
+            durations.add_metric((result,), _buckets(histogram), sum_value=histogram.sum)
         yield durations
         overloaded = CounterMetricFamily(
             "previewer_overloaded_total", "503 answers, by reason.", labels=("reason",)
@@ -423,7 +322,7 @@ class JobDurationCollector:
             "previewer_broker_job_duration_seconds",
             "Time from publishing a render job to its reply, as the front sees it.",
         )
-        family.add_metric((), self._durations.buckets(), sum_value=self._durations.sum)
+        family.add_metric((), _buckets(self._durations), sum_value=self._durations.sum)
         yield family
 
 

@@ -26,18 +26,18 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
 
-from previewer import headers as header_rules
-from previewer import imaging
-from previewer.admission import Admission
-from previewer.cache import CacheHealth, DiskCache
-from previewer.config import ImagingConfig
+from previewer.cache.disk import CacheHealth, DiskCache
+from previewer.cache.flight import SingleFlight
+from previewer.cache.storage import Entry, key_digest
+from previewer.config.settings import ImagingConfig
 from previewer.errors import PreviewError
-from previewer.fetch import Fetcher
-from previewer.flight import SingleFlight
-from previewer.headers import Headers
-from previewer.metrics import NoMetrics, Recorder, fetch_outcome
+from previewer.fetch import headers as header_rules
+from previewer.fetch.fetcher import Fetcher
+from previewer.fetch.headers import Headers
+from previewer.observe.recorder import NoMetrics, Recorder, fetch_outcome
 from previewer.options import PreviewOptions, SourceURL
-from previewer.storage import Entry, key_digest
+from previewer.render import imaging
+from previewer.render.admission import Admission
 
 log = logging.getLogger(__name__)
 

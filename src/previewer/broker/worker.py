@@ -30,11 +30,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from previewer import jobs, logs
-from previewer.broker import Delivery
+from previewer.broker import jobs
+from previewer.broker.consumer import Delivery
 from previewer.errors import BadImage, PreviewError, RequestTimeout
+from previewer.observe import logs
 from previewer.options import GRAVITIES, OUTPUT_FORMATS
-from previewer.renderer import Renderer, RendererHealth, RenderJob
+from previewer.render.renderer import Renderer, RendererHealth, RenderJob
 
 log = logging.getLogger(__name__)
 

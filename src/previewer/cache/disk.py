@@ -17,10 +17,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from previewer import descriptors
-from previewer.cache_index import CacheIndex
+from previewer.cache.index import CacheIndex
+from previewer.cache.storage import HEADER_SIZE, CorruptEntry, Entry, Storage
 from previewer.errors import NoDescriptors
-from previewer.storage import HEADER_SIZE, CorruptEntry, Entry, Storage
+from previewer.process import descriptors
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 import pyvips
 
-from previewer import attention, bmff, faces, formats, framing, heic, icc, jpeg
 from previewer.errors import BadImage, RequestTimeout, SourceTooLarge
-from previewer.geometry import (
+from previewer.options import ATTENTION, AVIF, CENTRE, FILL, FIT, WEBP
+from previewer.render import attention, bmff, faces, formats, framing, heic, icc, jpeg
+from previewer.render.geometry import (
     Box,
     Size,
     centre_crop,
@@ -53,7 +54,6 @@ from previewer.geometry import (
     search_size,
     unoriented,
 )
-from previewer.options import ATTENTION, AVIF, CENTRE, FILL, FIT, WEBP
 
 MAX_FRAMES = 1000
 """Most frames (pages) a source may declare; more is refused as SourceTooLarge.

@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from previewer.geometry import Box, Size
+from previewer.render.geometry import Box, Size
 
 HEADROOM = 0.45
 """Grown above a face, as a share of its height: the detector's box ends at

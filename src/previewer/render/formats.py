@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from previewer import bmff
+from previewer.render import bmff
 
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _HEVC_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})

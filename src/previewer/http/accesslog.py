@@ -29,7 +29,7 @@ import sys
 import time
 from typing import TextIO
 
-from previewer.logs import iso_time
+from previewer.observe.logs import iso_time
 
 LOGGER_NAME = "previewer.access"
 FLUSH_INTERVAL = 1.0  # seconds a successful request's line may wait

@@ -21,7 +21,7 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, overload
 
-from previewer.config_values import (
+from previewer.config.values import (
     amqp_url,
     choice,
     hex_secret,

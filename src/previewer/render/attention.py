@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from previewer.geometry import Box, Size
+from previewer.render.geometry import Box, Size
 
 GRID = 32
 """The summary has at most this many cells a side: the crop is placed to one

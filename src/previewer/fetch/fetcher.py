@@ -21,8 +21,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from multidict import CIMultiDict
 from yarl import URL
 
-from previewer import descriptors, policy
-from previewer.config import FetchConfig
+from previewer.config.settings import FetchConfig
 from previewer.errors import (
     NoDescriptors,
     PreviewError,
@@ -32,8 +31,10 @@ from previewer.errors import (
     SourceTooLarge,
     SourceUnavailable,
 )
-from previewer.headers import Headers, forwarded_headers, is_shareable, without_credentials
+from previewer.fetch import policy
+from previewer.fetch.headers import Headers, forwarded_headers, is_shareable, without_credentials
 from previewer.options import SourceURL
+from previewer.process import descriptors
 
 log = logging.getLogger(__name__)
 

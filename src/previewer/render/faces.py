@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from typing import Protocol
 
-from previewer.geometry import Box
+from previewer.render.geometry import Box
 
 DETECT_SIDE = 160
 """The longer side of the copy faces are looked for in, at most. Measured on
