@@ -22,6 +22,7 @@ check: $(STAMP)
 	$(BIN)/ruff format --check src tests testkit bench deploy
 	$(BIN)/ruff check src tests testkit bench deploy
 	$(BIN)/mypy
+	$(BIN)/lint-imports  # the architecture's contracts, in pyproject.toml (docs/architecture.md)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format src tests testkit bench deploy

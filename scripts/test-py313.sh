@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CONTAINERS_CONF="$PWD/tests/container/containers.conf"
 export CONTAINERS_CONF
-[ $# -gt 0 ] || set -- tests/unit tests/integration
+[ $# -gt 0 ] || set -- tests/unit tests/integration tests/bench
 # the host's open-file limit, as the main run has it (a process limit above a
 # few thousand is refused by the runtime; root is not held to it anyway);
 # SYS_ADMIN: the full-disk test mounts a small tmpfs, as it does on the host

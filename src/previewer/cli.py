@@ -46,7 +46,7 @@ from previewer.http.accesslog import FLUSH_INTERVAL, AccessLog
 from previewer.http.connections import ConnectionGuard, ConnectionLimits
 from previewer.http.server import HttpServer, build_app, build_metrics_app
 from previewer.observe import logs
-from previewer.observe.exporter import (
+from previewer.metrics import (
     ConnectionCollector,
     HealthCollector,
     JobDurationCollector,

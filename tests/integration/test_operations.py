@@ -21,7 +21,7 @@ import images
 import metric_contract
 from conftest import Service, ServiceFactory, ServiceProcess
 from origin import Gate, Origin
-from previewer.observe.exporter import BROKER_METRICS
+from previewer.metrics import BROKER_METRICS
 from previewer.observe.logs import RequestIdFilter, TextFormatter
 from waiting import until
 

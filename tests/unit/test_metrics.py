@@ -14,7 +14,7 @@ from previewer.errors import (
     SourceTooLarge,
     SourceUnavailable,
 )
-from previewer.observe.exporter import PrometheusMetrics
+from previewer.metrics import PrometheusMetrics
 from previewer.observe.recorder import FETCH_OUTCOMES, NoMetrics, fetch_outcome, status_class
 
 

@@ -14,7 +14,7 @@ only values from small fixed sets (never a URL, a host or a key):
 does nothing. `Durations` is a histogram kept on one thread as plain
 numbers (request durations on the server, job durations on a broker
 front), which the exporter turns into families at scrape time. The
-Prometheus recorder itself is `observe.exporter.PrometheusMetrics`.
+Prometheus recorder itself is `metrics.PrometheusMetrics`.
 """
 
 from __future__ import annotations

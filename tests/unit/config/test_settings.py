@@ -12,7 +12,7 @@ from previewer.config import doc as config_doc
 from previewer.config.settings import OPTIONS, WORKER, ConfigError, Settings, load, options_for
 from previewer.config.values import choice, parse_bool, parse_bytes, parse_header_names
 
-README = Path(__file__).parents[2] / "README.md"
+README = Path(__file__).parents[3] / "README.md"
 
 # --- defaults ---------------------------------------------------------------------
 
