@@ -99,7 +99,7 @@ demo-scale: system-deps $(STAMP)
 	BENCH_THUMBOR=0 PYTHON=$(PYTHON) bash bench/setup.sh
 	$(BIN)/python bench/demo_scale.py --doc docs/scale-out.md
 
-# The README's configuration table, generated from the settings declared in config.py.
+# The README's configuration table, generated from the settings declared in config/settings.py.
 docs: $(STAMP)
 	$(BIN)/python -m previewer.config.doc README.md
 

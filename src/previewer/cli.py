@@ -5,7 +5,7 @@
     previewer sign PATH...        print signed request paths
     previewer warm TARGET ...     warm a cache or load-test a service (warm/)
 
-Each command's flags are the settings config.py declares for it; each has a
+Each command's flags are the settings config/settings.py declares for it; each has a
 `PREVIEWER_*` variable, and a flag wins over its variable. Nothing imports this module.
 """
 
@@ -45,7 +45,6 @@ from previewer.fetch.fetcher import Fetcher, Resolver
 from previewer.http.accesslog import FLUSH_INTERVAL, AccessLog
 from previewer.http.connections import ConnectionGuard, ConnectionLimits
 from previewer.http.server import HttpServer, build_app, build_metrics_app
-from previewer.observe import logs
 from previewer.metrics import (
     ConnectionCollector,
     HealthCollector,
@@ -53,6 +52,7 @@ from previewer.metrics import (
     PrometheusMetrics,
     WorkerCollector,
 )
+from previewer.observe import logs
 from previewer.observe.recorder import NoMetrics, Recorder
 from previewer.options import OPERATIONS
 from previewer.process import descriptors, memory
@@ -99,7 +99,7 @@ _COMMANDS = {
 
 
 def _add_settings(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
-    """One flag per setting, its help text, variable and default from config.py."""
+    """One flag per setting, its help text, variable and default from config/settings.py."""
     for opt in options:
         text = f"{opt.help.replace('`', '')} [{opt.env_var}] (default: {opt.default_text()})"
         text = text.replace("%", "%%")  # argparse formats help with %
@@ -170,7 +170,7 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
     """The public port's bounds; raises the open-file limit first, and logs both.
 
     `--max-connections 0` derives the cap from the open-file limit, after
-    what the render slots, the queue and the broker need (descriptors.py).
+    what the render slots, the queue and the broker need (process/descriptors.py).
     """
     server, imaging_config = settings.server, settings.imaging
     limit = descriptors.raise_limit()

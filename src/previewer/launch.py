@@ -1,7 +1,7 @@
 """The `previewer` command's entry point, and `python -m previewer`'s.
 
 The long-running commands first start again with previewer's glibc malloc
-tunables, which glibc reads only at start (memory.py). This module imports
+tunables, which glibc reads only at start (process/memory.py). This module imports
 nothing heavy, so that costs a bare interpreter start; the command line
 itself is cli.py.
 """

@@ -164,7 +164,7 @@ class PrometheusMetrics:
         """The body and Content-Type of a scrape: the text format, or OpenMetrics if asked.
 
         Blocking for as long as the collectors take (a few milliseconds):
-        the metrics port (server.py) runs it on a thread.
+        the metrics port (http/server.py) runs it on a thread.
         """
         encode, content_type = choose_encoder(accept or "")
         return encode(self.registry), content_type

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def documented_settings() -> frozenset[str]:
-    """The variables of the README's configuration table (generated from config.py)."""
+    """The variables of the README's configuration table (generated from config/settings.py)."""
     table = (REPO / "README.md").read_text()
     variables = re.findall(r"^\|[^|\n]*\| `(PREVIEWER_[A-Z0-9_]+)` \|", table, re.M)
     assert len(variables) > 20, "the README's configuration table was not found"

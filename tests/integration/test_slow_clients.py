@@ -1,6 +1,6 @@
 """Slow, idle and non-reading clients, and connection floods, over real sockets.
 
-Each protection of connections.py against the real server: the head
+Each protection of http/connections.py against the real server: the head
 deadline (slowloris, silent connections), the keep-alive idle timeout, the
 send timeout (clients that never read, and slow readers that must not be
 cut), the connection cap (eviction of the longest-waiting connection, 503

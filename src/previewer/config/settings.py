@@ -4,7 +4,7 @@ Each setting is declared once, as a field of a section dataclass, through
 `setting()`: its type (the annotation), its default, its parser and its help
 text. The `--flag` table and `--help` of each command (cli.py), the
 `PREVIEWER_*` variables read by `load()` and the README's configuration table
-(`config_doc.py`) are all derived from those declarations.
+(`config/doc.py`) are all derived from those declarations.
 
 A section names the commands that take its settings (`COMMANDS`); a field may
 narrow or widen that with `commands=`. Adding a setting is adding one field.

@@ -122,7 +122,7 @@ class Fetcher:
     ) -> FetchResult:
         """GET `source` with the client's headers, following redirects, within the deadline.
 
-        The client's headers are filtered by the forwarding rules of `headers.py`,
+        The client's headers are filtered by the forwarding rules of `fetch/headers.py`,
         and the answer is judged by its sharing rules (`cookie_requests` decides
         whether a `Cookie` restricts storing as `Authorization` does). `request_id`
         is sent as `X-Request-Id`.

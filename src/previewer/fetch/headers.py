@@ -15,7 +15,7 @@ reaches the origin unchanged, repeats kept, except
 - anything the operator lists in `--drop-headers`.
 `X-Forwarded-For` gets the client address appended and `Via` gets our hop; a
 request without `User-Agent` gets previewer's own. `X-Request-Id` carries the
-request's id (logs.py): the client's when well formed, else previewer's, in
+request's id (observe/logs.py): the client's when well formed, else previewer's, in
 place of whatever the client sent.
 
 Sharing (RFC 9111 section 3 and 3.5, rules for shared caches): a preview is
@@ -65,7 +65,7 @@ NEVER_FORWARDED = frozenset(
 CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
 # The source formats previewer decodes, by media type. The one list: the
 # forwarded Accept keeps only these (and the wildcards). HEIF is not among
-# them: previewer reads HEIC (heic.py), but an HEVC decode costs several
+# them: previewer reads HEIC (render/heic.py), but an HEVC decode costs several
 # times a JPEG of the same pixels (docs/imaging.md), so an origin that
 # negotiates is not asked to trade its JPEG for one.
 DECODABLE_TYPES = (

@@ -1,6 +1,6 @@
 """Source address policy: which addresses previewer may fetch from.
 
-Pure: imports nothing that touches the network, the disk or libvips. `fetch.py`
+Pure: imports nothing that touches the network, the disk or libvips. `fetch/fetcher.py`
 applies `check_address` to every address it is about to connect to, after
 DNS resolution, so a name that points inward is refused as well as a literal.
 """

@@ -13,7 +13,7 @@ date and time are reused within a second) and keeps it in memory until one of:
 
 A process killed with SIGKILL loses at most the last second of successful
 requests' lines. Lines look exactly like the other log lines of their
-format (logs.py): in text, `asctime levelname name message` with the fields
+format (observe/logs.py): in text, `asctime levelname name message` with the fields
 as `status=200 cache=HIT ms=0.4 request_id=...`; in JSON, one object with
 the fields `time`, `level`, `logger`, `message`, `request_id`, `method`,
 `path`, `status`, `cache`, `ms`, `error` and `cause`. They follow the level

@@ -1,7 +1,7 @@
 """The playground page at `/`: its files, their headers and the settings it shows.
 
 Reads the page's files (package data in `previewer/http/assets/`) once, when the
-app is built; server.py routes them. Imports no web framework.
+app is built; http/server.py routes them. Imports no web framework.
 
     GET /                              the page
     GET /playground/{file}             its script, style sheet and icon

@@ -8,7 +8,7 @@ The only module that imports the web framework (aiohttp.web).
                                                the same, when URL signing is on
     GET|HEAD /health                           liveness: 200 while the process serves
     GET|HEAD /ready                            readiness: 200, or 503 with the reasons
-    GET|HEAD / and /playground/...             the playground page (playground.py)
+    GET|HEAD / and /playground/...             the playground page (http/playground.py)
 
 Any other path is 404. A path under `/fill` or `/fit` (or, with signing on, a
 path whose first segment has the form of a signature) that does not parse is 400.
@@ -22,7 +22,7 @@ Every error is JSON `{"error": code, "message": sentence}` with
 a bug, logged with its traceback and answered 500. Requests aiohttp cannot
 parse (over-long request lines or headers, garbage) get the same format.
 
-Every response carries `X-Request-Id` (logs.py): the client's when well
+Every response carries `X-Request-Id` (observe/logs.py): the client's when well
 formed, else a new one; every log line about the request carries it too.
 Every response but the probes' is reported to the `metrics.Recorder`.
 Stopping drains: /ready turns 503 (`PreviewService.drain`), and the server
@@ -437,7 +437,7 @@ class _Connection(web.RequestHandler):
     - A client that half-closes after its request still gets its answers.
     - A request the parser refuses gets the JSON error format and one
       access-log line, never aiohttp's text page that echoes the request.
-    - It reports to the `ConnectionGuard` (connections.py) when it opens,
+    - It reports to the `ConnectionGuard` (http/connections.py) when it opens,
       receives a whole request head, goes idle after a response, drains its
       send buffer and closes, and the guard cuts it when it passes a bound.
     """
@@ -611,7 +611,7 @@ class _Runner(web.AppRunner):
 class HttpServer:
     """The listening side: binds, serves `app`, bounds its connections, drains on stop.
 
-    `guard` holds the connection bounds (connections.py); the server sweeps
+    `guard` holds the connection bounds (http/connections.py); the server sweeps
     it every `guard.limits.tick` seconds. `address` replaces the config's
     host and port (the metrics port).
     """

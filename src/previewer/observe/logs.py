@@ -15,7 +15,7 @@ Two formats, `--log-format`:
 - `json`: one object per line, fields `time` (UTC, ISO 8601 with
   milliseconds), `level`, `logger`, `message`, `request_id` (null on lines
   about no request), and `exception` when there is a traceback. Access
-  lines (accesslog.py) add `method`, `path`, `status`, `cache`, `ms`,
+  lines (http/accesslog.py) add `method`, `path`, `status`, `cache`, `ms`,
   `error` and `cause`.
 
 Standard library only; imports nothing that touches the network or libvips.

@@ -4,14 +4,14 @@ Pure: imports nothing that touches the network, the disk or libvips.
 
 The format is sniffed from the first bytes, never taken from a file name or a
 Content-Type, and each format maps to the one libvips loader allowed to read
-it. `imaging.py` enables exactly these loaders and checks, on the header
+it. `render/imaging.py` enables exactly these loaders and checks, on the header
 read, that libvips chose the loader the sniff expects: a file that sniffs as
 one format can't reach another format's decoder.
 
 AVIF and HEIF are ISO-BMFF files: a `ftyp` box whose major and compatible
 brands name the family, and a `meta` box whose primary item's type names
-the codec (`bmff.py`). An HEVC-coded primary image is HEIC, decoded by
-pillow-heif (`heic.py`); AV1 (AVIF, and HEIF holding AV1) goes to libvips. A
+the codec (`render/bmff.py`). An HEVC-coded primary image is HEIC, decoded by
+pillow-heif (`render/heic.py`); AV1 (AVIF, and HEIF holding AV1) goes to libvips. A
 file whose items do not say falls back on its brands. TIFF starts with its byte-order mark and magic
 number (42, or 43 for BigTIFF). SVG, PDF and other vector and document
 formats match nothing here and are refused: their loaders are a large attack
@@ -43,7 +43,7 @@ class Format:
 
     @property
     def by_libvips(self) -> bool:
-        """Whether libvips decodes it (else `heic.py` does)."""
+        """Whether libvips decodes it (else `render/heic.py` does)."""
         return bool(self.loader)
 
 

@@ -1,7 +1,7 @@
 """Fill and fit geometry: oriented size, cover and fit sizes, crop regions, pixel limits.
 
 Pure arithmetic; imports nothing that touches the network, the disk or libvips.
-`imaging.py` works every number out here first, then applies it.
+`render/imaging.py` works every number out here first, then applies it.
 
 A fill scales the source to cover the target and crops the overflow. For a
 source of about the target's shape, the covering image is the cheap way: it

@@ -5,12 +5,12 @@ callers run it on a worker thread. libvips errors become BadImage here. A
 caller that gives up on a render says so through `cancelled`: the render stops
 between steps, and libvips abandons an evaluation already under way.
 
-Only the loaders of the formats in `formats.py` are enabled (JPEG, PNG, WebP,
+Only the loaders of the formats in `render/formats.py` are enabled (JPEG, PNG, WebP,
 GIF, AVIF/HEIF, TIFF): every other libvips loader (SVG, PDF, ...) is blocked
 process-wide. The format is sniffed from the first bytes before libvips sees
 them, and the header read must have chosen that format's loader. Every limit
 (pixels, frames or pages) is checked on the header, before any decoding.
-HEIC is decoded by `heic.py` instead, after the same checks on its
+HEIC is decoded by `render/heic.py` instead, after the same checks on its
 container, and the steps then work on the decoded image in memory.
 
 Alpha is decided from the source alone (its header, or for a GIF a
@@ -65,7 +65,9 @@ the preview is loaded. The count comes from the header read, which walks the
 frame headers without decoding a pixel: under a millisecond for 10,000 frames.
 """
 _ABANDONED = "render abandoned: the caller gave up on it"
-_HEVC = "hevc"  # heif-compression of HEIC files: no decoder in this libvips, heic.py reads them
+_HEVC = (
+    "hevc"  # heif-compression of HEIC files: no decoder in this libvips, render/heic.py reads them
+)
 _BLANK = "The source decodes to an empty image."
 
 
@@ -133,7 +135,7 @@ class _Work:
     profile: bool = False  # has an embedded ICC profile (other than sRGB) to convert through
     cmyk: bool = False
     alpha: bool = False  # the source declares alpha: the preview keeps it, whatever the crop
-    decoded: Any = None  # the whole source as a pyvips.Image, when heic.py decoded it
+    decoded: Any = None  # the whole source as a pyvips.Image, when render/heic.py decoded it
     # Images with an eval handler. pyvips keeps a handler only as long as the Python
     # object, but libvips signals for as long as any pipeline built on the image runs.
     watched: list[Any] = field(default_factory=list)
@@ -175,7 +177,7 @@ def _read_header(work: _Work) -> None:
     _check_frames(_field(header, "n-pages", 1))
     work.orientation = _field(header, "orientation", 1)
     work.source = oriented(size, work.orientation)
-    # An embedded sRGB profile needs no conversion (icc.py): only others are applied.
+    # An embedded sRGB profile needs no conversion (render/icc.py): only others are applied.
     profile = _field(header, "icc-profile-data", None)
     work.profile = profile is not None and not icc.is_srgb(profile)
     work.cmyk = header.interpretation == "cmyk"
@@ -210,7 +212,7 @@ def _declares_alpha(work: _Work, header: Any) -> bool:
 
 
 def _read_heic(work: _Work) -> None:
-    """Check a HEIC's container, then decode its primary image into memory (heic.py)."""
+    """Check a HEIC's container, then decode its primary image into memory (render/heic.py)."""
     _check_extent(work)
     _check_frames(bmff.frames(work.body))
     source = heic.Heic(work.body)
@@ -320,7 +322,7 @@ def _load_at(work: _Work, covered: Size) -> None:
         else None
     )
     if dc_scans is not None:
-        # A 1/8 load uses only DC coefficients: leave the AC scans out (jpeg.py).
+        # A 1/8 load uses only DC coefficients: leave the AC scans out (render/jpeg.py).
         image = pyvips.Image.jpegload_buffer(dc_scans, shrink=8, fail_on=work.strictness)
         image = image.autorot()
         image = image.resize(covered.width / image.width, vscale=covered.height / image.height)
@@ -396,8 +398,8 @@ def _search(work: _Work, region: Size) -> Box:
 
 def _attention(work: _Work, image: Any, crop: Size) -> tuple[Any, Box]:
     """`image` in memory as 8-bit sRGB, and the box of size `crop` the gravity picks
-    in it: around the faces found (faces.py, framing.py) for ATTENTION, else
-    where the attention analysis (attention.py) points.
+    in it: around the faces found (render/faces.py, render/framing.py) for ATTENTION, else
+    where the attention analysis (render/attention.py) points.
 
     The image is read twice (analysed, then cropped), which a sequential load
     can't: it is computed into memory once, and the crop cuts that buffer.

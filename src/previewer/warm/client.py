@@ -14,7 +14,7 @@ side in docs/warm.md. So warm speaks the little HTTP it needs itself:
 
 No redirects, no cookies, no proxies, no decompression (no `Accept-Encoding`
 is sent): previewer answers none of those. The service's own origin client
-is fetch.py; this one serves the tool alone and imports nothing else.
+is fetch/fetcher.py; this one serves the tool alone and imports nothing else.
 """
 
 from __future__ import annotations

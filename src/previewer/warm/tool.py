@@ -5,8 +5,8 @@
                    [--header 'Name: value']... [--json] [--max-error-ratio R]
 
 The tool's terminal edge: the only module that imports rich (the progress
-bar and the summary table). Requests go through warmclient.py, the tool's own
-HTTP/1.1 client; the plan (warmplan.py) and the tally (warmstats.py) are pure.
+bar and the summary table). Requests go through warm/client.py, the tool's own
+HTTP/1.1 client; the plan (warm/plan.py) and the tally (warm/stats.py) are pure.
 
 Exit status: 0, or 1 when the error ratio passes --max-error-ratio, 2 for a
 bad argument or URL list, 130 when interrupted (after the summary of what ran).

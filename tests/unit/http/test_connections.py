@@ -233,7 +233,7 @@ def test_the_sweep_runs_often_enough_for_the_shortest_timeout(
     assert ConnectionLimits(*timeouts, max_connections=0).tick == pytest.approx(tick)
 
 
-# --- descriptors.py -----------------------------------------------------------------
+# --- process/descriptors.py -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""memory.py and launch.py: when previewer starts again with its malloc tunables, and with which."""
+"""process/memory.py and launch.py: when previewer starts again with its malloc tunables, and
+with which."""
 
 from __future__ import annotations
 
