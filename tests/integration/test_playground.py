@@ -4,7 +4,7 @@ Every request the page makes is recorded: it must go to the service alone.
 A missing chromium is an error: scripts/install-system-deps.sh installs it.
 
 `make screenshot` runs the first test with PLAYGROUND_SCREENSHOT=docs/playground.png,
-so the README's picture comes from this code, and the fill/fit test with
+so docs/api.md's picture comes from this code, and the fill/fit test with
 OPERATION_SCREENSHOTS=docs, which writes docs/fill.png and docs/fit.png.
 """
 
