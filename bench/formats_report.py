@@ -6,10 +6,9 @@ Standard library only, so that bench/report.py can render a saved run.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-MARK_START, MARK_END = "<!-- bench/formats.py: start -->", "<!-- bench/formats.py: end -->"
+MARKS = ("<!-- bench/formats.py: start -->", "<!-- bench/formats.py: end -->")
 
 
 def _row(cells: list[str]) -> str:
@@ -198,10 +197,3 @@ def markdown(data: dict[str, Any]) -> str:
             )
     lines += ["", f"Measured {data['date']} with libvips {data['libvips']}."]
     return "\n".join(lines)
-
-
-def write_docs(text: str, doc: Path) -> None:
-    """Replace the figures between the markers in `doc`."""
-    content = doc.read_text()
-    start, end = content.index(MARK_START), content.index(MARK_END)
-    doc.write_text(content[: start + len(MARK_START)] + "\n" + text + "\n" + content[end:])

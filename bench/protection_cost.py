@@ -39,6 +39,7 @@ import peers
 from load import measure
 from procs import Server, get
 from warmspeed import SIZES, SOURCES, _jpeg, _Origin
+from writer import write_block
 
 OFF: tuple[str, ...] = ("--header-timeout", "0", "--keepalive-timeout", "0")
 OFF += ("--send-timeout", "0", "--max-connections", "1000000")
@@ -167,16 +168,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, text: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
-    """Put `text` between the markers in `path` (appended with them if they are missing)."""
-    doc = path.read_text() if path.exists() else ""
-    if begin not in doc:
-        doc += f"\n{begin}\n{end}\n"
-    before, _, rest = doc.partition(begin)
-    _, _, after = rest.partition(end)
-    path.write_text(f"{before}{begin}\n{text}\n{end}{after}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -190,7 +181,7 @@ def main() -> int:
     text = markdown(result)
     print(text, file=sys.stderr if args.json else sys.stdout)
     if args.report:
-        write_report(args.report, text)
+        write_block(args.report, text, MARK_BEGIN, MARK_END)
     if args.json:
         print(json.dumps(result))
     return 0

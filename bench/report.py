@@ -29,15 +29,10 @@ from figures import (
     spread,
 )
 from peers import PEERS
+from writer import table as _table
 
 # An earlier run's figures and hit-path profile, kept for the before/after section.
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
-
-
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines)
 
 
 def _results_table(data: Data) -> str:
