@@ -20,6 +20,7 @@ import fastpath
 import fit_cost
 import formats_report
 import malloc_cost
+import render_cost
 import srcset
 from figures import (
     Data,
@@ -217,15 +218,7 @@ def _gravity_text(data: Data) -> str:
     s = _stage(data, "gravity_cost")
     if isinstance(s, str):
         return s
-    gravities: list[str] = s["gravities"]
-    body = []
-    for row in s["rows"]:
-        ms = [row["ms"][g] for g in gravities]
-        body.append(
-            [row["source"], row["target"], *(f"{m:.1f}" for m in ms), f"{ms[0] / ms[1]:.2f}"]
-        )
-    header = ["source", "target", *(f"{g} ms" for g in gravities), "ratio"]
-    return f"{s['repeat']} renders each.\n\n" + table(header, body)
+    return f"{s['repeat']} renders each.\n\n" + render_cost.markdown(s)
 
 
 def _fit_text(data: Data) -> str:
