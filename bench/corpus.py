@@ -23,6 +23,8 @@ import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from writer import table
+
 DEFAULT_OUT = Path(__file__).resolve().parent / ".work" / "corpus"
 
 _MATE = "/usr/share/backgrounds/mate"
@@ -153,16 +155,18 @@ def load(out: Path = DEFAULT_OUT) -> list[Photo]:
 
 def markdown_table(photos: list[Photo]) -> str:
     """The corpus as a Markdown table for docs/benchmarks.md."""
-    lines = [
-        "| file | what | bytes | dimensions | MP | progressive |",
-        "|---|---|---:|---|---:|---|",
+    body = [
+        [
+            p.file,
+            p.kind,
+            f"{p.bytes:,}",
+            f"{p.width}x{p.height}",
+            f"{p.megapixels:.1f}",
+            "yes" if p.progressive else "no",
+        ]
+        for p in photos
     ]
-    for p in photos:
-        lines.append(
-            f"| {p.file} | {p.kind} | {p.bytes:,} | {p.width}x{p.height} "
-            f"| {p.megapixels:.1f} | {'yes' if p.progressive else 'no'} |"
-        )
-    return "\n".join(lines)
+    return table(["file", "what", "bytes", "dimensions", "MP", "progressive"], body, "llrlrl")
 
 
 def main() -> None:

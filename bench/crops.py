@@ -43,7 +43,7 @@ import pyvips
 from cropwindow import Window
 from peers import nginx, start_previewer
 from procs import Server, cpu_seconds, free_port, get, tree
-from protection_cost import write_report
+from writer import write_block
 
 from previewer.render.geometry import Size, cover
 
@@ -397,7 +397,7 @@ def main() -> int:
     text = markdown(result)
     print(text, file=sys.stderr if args.json else sys.stdout)
     if args.report:
-        write_report(args.report, text, MARK_BEGIN, MARK_END)
+        write_block(args.report, text, MARK_BEGIN, MARK_END)
     if args.json:
         print(json.dumps(result))
     return 0

@@ -44,6 +44,7 @@ import peers
 import scale_report
 from load import Result, measure
 from procs import Server, get
+from writer import write_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testkit"))
 
@@ -362,7 +363,7 @@ def main() -> int:
     text = scale_report.markdown(data)
     print(text)
     if args.doc:
-        scale_report.write(args.doc, text)
+        write_block(args.doc, text, scale_report.MARK_BEGIN, scale_report.MARK_END)
         scale_report.charts(data, args.doc.parent)
     return 0
 

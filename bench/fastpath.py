@@ -21,6 +21,7 @@ from typing import Any
 
 import pyvips
 from quality import best_ssim, covered_reference, luma
+from writer import table
 
 from previewer.render import imaging
 
@@ -76,17 +77,16 @@ def _decode(body: bytes) -> Any:
 def markdown(result: dict[str, Any]) -> str:
     """The table of a `measure` result, with a line for the whole corpus."""
     rows = result["photos"]
-    lines = [
-        "| file | size | progressive | plain `thumbnail_buffer` | previewer |",
-        "|---|---|---|---|---|",
+    body = [
+        [
+            r["file"],
+            f"{r['size']}, {r['megabytes']:.1f} MB",
+            "yes" if r["progressive"] else "no",
+            f"{r['thumbnail_ms']:.0f} ms, SSIM {r['thumbnail_ssim']:.4f}",
+            f"{r['previewer_ms']:.0f} ms, SSIM {r['previewer_ssim']:.4f}",
+        ]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['file']} | {r['size']}, {r['megabytes']:.1f} MB "
-            f"| {'yes' if r['progressive'] else 'no'} "
-            f"| {r['thumbnail_ms']:.0f} ms, SSIM {r['thumbnail_ssim']:.4f} "
-            f"| {r['previewer_ms']:.0f} ms, SSIM {r['previewer_ssim']:.4f} |"
-        )
 
     def whole(path: str) -> str:
         ms = sum(r[f"{path}_ms"] for r in rows)
@@ -94,8 +94,9 @@ def markdown(result: dict[str, Any]) -> str:
         return f"{ms:.0f} ms, mean SSIM {sum(ssims) / len(ssims):.4f}, min {min(ssims):.4f}"
 
     if rows:
-        lines.append(f"| whole corpus | | | {whole('thumbnail')} | {whole('previewer')} |")
-    return "\n".join(lines)
+        body.append(["whole corpus", "", "", whole("thumbnail"), whole("previewer")])
+    header = ["file", "size", "progressive", "plain `thumbnail_buffer`", "previewer"]
+    return table(header, body)
 
 
 def main() -> None:

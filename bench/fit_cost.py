@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from writer import table
+
 from previewer.render import imaging
 
 CORPUS = Path(__file__).resolve().parent / ".work" / "corpus"
@@ -90,17 +92,15 @@ def markdown(result: dict[str, Any]) -> str:
     """The table of a `measure` result (CPU milliseconds), ending with the corpus-wide
     misses per second by CPU and by wall time."""
     kinds: list[str] = result["kinds"]
-    lines = [
-        "| file | size | fit gives | " + " | ".join(f"{k} CPU ms" for k in kinds) + " |",
-        "|---|---|---|" + "---:|" * len(kinds),
+    body = [
+        [row["file"], row["size"], row["fit_size"], *(f"{row['cpu_ms'][k]:.1f}" for k in kinds)]
+        for row in result["rows"]
     ]
-    for row in result["rows"]:
-        cells = " | ".join(f"{row['cpu_ms'][k]:.1f}" for k in kinds)
-        lines.append(f"| {row['file']} | {row['size']} | {row['fit_size']} | {cells} |")
     for key, what in (("per_second_cpu", "by CPU (per core)"), ("per_second_wall", "by wall time")):
-        rates = " | ".join(f"**{result[key][k]:.1f}**" for k in kinds)
-        lines.append(f"| misses/s on one thread, {what} | | | {rates} |")
-    return "\n".join(lines) + "\n"
+        rates = [f"**{result[key][k]:.1f}**" for k in kinds]
+        body.append([f"misses/s on one thread, {what}", "", "", *rates])
+    header = ["file", "size", "fit gives", *(f"{k} CPU ms" for k in kinds)]
+    return table(header, body, "lll" + "r" * len(kinds)) + "\n"
 
 
 def main() -> None:

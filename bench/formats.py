@@ -44,6 +44,7 @@ import peers
 import pyvips
 import quality
 from load import measure
+from writer import write_block
 
 from previewer.config.settings import ImagingConfig
 from previewer.render import imaging
@@ -290,7 +291,7 @@ def main() -> None:
     if args.report:
         data = json.loads(results.read_text())
         if args.docs:
-            formats_report.write_docs(formats_report.markdown(data), args.docs)
+            write_block(args.docs, formats_report.markdown(data), *formats_report.MARKS)
         print(formats_report.markdown(data))
         return
     if args.quick:
@@ -311,7 +312,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps(data, indent=1) + "\n")
     if args.docs:
-        formats_report.write_docs(formats_report.markdown(data), args.docs)
+        write_block(args.docs, formats_report.markdown(data), *formats_report.MARKS)
     print(formats_report.markdown(data), file=sys.stderr)
 
 

@@ -6,14 +6,11 @@ Standard library only, so that bench/report.py can render a saved run.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
-MARK_START, MARK_END = "<!-- bench/formats.py: start -->", "<!-- bench/formats.py: end -->"
+from writer import table as _table
 
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
+MARKS = ("<!-- bench/formats.py: start -->", "<!-- bench/formats.py: end -->")
 
 
 def _pct_smaller(ratio: float) -> str:
@@ -57,35 +54,14 @@ def markdown(data: dict[str, Any]) -> str:
             return "-", "-"
         return f"{row['cpu_ms']:.0f}", f"{row['cpu_ms'] / jpeg_cpu:.2f}x"
 
-    lines = [
-        f"{enc['photos']} corpus photos, each made into its 300x200 preview (centre crop); "
-        f"encode time is the median of {enc['repeats']} encodes of the same pixels, variants "
-        "taking turns. SSIM is against the full-decode reference of bench/quality.py; the "
-        f"pixels before encoding score {enc['ssim_before_encoding_mean']:.4f}, the ceiling. "
-        "Bytes are the median over photos of each one's size relative to its JPEG.",
-        "",
-        _row(
-            [
-                "format (quality)",
-                "bytes vs JPEG",
-                "total bytes",
-                "SSIM mean",
-                "SSIM min",
-                "encode ms",
-                "encode vs JPEG",
-                "CPU ms per miss",
-                "miss cost vs JPEG",
-            ]
-        ),
-        _row(["---"] + ["---:"] * 8),
-    ]
+    head = ["format (quality)", "bytes vs JPEG", "total bytes", "SSIM mean", "SSIM min"]
+    head += ["encode ms", "encode vs JPEG", "CPU ms per miss", "miss cost vs JPEG"]
+    body = []
     shown = [("jpeg", "JPEG"), ("webp", "WebP"), (f"avif-e{effort}", f"AVIF, effort {effort}")]
     for name, label in shown:
         s = summary.get(name)
-        if s is None:
-            continue
-        lines.append(
-            _row(
+        if s is not None:
+            body.append(
                 [
                     f"{label} (q{s['quality']})",
                     "-" if name == "jpeg" else _pct_smaller(s["bytes_vs_jpeg_median"]),
@@ -97,31 +73,16 @@ def markdown(data: dict[str, Any]) -> str:
                     *miss_cost(name),
                 ]
             )
-        )
-    lines += [
-        "",
-        f"AVIF at q{data['defaults']['avif_quality']} by encoder effort (0 fastest, 9 "
-        "smallest), same photos and run:",
-        "",
-        _row(
-            [
-                "effort",
-                "bytes vs JPEG",
-                "SSIM mean",
-                "encode ms",
-                "encode vs JPEG",
-                "CPU ms per miss",
-                "miss cost vs JPEG",
-            ]
-        ),
-        _row(["---:"] * 7),
+    parts = [
+        f"{enc['photos']} corpus photos, {enc['repeats']} encodes each; the pixels before "
+        f"encoding score SSIM {enc['ssim_before_encoding_mean']:.4f}, the ceiling.",
+        _table(head, body, "l" + "r" * 8),
     ]
+    body = []
     for name, s in summary.items():
         match = re.fullmatch(r"avif-e(\d+)", name)
-        if not match:
-            continue
-        lines.append(
-            _row(
+        if match:
+            body.append(
                 [
                     match.group(1) + (" (default)" if int(match.group(1)) == effort else ""),
                     _pct_smaller(s["bytes_vs_jpeg_median"]),
@@ -131,77 +92,49 @@ def markdown(data: dict[str, Any]) -> str:
                     *miss_cost(name),
                 ]
             )
-        )
+    head = ["effort", "bytes vs JPEG", "SSIM mean", "encode ms", "encode vs JPEG"]
+    parts += [
+        f"AVIF at q{data['defaults']['avif_quality']} by encoder effort (0 fastest, 9 "
+        "smallest), same photos and run:",
+        _table([*head, "CPU ms per miss", "miss cost vs JPEG"], body, "r" * 7),
+    ]
     if misses:
         h = data["http"]
-        lines += [
-            "",
-            f"Misses over HTTP: wrk at {h['concurrency']} connections for {h['seconds']:g} s, "
-            f"every request a miss, {h['reps']} runs per variant, the variants taking turns, "
-            "each against a fresh `previewer serve --webp --avif --gravity centre` and the "
-            "`Accept` that picks its format. *CPU ms per miss* is the server's own CPU time "
-            "divided by the requests it answered (median of the runs): unlike req/s it "
-            "hardly moves when other programs take the CPU, so *miss cost vs JPEG* is the "
-            "ratio to trust; on a machine to itself, miss req/s is about the cores' CPU "
-            "time divided by it.",
-            "",
-            _row(
-                [
-                    "variant",
-                    "miss req/s",
-                    "p99 ms",
-                    "CPU ms per miss",
-                    "vs JPEG",
-                    "other programs' CPU",
-                ]
-            ),
-            _row(["---"] + ["---:"] * 5),
+        body = [
+            [
+                name,
+                f"{r['rps']:.1f}",
+                f"{r['p99_ms']:.0f}",
+                *miss_cost(name),
+                f"{r['other_cpu_pct']:.0f}%",
+            ]
+            for name, r in misses.items()
         ]
-        for name, row in misses.items():
-            cost, ratio = miss_cost(name)
-            lines.append(
-                _row(
-                    [
-                        name,
-                        f"{row['rps']:.1f}",
-                        f"{row['p99_ms']:.0f}",
-                        cost,
-                        ratio,
-                        f"{row['other_cpu_pct']:.0f}%",
-                    ]
-                )
-            )
+        head = ["variant", "miss req/s", "p99 ms", "CPU ms per miss", "vs JPEG"]
+        parts += [
+            f"Misses over HTTP: wrk at {h['concurrency']} connections for {h['seconds']:g} s, "
+            f"{h['reps']} runs per variant:",
+            _table([*head, "other programs' CPU"], body, "l" + "r" * 5),
+        ]
     sweep = [(n, s) for n, s in summary.items() if re.fullmatch(r"(webp|avif)-q\d+", n)]
     if sweep:
         base = [("jpeg", summary["jpeg"]), ("webp", summary["webp"])]
         base += [(f"avif-e{effort}", summary[f"avif-e{effort}"])]
         rows = sorted(base + sweep, key=lambda item: (item[1]["format"], item[1]["quality"]))
-        lines += [
-            "",
-            f"Quality sweep (AVIF at effort {effort}), the basis of the default qualities:",
-            "",
-            _row(["format", "quality", "bytes vs JPEG", "SSIM mean", "SSIM min"]),
-            _row(["---", "---:", "---:", "---:", "---:"]),
+        body = [
+            [
+                {"auto": "JPEG", "webp": "WebP", "avif": "AVIF"}[s["format"]],
+                str(s["quality"]),
+                "-" if s["format"] == "auto" else _pct_smaller(s["bytes_vs_jpeg_median"]),
+                f"{s['ssim_mean']:.4f}",
+                f"{s['ssim_min']:.4f}",
+            ]
+            for _, s in rows
         ]
-        for _, s in rows:
-            fmt = {"auto": "JPEG", "webp": "WebP", "avif": "AVIF"}[s["format"]]
-            lines.append(
-                _row(
-                    [
-                        fmt,
-                        str(s["quality"]),
-                        "-" if s["format"] == "auto" else _pct_smaller(s["bytes_vs_jpeg_median"]),
-                        f"{s['ssim_mean']:.4f}",
-                        f"{s['ssim_min']:.4f}",
-                    ]
-                )
-            )
-    lines += ["", f"Measured {data['date']} with libvips {data['libvips']}."]
-    return "\n".join(lines)
-
-
-def write_docs(text: str, doc: Path) -> None:
-    """Replace the figures between the markers in `doc`."""
-    content = doc.read_text()
-    start, end = content.index(MARK_START), content.index(MARK_END)
-    doc.write_text(content[: start + len(MARK_START)] + "\n" + text + "\n" + content[end:])
+        head = ["format", "quality", "bytes vs JPEG", "SSIM mean", "SSIM min"]
+        parts += [
+            f"Quality sweep (AVIF at effort {effort}), the basis of the default qualities:",
+            _table(head, body, "lrrrr"),
+        ]
+    parts.append(f"Measured {data['date']} with libvips {data['libvips']}.")
+    return "\n\n".join(parts)

@@ -53,8 +53,8 @@ from soak import (
     _start_origin,
     _start_service,
     _worker,
-    _write_report,
 )
+from writer import write_block
 
 import images  # the images shared with the test suite (testkit, on the path via soak)
 
@@ -534,7 +534,7 @@ async def hostile_soak(args: argparse.Namespace) -> int:
         for line in run.errors[:20]:
             print("  " + line)
     if args.report:
-        _write_report(args.report, text, MARK_BEGIN, MARK_END)
+        write_block(args.report, text, MARK_BEGIN, MARK_END)
     failed = not all(verdicts(base, hostile).values())
     failed = failed or any(run.exit_code != 0 or run.errors for run in (base, hostile))
     return 1 if failed else 0

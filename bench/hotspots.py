@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from writer import table
+
 KINDS = ("threads with no Python frame", "executor threads", "event loop thread")
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<func>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
@@ -97,13 +99,12 @@ def markdown(summary: Summary, top: int = 8) -> str:
     """Shares by thread kind, then the top leaf functions of each kind."""
     if not summary.total:
         return "(no samples)"
-    lines = ["| thread kind | share of samples | top functions (self, share of all samples) |"]
-    lines.append("|---|---:|---|")
+    body = []
     for kind in KINDS:
         leaves = summary.leaves[kind].most_common(top)
         text = "; ".join(f"`{leaf}` {summary.share(n):.1f}%" for leaf, n in leaves) or "-"
-        lines.append(f"| {kind} | {summary.share(summary.by_kind[kind]):.1f}% | {text} |")
+        body.append([kind, f"{summary.share(summary.by_kind[kind]):.1f}%", text])
     ours = "; ".join(f"`{f}` {summary.share(n):.1f}%" for f, n in summary.ours.most_common(top))
-    lines.append(f"| previewer functions (inclusive, Python frames only) | | {ours or '-'} |")
-    lines.append(f"\n{summary.total} samples of active threads.")
-    return "\n".join(lines)
+    body.append(["previewer functions (inclusive, Python frames only)", "", ours or "-"])
+    header = ["thread kind", "share of samples", "top functions (self, share of all samples)"]
+    return f"{table(header, body, 'lrl')}\n\n{summary.total} samples of active threads."

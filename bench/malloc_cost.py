@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import corpus
+from writer import table
 
 from previewer.process import memory
 from previewer.render import imaging
@@ -91,22 +92,19 @@ def totals(setting: dict[str, Any]) -> tuple[float, float]:
 def markdown(result: dict[str, Any]) -> str:
     """A summary table, then one row per file."""
     names = list(result["settings"])
-    lines = ["| malloc setting | CPU ms per render (mean) | minor faults per render (mean) |"]
-    lines.append("|---|---|---|")
+    settings = result["settings"]
+    body = []
     for name in names:
-        cpu, faults = totals(result["settings"][name])
-        lines.append(f"| {name} | {cpu:.1f} | {faults:,.0f} |")
-    lines += ["", "| file | progressive | " + " | ".join(f"{n}: ms / faults" for n in names) + " |"]
-    lines.append("|---|---|" + "---|" * len(names))
-    first = result["settings"][names[0]]["rows"]
-    for i, row in enumerate(first):
-        cells = []
-        for name in names:
-            other = result["settings"][name]["rows"][i]
-            cells.append(f"{other['cpu_ms']:.1f} / {other['faults']:,}")
-        progressive = "yes" if row["progressive"] else "no"
-        lines.append(f"| {row['file']} | {progressive} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cpu, faults = totals(settings[name])
+        body.append([name, f"{cpu:.1f}", f"{faults:,.0f}"])
+    head = ["malloc setting", "CPU ms per render (mean)", "minor faults per render (mean)"]
+    files = []
+    for i, row in enumerate(settings[names[0]]["rows"]):
+        others = [settings[n]["rows"][i] for n in names]
+        cells = [f"{o['cpu_ms']:.1f} / {o['faults']:,}" for o in others]
+        files.append([row["file"], "yes" if row["progressive"] else "no", *cells])
+    per_file = ["file", "progressive", *(f"{n}: ms / faults" for n in names)]
+    return table(head, body) + "\n\n" + table(per_file, files)
 
 
 def main() -> None:

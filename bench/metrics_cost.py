@@ -19,118 +19,77 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import threading
 import urllib.request
-from http.server import ThreadingHTTPServer
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import hitpair
 import peers
-from load import measure
-from procs import free_port, get
-from warmspeed import SIZES, SOURCES, _jpeg, _Origin
+from procs import Server, free_port, get
 
 SCRAPE_INTERVAL = 1.0  # seconds between scrapes of the metrics-on server
 
 
 class _Scraper:
-    """Scrapes `url` every SCRAPE_INTERVAL seconds while in its `with` block."""
+    """Scrapes `url` every SCRAPE_INTERVAL seconds while in a `with` block; counts per block."""
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.scrapes = 0
+        self.counts: list[int] = []
 
-    def _run(self) -> None:
-        while not self._stop.wait(SCRAPE_INTERVAL):
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(SCRAPE_INTERVAL):
             with urllib.request.urlopen(self._url, timeout=10) as resp:
                 resp.read()
-            self.scrapes += 1
+            self.counts[-1] += 1
 
-    def __enter__(self) -> _Scraper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    @contextmanager
+    def scraping(self, name: str) -> Iterator[None]:
+        if name != "on":
+            yield
+            return
+        stop = threading.Event()
+        thread = threading.Thread(target=self._run, args=(stop,), daemon=True)
+        self.counts.append(0)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
 
 def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, Any]:
-    _Origin.files = {f"/photo-{i}.jpg": _jpeg(1600, 1000, i) for i in range(SOURCES)}
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
-    authority = f"127.0.0.1:{origin.server_address[1]}"
-    paths = [
-        f"/fill/{size.replace('x', '/')}/{authority}{name}"
-        for name in _Origin.files
-        for size in SIZES
-    ]
     metrics_port = free_port()
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    off = peers.start_previewer(work, "centre", name="metrics-off")
-    on = None
-    try:
-        on = peers.start_previewer(
-            work,
-            "centre",
-            ("--metrics-address", f"127.0.0.1:{metrics_port}"),
-            name="metrics-on",
-        )
-        servers = {"off": off, "on": on}
-        for server in servers.values():
-            for path in paths:
-                status, headers, _ = get(server.url + path)
-                if status != 200 or headers.get("X-Cache") != "MISS":
-                    raise RuntimeError(f"{server.url}{path}: {status} {headers}")
-        rows: list[dict[str, Any]] = []
-        for rep in range(1, reps + 1):
-            order = ["off", "on"] if rep % 2 else ["on", "off"]
-            row: dict[str, Any] = {"rep": rep}
-            for name in order:
-                server = servers[name]
-                scraper = _Scraper(metrics_url)
-                with scraper if name == "on" else _Nothing():
-                    result = measure(
-                        peer=f"previewer-metrics-{name}",
-                        path="hit",
-                        rep=rep,
-                        url=server.url,
-                        paths=paths,
-                        concurrency=concurrency,
-                        duration=duration,
-                        roots=server.roots,
-                        origin_roots=[],
-                        work=work,
-                        nonce=None,
-                    )
-                row[name] = {
-                    "rps": result.rps,
-                    "p50_ms": result.p50_ms,
-                    "p99_ms": result.p99_ms,
-                    "errors": result.errors,
-                    "cpu_ms_per_request": result.cpu_ms_per_request,
-                    "other_cpu_pct": result.other_cpu_pct,
-                }
-                if name == "on":
-                    row["scrapes"] = scraper.scrapes
-            row["ratio"] = round(row["on"]["rps"] / row["off"]["rps"], 3)
-            rows.append(row)
-        status, _, body = get(metrics_url)
-        served = sum(
-            float(line.split()[-1])
-            for line in body.decode().splitlines()
-            if line.startswith("previewer_requests_total{")
-        )
-    finally:
-        off.stop()
-        if on is not None:
-            on.stop()
-        origin.shutdown()
+    servers: dict[str, Server] = {}
+    scraper = _Scraper(metrics_url)
+    with hitpair.origin() as (_, paths):
+        try:
+            servers["off"] = peers.start_previewer(work, "centre", name="metrics-off")
+            on = ("--metrics-address", f"127.0.0.1:{metrics_port}")
+            servers["on"] = peers.start_previewer(work, "centre", on, name="metrics-on")
+            for server in servers.values():
+                hitpair.fill(server, paths)
+            rows = hitpair.rounds(
+                work, servers, paths, duration, reps, concurrency, scraper.scraping
+            )
+            _, _, body = get(metrics_url)
+        finally:
+            for server in servers.values():
+                server.stop()
+    for row, scrapes in zip(rows, scraper.counts, strict=True):
+        row["scrapes"] = scrapes
+    served = sum(
+        float(line.split()[-1])
+        for line in body.decode().splitlines()
+        if line.startswith("previewer_requests_total{")
+    )
     return {
         "duration": duration,
         "concurrency": concurrency,
@@ -138,18 +97,8 @@ def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, A
         "scrape_interval": SCRAPE_INTERVAL,
         "requests_counted_by_metrics_on": served,
         "reps": rows,
-        "off_rps_median": statistics.median(r["off"]["rps"] for r in rows),
-        "on_rps_median": statistics.median(r["on"]["rps"] for r in rows),
-        "ratio_median": statistics.median(r["ratio"] for r in rows),
+        **hitpair.medians(rows),
     }
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _table(result: dict[str, Any]) -> str:

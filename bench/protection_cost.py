@@ -29,16 +29,14 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import hitpair
 import peers
-from load import measure
-from procs import Server, get
-from warmspeed import SIZES, SOURCES, _jpeg, _Origin
+from procs import Server
+from writer import write_block
 
 OFF: tuple[str, ...] = ("--header-timeout", "0", "--keepalive-timeout", "0")
 OFF += ("--send-timeout", "0", "--max-connections", "1000000")
@@ -48,66 +46,18 @@ MARK_BEGIN = "<!-- hit-protections:begin -->"
 MARK_END = "<!-- hit-protections:end -->"
 
 
-def _warm(server: Server, paths: list[str]) -> None:
-    for path in paths:
-        status, headers, _ = get(server.url + path)
-        if status != 200 or headers.get("X-Cache") != "MISS":
-            raise RuntimeError(f"{server.url}{path}: {status} {headers}")
-
-
 def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, Any]:
-    _Origin.files = {f"/photo-{i}.jpg": _jpeg(1600, 1000, i) for i in range(SOURCES)}
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
-    authority = f"127.0.0.1:{origin.server_address[1]}"
-    paths = [
-        f"/fill/{size.replace('x', '/')}/{authority}{name}"
-        for name in _Origin.files
-        for size in SIZES
-    ]
     servers: dict[str, Server] = {}
-    try:
-        servers["on"] = peers.start_previewer(work, "centre", name="protections-on")
-        servers["off"] = peers.start_previewer(work, "centre", OFF, name="protections-off")
-        for server in servers.values():
-            _warm(server, paths)
-        rows: list[dict[str, Any]] = []
-        for rep in range(1, reps + 1):
-            order = ["off", "on"] if rep % 2 else ["on", "off"]
-            row: dict[str, Any] = {"rep": rep}
-            for name in order:
-                server = servers[name]
-                result = measure(
-                    peer=f"previewer-protections-{name}",
-                    path="hit",
-                    rep=rep,
-                    url=server.url,
-                    paths=paths,
-                    concurrency=concurrency,
-                    duration=duration,
-                    roots=server.roots,
-                    origin_roots=[],
-                    work=work,
-                    nonce=None,
-                )
-                row[name] = {
-                    "rps": result.rps,
-                    "p50_ms": result.p50_ms,
-                    "p99_ms": result.p99_ms,
-                    "errors": result.errors,
-                    "cpu_ms_per_request": result.cpu_ms_per_request,
-                    "other_cpu_pct": result.other_cpu_pct,
-                }
-            row["ratio"] = round(row["on"]["rps"] / row["off"]["rps"], 3)
-            off_cpu = row["off"]["cpu_ms_per_request"]
-            row["cpu_ratio"] = (
-                round(row["on"]["cpu_ms_per_request"] / off_cpu, 3) if off_cpu else None
-            )
-            rows.append(row)
-    finally:
-        for server in servers.values():
-            server.stop()
-        origin.shutdown()
+    with hitpair.origin() as (_, paths):
+        try:
+            servers["on"] = peers.start_previewer(work, "centre", name="protections-on")
+            servers["off"] = peers.start_previewer(work, "centre", OFF, name="protections-off")
+            for server in servers.values():
+                hitpair.fill(server, paths)
+            rows = hitpair.rounds(work, servers, paths, duration, reps, concurrency)
+        finally:
+            for server in servers.values():
+                server.stop()
     quiet = [r for r in rows if max(r["on"]["other_cpu_pct"], r["off"]["other_cpu_pct"]) <= QUIET]
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -116,9 +66,7 @@ def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, A
         "paths": len(paths),
         "off_flags": " ".join(OFF),
         "reps": rows,
-        "off_rps_median": statistics.median(r["off"]["rps"] for r in rows),
-        "on_rps_median": statistics.median(r["on"]["rps"] for r in rows),
-        "ratio_median": statistics.median(r["ratio"] for r in rows),
+        **hitpair.medians(rows),
         "cpu_ratio_median": statistics.median(
             r["cpu_ratio"] for r in rows if r["cpu_ratio"] is not None
         ),
@@ -167,16 +115,6 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(path: Path, text: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
-    """Put `text` between the markers in `path` (appended with them if they are missing)."""
-    doc = path.read_text() if path.exists() else ""
-    if begin not in doc:
-        doc += f"\n{begin}\n{end}\n"
-    before, _, rest = doc.partition(begin)
-    _, _, after = rest.partition(end)
-    path.write_text(f"{before}{begin}\n{text}\n{end}{after}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -190,7 +128,7 @@ def main() -> int:
     text = markdown(result)
     print(text, file=sys.stderr if args.json else sys.stdout)
     if args.report:
-        write_report(args.report, text)
+        write_block(args.report, text, MARK_BEGIN, MARK_END)
     if args.json:
         print(json.dumps(result))
     return 0

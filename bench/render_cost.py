@@ -20,6 +20,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "testkit"))
 
+from writer import table
+
 import images  # the images shared with the test suite
 from previewer.options import GRAVITIES
 from previewer.render import imaging
@@ -49,6 +51,18 @@ def measure(repeat: int) -> dict[str, Any]:
     return {"repeat": repeat, "gravities": list(GRAVITIES), "rows": rows}
 
 
+def markdown(result: dict[str, Any]) -> str:
+    """Milliseconds per gravity; the ratio is the first gravity's time over the second's."""
+    gravities: list[str] = result["gravities"]
+    body = []
+    for row in result["rows"]:
+        ms = [row["ms"][g] for g in gravities]
+        body.append(
+            [row["source"], row["target"], *(f"{m:.1f}" for m in ms), f"{ms[0] / ms[1]:.2f}"]
+        )
+    return table(["source", "target", *(f"{g} ms" for g in gravities), "ratio"], body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
@@ -58,12 +72,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print("| source | target | " + " | ".join(f"{g} ms" for g in GRAVITIES) + " | ratio |")
-    print("|---|---|" + "---|" * (len(GRAVITIES) + 1))
-    for row in result["rows"]:
-        ms = [row["ms"][g] for g in GRAVITIES]
-        cells = " | ".join(f"{m:.1f}" for m in ms)
-        print(f"| {row['source']} | {row['target']} | {cells} | {ms[0] / ms[1]:.2f} |")
+    print(markdown(result))
 
 
 if __name__ == "__main__":

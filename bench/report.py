@@ -1,13 +1,16 @@
-"""docs/benchmarks.md from one run's data: the Markdown text around the tables.
+"""docs/benchmarks.md's figures from one run's data; the prose around them is the doc's.
 
-`write(data, docs)` renders what `run.py` gathered: the targets table
-(figures.py), medians with min-max spreads per peer, path and concurrency; the
-in-process limit; quality, start-up and the profile; then the chart (chart.py).
+`write(data, docs)` puts each of `blocks(data)` between its markers in
+docs/benchmarks.md (`<!-- make bench: NAME -->` ... `<!-- make bench: NAME end -->`):
+the targets table (figures.py), medians with min-max spreads per peer, path and
+concurrency, the in-process limit, quality, start-up, the stages' tables and the
+profile; then draws the chart (chart.py).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ import fastpath
 import fit_cost
 import formats_report
 import malloc_cost
+import render_cost
 import srcset
 from figures import (
     Data,
@@ -29,15 +33,13 @@ from figures import (
     spread,
 )
 from peers import PEERS
+from writer import table, write_block
 
+HERE = Path(__file__).resolve().parent
 # An earlier run's figures and hit-path profile, kept for the before/after section.
-BASELINE = Path(__file__).resolve().parent / "baseline.json"
-
-
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines)
+BASELINE = HERE / "baseline.json"
+# The doc with its prose, copied into another BENCH_DOCS before its blocks are written.
+TEMPLATE = HERE.parent / "docs" / "benchmarks.md"
 
 
 def _results_table(data: Data) -> str:
@@ -59,7 +61,7 @@ def _results_table(data: Data) -> str:
         )
     header = ["path", "peer", "c", "req/s", "p50 ms", "p99 ms", "errors"]
     header += ["peak RSS MB", "CPU ms/req", "other CPU % (max)"]
-    return _table(header, body)
+    return table(header, body)
 
 
 def _inprocess_table(data: Data) -> str:
@@ -69,7 +71,7 @@ def _inprocess_table(data: Data) -> str:
         engine, threads = key.rsplit("-", 1)
         values = [rep["previews_per_second"][key] for rep in data["inprocess"]]
         body.append([engine, threads.removesuffix("t"), spread(values)])
-    return _table(["engine", "threads", "previews/s"], body)
+    return table(["engine", "threads", "previews/s"], body)
 
 
 def _per_file_table(data: Data) -> str:
@@ -84,7 +86,7 @@ def _per_file_table(data: Data) -> str:
         cells = [name, f"{p['width']}x{p['height']}", "yes" if p["progressive"] else "no"]
         cells += [f"{per_file[e][name]:.1f}" for e in engines]
         body.append(cells)
-    return _table(["file", "size", "progressive", *(f"{e} ms" for e in engines)], body)
+    return table(["file", "size", "progressive", *(f"{e} ms" for e in engines)], body)
 
 
 def _quality_table(data: Data) -> str:
@@ -103,7 +105,7 @@ def _quality_table(data: Data) -> str:
             ]
         )
     header = ["peer", "previews checked", "problems", "SSIM mean", "SSIM min (file)"]
-    return _table([*header, "mean preview bytes"], body)
+    return table([*header, "mean preview bytes"], body)
 
 
 def _experiments_table(data: Data) -> str:
@@ -120,15 +122,16 @@ def _experiments_table(data: Data) -> str:
             ]
         )
     header = ["previewer variant (miss, centre)", "req/s", "p99 ms", "peak RSS MB"]
-    return _table([*header, "CPU ms/req", "other CPU %"], body)
+    return table([*header, "CPU ms/req", "other CPU %"], body)
 
 
 def _disturbed_text(data: Data) -> str:
-    bound = data["config"]["max_other_cpu"]
+    bound, retries = data["config"]["max_other_cpu"], data["config"]["retries"]
     runs = [*data["results"], *data["inprocess"], *data.get("experiments", [])]
     retried = sum(1 for r in runs if r.get("attempts", 1) > 1)
     still = [r for r in runs if r.get("other_cpu_pct", 0) > bound]
-    text = f"In this run {retried} of {len(runs)} measurements were retried"
+    text = f"Bound {bound:g}%, up to {retries} retries. In this run {retried} of {len(runs)} "
+    text += "measurements were retried"
     if still:
         worst = max(r["other_cpu_pct"] for r in still)
         return f"{text}, and {len(still)} stayed above the bound (worst {worst:.0f}%)."
@@ -149,18 +152,12 @@ def _startup_text(data: Data) -> str:
     s = _stage(data, "startup")
     if isinstance(s, str):
         return s
-    text = (
-        f"`previewer serve` over a cache of {s['entries']:,} entries, from exec until "
-        f"`/health` answers 200, that is serving, hits included (the index loads in the "
-        f"background; until it has, a hit is read from disk directly): **{s['warm_median']:.2f} "
-        f"s** median with the page cache warm (trials: "
-        f"{', '.join(f'{v:.2f}' for v in s['warm_seconds'])} s)"
-    )
+    warm = ", ".join(f"{v:.2f}" for v in s["warm_seconds"])
+    text = f"Over {s['entries']:,} entries: **{s['warm_median']:.2f} s** median with the page "
+    text += f"cache warm (trials: {warm} s)"
     if s.get("cold_median") is not None:
-        text += (
-            f", **{s['cold_median']:.2f} s** after dropping the page cache "
-            f"(trials: {', '.join(f'{v:.2f}' for v in s['cold_seconds'])} s)"
-        )
+        cold = ", ".join(f"{v:.2f}" for v in s["cold_seconds"])
+        text += f", **{s['cold_median']:.2f} s** after dropping the page cache (trials: {cold} s)"
     text += ". Target: under 3 s."
     if s.get("warm_loaded_median") is not None:
         text += (
@@ -189,21 +186,10 @@ def _engine_text(data: Data) -> str:
         if ssim_mine is not None and ssim_pillow is not None
         else ""
     )
-    if mine >= pillow:
-        verdict = (
-            "previewer keeps libvips for every source, JPEG included: its own path "
-            "(shrink-on-load, and a DC-only decode for large progressive JPEGs, see "
-            "docs/imaging.md) is faster than tuned Pillow"
-        )
-    else:
-        verdict = (
-            "Pillow is faster on this corpus; by the rule set for this benchmark it should "
-            "take over JPEG sources behind `previewer.render.imaging`"
-        )
+    verdict = "libvips is faster" if mine >= pillow else "**Pillow is faster** on this corpus"
     return (
         f"**Engine decision.** On {n} threads `previewer.render.imaging` renders {mine:.1f} "
-        f"previews/s and Pillow (JPEG `draft()` + `ImageOps.fit`, the fastest Pillow path, "
-        f"`bench/pillow_limit.py`) {pillow:.1f}/s ({mine / pillow:.2f}x){same}. {verdict}."
+        f"previews/s and Pillow {pillow:.1f}/s ({mine / pillow:.2f}x){same}: {verdict}."
     )
 
 
@@ -213,87 +199,46 @@ def _srcset_text(data: Data) -> str:
         return s
     return (
         f"{len(s['sizes'])} sizes ({', '.join(s['sizes'])}) of each of the {s['photos']} "
-        f"corpus photos ({s['bytes'] / 1e6:.1f} MB in all), requested one at a time, every "
-        "one a miss, from a fresh previewer with the source cache at its default "
-        "(a quarter of 1 GiB) and with `--source-cache-size 0`; median of "
-        f"{s['repeats']} passes, interleaved (`bench/srcset.py`). Origin requests are "
-        "counted from the origin's access log. The 20 Mbit/s origin is nginx with "
-        "`limit_rate 2500k`, a stand-in for an origin across the internet (no added "
-        "round-trip time, so still a cheap fetch).\n\n" + srcset.markdown(s)
+        f"corpus photos ({s['bytes'] / 1e6:.1f} MB in all); median of {s['repeats']} "
+        "passes.\n\n" + srcset.markdown(s)
     )
 
 
 def _formats_text(data: Data) -> str:
     s = _stage(data, "formats")
-    if isinstance(s, str):
-        return s
-    return (
-        "Negotiated output (`--webp`, `--avif`; docs/formats.md) on the corpus, side by side "
-        "in one run (`bench/formats.py`).\n\n" + formats_report.markdown(s)
-    )
+    return s if isinstance(s, str) else formats_report.markdown(s)
 
 
 def _fastpath_text(data: Data) -> str:
     s = _stage(data, "fastpath")
-    if isinstance(s, str):
-        return f"The JPEG fast path: {s}"
-    return (
-        "Each corpus photo as a 300x200 centre fill, in process with `VIPS_CONCURRENCY=1`, "
-        "best of three: a plain `thumbnail_buffer` against `previewer.render.imaging.render`, which "
-        "decodes large progressive JPEGs from their DC coefficients alone (docs/imaging.md). "
-        "SSIM against the full-decode reference of the quality check (`bench/fastpath.py`).\n\n"
-        + fastpath.markdown(s)
-    )
+    return s if isinstance(s, str) else fastpath.markdown(s)
 
 
 def _gravity_text(data: Data) -> str:
     s = _stage(data, "gravity_cost")
     if isinstance(s, str):
-        return f"Gravity cost: {s}"
-    gravities: list[str] = s["gravities"]
-    body = []
-    for row in s["rows"]:
-        ms = [row["ms"][g] for g in gravities]
-        body.append(
-            [row["source"], row["target"], *(f"{m:.1f}" for m in ms), f"{ms[0] / ms[1]:.2f}"]
-        )
-    return (
-        "Median milliseconds of one render by crop gravity, photo-like JPEG sources made by "
-        f"the benchmark, {s['repeat']} renders each, `VIPS_CONCURRENCY=1` "
-        "(`bench/render_cost.py`). The ratio is the first gravity's time over the second's.\n\n"
-        + _table(["source", "target", *(f"{g} ms" for g in gravities), "ratio"], body)
-    )
+        return s
+    return f"{s['repeat']} renders each.\n\n" + render_cost.markdown(s)
 
 
 def _fit_text(data: Data) -> str:
     s = _stage(data, "fit_cost")
     if isinstance(s, str):
-        return f"Fit against fill: {s}"
-    return (
-        f"Each corpus photo at {s['target']} as a fill (both gravities) and as a fit, in "
-        "process with `VIPS_CONCURRENCY=1`, the three alternating render by render: median "
-        f"CPU milliseconds of {s['repeat']} renders after a warm-up (`bench/fit_cost.py`). "
-        "The last two lines are the misses per second one render thread sustains walking "
-        "the corpus (photos over the sum of their medians), fetch and store aside: by CPU "
-        "(per core) and by wall time.\n\n" + fit_cost.markdown(s)
-    )
+        return s
+    return f"Target {s['target']}, {s['repeat']} renders each.\n\n" + fit_cost.markdown(s)
 
 
 def _malloc_text(data: Data) -> str:
     s = _stage(data, "malloc_cost")
     if isinstance(s, str):
-        return f"Malloc cost: {s}"
-    return (
-        "Each corpus photo as a 300x200 centre fill, in process with `VIPS_CONCURRENCY=1`, "
-        f"under each glibc malloc setting in a process of its own: median CPU and minor page "
-        f"faults of {s['repeat']} renders (`bench/malloc_cost.py`; transparent huge pages: "
-        f"`{s['thp']}`). docs/performance.md explains the settings.\n\n" + malloc_cost.markdown(s)
-    )
+        return s
+    head = f"{s['repeat']} renders each; transparent huge pages: `{s['thp']}`."
+    return head + "\n\n" + malloc_cost.markdown(s)
 
 
-def _baseline_text(data: Data) -> list[str]:
+def _baseline_text(data: Data) -> str:
     if not BASELINE.exists():
-        return []
+        return "No baseline (bench/baseline.json)."
     base = json.loads(BASELINE.read_text())
     thumbor_before = base.get("yardsticks", {}).get("thumbor", {})
     thumbor_now = {"miss": "thumbor", "hit": "thumbor-rs"}
@@ -323,19 +268,13 @@ def _baseline_text(data: Data) -> list[str]:
     now_v = inprocess_median(data, f"pyvips-{n}t")
     if then_v and now_v:
         pace = (
-            f" The machine is shared: the same in-process pyvips render ran at {then_v:.1f} "
-            f"previews/s in that run and {now_v:.1f}/s in this one ({now_v / then_v:.0%}), so "
-            "raw rates from the two runs are not comparable; the ratios to thumbor, "
-            "measured in the same run as each figure, are."
+            f" In-process pyvips render: {then_v:.1f} previews/s in that run, {now_v:.1f}/s "
+            f"in this one ({now_v / then_v:.0%})."
         )
     parts = [
-        "### Before and after",
+        f"Before: the run of {base['source']} ({base['date']}). {base['note']}{pace}",
         "",
-        f"Medians of the `make bench` run of {base['source']} ({base['date']}) against this "
-        f"run, same harness and settings. {base['note']}{pace} The changes and their "
-        "reasons: [performance.md](performance.md).",
-        "",
-        _table(
+        table(
             [
                 "path: peer",
                 "req/s before",
@@ -351,7 +290,7 @@ def _baseline_text(data: Data) -> list[str]:
     ]
     for title, text in base.get("profiles", {}).items():
         parts += [f"#### {title}, before ({base['source']})", "", text, ""]
-    return parts
+    return "\n".join(parts).strip()
 
 
 def _machine_text(data: Data) -> str:
@@ -368,196 +307,92 @@ def _machine_text(data: Data) -> str:
     return "\n".join(lines)
 
 
-def markdown(data: Data) -> str:
+def _run_text(data: Data) -> str:
     cfg = data["config"]
+    return (
+        f"Generated by `make bench` on {data['date']} (the run took "
+        f"{data['wall_minutes']:.0f} minutes). This run: `BENCH_REPS={cfg['reps']} "
+        f"BENCH_DURATION={cfg['duration']:g} "
+        f"BENCH_CONCURRENCY={','.join(map(str, cfg['concurrency']))} "
+        f"BENCH_INPROCESS_SECONDS={cfg['inprocess_seconds']:g} "
+        f"BENCH_STARTUP_ENTRIES={cfg['startup_entries']}`."
+    )
+
+
+def _failures_text(data: Data) -> str:
+    if not data["failures"]:
+        return "Every peer ran."
+    lines = ["Peers that did not run:", ""]
+    return "\n".join(lines + [f"- **{peer}**: {why}" for peer, why in data["failures"].items()])
+
+
+def _load_text(data: Data) -> str:
+    cfg = data["config"]
+    head = f"Median over {cfg['reps']} repetitions of {cfg['duration']:g} s."
+    return head + "\n\n" + _results_table(data)
+
+
+def _inprocess_text(data: Data) -> str:
+    head = f"N = {data['machine']['cores']} threads."
+    return head + "\n\n" + _inprocess_table(data)
+
+
+def _profiles_text(data: Data) -> str:
+    parts = []
+    for title, text in data.get("profiles", {}).items():
+        parts += [f"### {title}", "", text, ""]
+    return "\n".join(parts).strip() or "No profile in this run."
+
+
+def _variants_text(data: Data) -> str:
+    if not data.get("experiments"):
+        return "No variants in this run."
+    conc = max(data["config"]["concurrency"])
+    return f"c={conc}.\n\n" + _experiments_table(data)
+
+
+def _corpus_text(data: Data) -> str:
     photos = [corpus.Photo(**p) for p in data["corpus"]]
     progressive = sum(p.progressive for p in photos)
     big = sum(p.megapixels >= 12 for p in photos)
-    n = data["machine"]["cores"]
-    parts = [
-        "# Benchmarks",
-        "",
-        f"Generated by `make bench` on {data['date']} (the run took {data['wall_minutes']:.0f} "
-        "minutes); do not edit by hand. Every number below comes from that one run, on one "
-        "machine, with every peer started by the harness on 127.0.0.1.",
-        "",
-        "Reproduce: `make bench` (installs wrk, nginx's image_filter module, the wallpaper "
-        "packages and thumbor, then runs `bench/run.py`). Quick try: "
-        "`BENCH_REPS=1 BENCH_DURATION=5 BENCH_INPROCESS_SECONDS=3 BENCH_STARTUP_ENTRIES=10000 "
-        "make bench`.",
-        f"This run: `BENCH_REPS={cfg['reps']} BENCH_DURATION={cfg['duration']:g} "
-        f"BENCH_CONCURRENCY={','.join(map(str, cfg['concurrency']))} "
-        f"BENCH_INPROCESS_SECONDS={cfg['inprocess_seconds']:g} "
-        f"BENCH_STARTUP_ENTRIES={cfg['startup_entries']}`.",
-        "",
-        "![req/s and p99 per peer and path](benchmarks.png)",
-        "",
-        "## Targets",
-        "",
-        _table(
-            ["figure", "measured", "target", "met"],
-            [[o.what, o.measured, o.target, o.met] for o in outcomes(data)],
-        ),
-        "",
-        "Ratios are of medians over the repetitions.",
-    ]
-    if data["failures"]:
-        parts += ["", "## Peers that did not run", ""]
-        parts += [f"- **{peer}**: {why}" for peer, why in data["failures"].items()]
-    parts += [
-        "",
-        "## Load results",
-        "",
-        f"Median over {cfg['reps']} repetitions of {cfg['duration']:g} s (min-max in "
-        "brackets); wrk with one thread per core, each connection cycling through the "
-        "corpus.",
-        "",
-        _results_table(data),
-        "",
-        "- **errors**: non-2xx answers plus socket errors and timeouts, summed over the "
-        "repetitions.",
-        "- **peak RSS**: the largest sum of VmRSS over the server's whole process tree "
-        "(thumbor: its processes and the nginx in front of them; nginx: master and workers), "
-        "sampled every 100 ms.",
-        "- **CPU ms/req**: utime + stime of that tree over the run, per request answered.",
-        "- **other CPU**: CPU time the rest of the machine used during the run (not the "
-        "server, the origin, wrk or the driver), as a share of all cores; more than a few "
-        "percent means something else disturbed the run.",
-        "",
-        "## In-process limit",
-        "",
-        "Previews per second rendering the corpus from memory, no HTTP "
-        "(`bench/inprocess.py`): `pyvips` is `thumbnail_buffer(body, 300, height=200, "
-        "crop='centre')` + `jpegsave_buffer(Q=80, optimize_coding=True, keep='none')`; "
-        "`previewer` is `previewer.render.imaging.render` with gravity centre, the engine the "
-        f"service runs. N = {n} threads of a `ThreadPoolExecutor`; the libvips operation "
-        "cache is off.",
-        "",
-        _inprocess_table(data),
-        "",
-        "One render of each file on one thread (median of 3, milliseconds):",
-        "",
-        _per_file_table(data),
-        "",
-        _engine_text(data),
-        "",
-        "## Quality",
-        "",
-        "Each peer's preview of every corpus file was fetched before the load and checked "
-        "to decode as a 300x200 JPEG (`bench/quality.py`). For the peers that crop at the "
-        "centre, SSIM on luma (11x11 Gaussian window) against a reference made from the "
-        "full-size decode, resized with lanczos3 to cover 300x200 and centre-cropped; best "
-        "of the crops shifted by up to one pixel, since peers round the crop box "
-        "differently. 1.0 is identical.",
-        "",
-        _quality_table(data),
-        "",
-        "## Start-up",
-        "",
-        _startup_text(data),
-        "",
-        "## Second size of the same source (srcset)",
-        "",
-        _srcset_text(data),
-        "",
-        "## Output formats: JPEG, WebP and AVIF",
-        "",
-        _formats_text(data),
-        "",
-        "## One render on one thread",
-        "",
-        _fastpath_text(data),
-        "",
-        _gravity_text(data),
-        "",
-        _fit_text(data),
-        "",
-        _malloc_text(data),
-        "",
-    ]
-    parts += _profile_sections(data)
-    parts += [
-        "## How it was measured",
-        "",
-        "- **origin**: nginx serving the corpus from disk (page cache), shared by all peers.",
-        f"- **thumbor**: {n} processes (one per core) behind an nginx upstream "
-        "(`least_conn`, keep-alive), `STORAGE = no_storage`, no result storage, "
-        "`/unsafe/300x200/<origin>/<file>`, pycurl loader, otherwise thumbor's defaults "
-        "(PIL engine, quality 80, progressive output). **thumbor + result storage** is the "
-        "same with `thumbor.result_storages.file_storage` (unsafe URLs stored).",
-        f"- **nginx image_filter**: {n} single-worker nginx (one per core) behind the same "
-        "kind of balancer as thumbor, each with `proxy_pass` to the origin, `image_filter "
-        "crop 300 200`, `image_filter_buffer 64M`, `image_filter_jpeg_quality 80`. (wrk's 4 "
-        "connections, left to the kernel, can all land on one worker.)",
-        "- **nginx static**: one preview of about 20 KB (previewer's own output for one "
-        "corpus file) as a static file, `sendfile on`, access log off.",
-        "- **previewer**: `.venv/bin/previewer serve --allow-private-networks --cache-dir "
-        "<empty dir> --gravity attention|centre`, otherwise its defaults (render threads = "
-        "cores, access log at info to a file).",
-        "- **miss path**: every request carries a query string no other request had "
-        "(`?r=<run>-<thread>-<n>`, see `bench/cycle.lua`); origins ignore it, and it makes "
-        "the request its own cache key, so previewer fetches, renders and stores every one "
-        "and no two concurrent requests share a render. thumbor and image_filter store "
-        "nothing. Each run starts the peer fresh and warms it with one pass over the corpus.",
-        "- **hit path**: the peer is started fresh, every corpus preview is requested twice "
-        "(previewer's second answer must say `X-Cache: HIT`), then wrk cycles through the "
-        "same URLs.",
-        "- Within each repetition every peer runs in turn, at each concurrency; the "
-        "in-process limit runs once per repetition too.",
-        f"- **disturbance**: a run during which other programs used more than "
-        f"{cfg['max_other_cpu']:g}% of the machine's CPU is taken again after a pause, up "
-        f"to {cfg['retries']} times, and the least disturbed try is kept. "
-        f"{_disturbed_text(data)}",
-        "",
-        "## Machine and versions",
-        "",
-        _machine_text(data),
-        "",
-        "## Corpus",
-        "",
-        f"{len(photos)} JPEGs from the Debian packages lomiri-wallpapers, mate-backgrounds "
-        f"and plasma-workspace-wallpapers ({progressive} progressive, {big} of 12 MP or "
-        "more), chosen in `bench/corpus.py`, copied to `bench/.work/corpus/` with a "
-        "`manifest.json`; never committed.",
-        "",
-        corpus.markdown_table(photos),
-        "",
-    ]
-    return "\n".join(parts)
+    head = f"{len(photos)} JPEGs, {progressive} progressive, {big} of 12 MP or more."
+    return head + "\n\n" + corpus.markdown_table(photos)
 
 
-def _profile_sections(data: Data) -> list[str]:
-    parts = ["## Where the time goes", ""]
-    profiles = data.get("profiles", {})
-    if not profiles:
-        return [*parts, "No profile in this run.", ""]
-    parts += [
-        "py-spy (`--nonblocking`, 100 Hz, Python frames) on previewer during a run of the "
-        "stated kind; the run's own figures are perturbed by the sampling and are not in "
-        "the tables above. libvips does its pixel work on its own worker threads, which run "
-        "no Python: those samples have no frame to name. An executor thread's sample that "
-        "ends in a pyvips call is libvips working on that thread.",
-        "",
-    ]
-    for title, text in profiles.items():
-        parts += [f"### {title}", "", text, ""]
-    parts += _baseline_text(data)
-    if data.get("experiments"):
-        parts += [
-            "### Variants of previewer on the miss path",
-            "",
-            f"One run each, c={max(data['config']['concurrency'])}, gravity centre, "
-            "same method as above; for the profile's questions, not tuned defaults.",
-            "",
-            _experiments_table(data),
-            "",
-        ]
-    return parts
+def blocks(data: Data) -> dict[str, str]:
+    """Each generated block of docs/benchmarks.md, by the name in its markers."""
+    targets = [[o.what, o.measured, o.target, o.met] for o in outcomes(data)]
+    return {
+        "run": _run_text(data),
+        "targets": table(["figure", "measured", "target", "met"], targets),
+        "failures": _failures_text(data),
+        "load": _load_text(data),
+        "inprocess": _inprocess_text(data),
+        "per-file": _per_file_table(data),
+        "engine": _engine_text(data),
+        "quality": _quality_table(data),
+        "startup": _startup_text(data),
+        "srcset": _srcset_text(data),
+        "formats": _formats_text(data),
+        "fastpath": _fastpath_text(data),
+        "gravity": _gravity_text(data),
+        "fit": _fit_text(data),
+        "malloc": _malloc_text(data),
+        "profiles": _profiles_text(data),
+        "baseline": _baseline_text(data),
+        "variants": _variants_text(data),
+        "disturbance": _disturbed_text(data),
+        "machine": _machine_text(data),
+        "corpus": _corpus_text(data),
+    }
 
 
 def write(data: Data, docs: Path) -> tuple[Path, Path]:
     docs.mkdir(parents=True, exist_ok=True)
     md, png = docs / "benchmarks.md", docs / "benchmarks.png"
-    md.write_text(markdown(data))
+    if not md.exists() and TEMPLATE.exists():
+        shutil.copyfile(TEMPLATE, md)
+    for name, text in blocks(data).items():
+        write_block(md, text, f"<!-- make bench: {name} -->", f"<!-- make bench: {name} end -->")
     chart.draw(data, png)
     return md, png

@@ -166,6 +166,15 @@ def steady(cfg: Config, what: str, attempt: Callable[[], dict[str, Any]]) -> dic
     return best
 
 
+def child(script: str, args: list[str], timeout: float, **env: str) -> dict[str, Any]:
+    """A stage run as a child Python that prints one JSON object; its error if it fails."""
+    try:
+        found: dict[str, Any] = python_json([str(HERE / script), *args], timeout, env=env or None)
+    except Exception as exc:  # one failed stage must not lose the others
+        return {"error": str(exc)}
+    return found
+
+
 # --- load ---------------------------------------------------------------------------
 
 
@@ -368,14 +377,12 @@ def experiment_stage(
 def protections_stage(cfg: Config) -> dict[str, Any]:
     """The hit path with the slow-client protections on against off; writes its table."""
     log("protections: the hit path with the slow-client protections on against off")
-    argv = [str(HERE / "protection_cost.py"), "--duration", f"{cfg.duration:g}"]
-    argv += ["--reps", str(max(cfg.reps, 5)), "--concurrency", str(max(cfg.concurrency))]
-    argv += ["--json", "--report", str(cfg.docs / "performance.md")]
-    try:
-        found = python_json(argv, 3600)
-    except Exception as exc:
-        log(f"  failed: {exc}")
-        return {"error": str(exc)}
+    args = ["--duration", f"{cfg.duration:g}", "--reps", str(max(cfg.reps, 5))]
+    args += ["--concurrency", str(max(cfg.concurrency)), "--json"]
+    found = child("protection_cost.py", [*args, "--report", str(cfg.docs / "performance.md")], 3600)
+    if "error" in found:
+        log(f"  failed: {found['error']}")
+        return found
     per_rep = ", ".join(str(r["ratio"]) for r in found["reps"])
     log(
         f"  on {found['on_rps_median']:,.0f} req/s, off {found['off_rps_median']:,.0f} req/s: "
@@ -388,13 +395,11 @@ def protections_stage(cfg: Config) -> dict[str, Any]:
 def crops_stage(cfg: Config) -> dict[str, Any]:
     """Each gravity's previews of the labelled photo set; writes its table and pictures."""
     log("crops: faces kept by each gravity, CPU per render, stability across encodings")
-    argv = [str(HERE / "crops.py"), "--json", "--report", str(cfg.docs / "imaging.md")]
-    argv += ["--figure", str(cfg.docs / "crops-faces.png")]
-    try:
-        found = python_json(argv, 3600)
-    except Exception as exc:
-        log(f"  failed: {exc}")
-        return {"error": str(exc)}
+    args = ["--json", "--report", str(cfg.docs / "imaging.md")]
+    found = child("crops.py", [*args, "--figure", str(cfg.docs / "crops-faces.png")], 3600)
+    if "error" in found:
+        log(f"  failed: {found['error']}")
+        return found
     for gravity, row in found["gravities"].items():
         log(
             f"  {gravity:15} faces kept {row['faces_kept'] * 100:5.1f}%  all kept "
@@ -411,19 +416,17 @@ def crops_stage(cfg: Config) -> dict[str, Any]:
 def render_stage() -> dict[str, Any]:
     """One thread, no HTTP: plain thumbnail against previewer's path, gravity, fit and
     malloc cost."""
+    photos = [str(corpus.DEFAULT_OUT), "--json"]
     stages = {
-        "fastpath": [str(HERE / "fastpath.py"), str(corpus.DEFAULT_OUT), "--json"],
-        "gravity_cost": [str(HERE / "render_cost.py"), "--json"],
-        "fit_cost": [str(HERE / "fit_cost.py"), str(corpus.DEFAULT_OUT), "--json"],
-        "malloc_cost": [str(HERE / "malloc_cost.py"), str(corpus.DEFAULT_OUT), "--json"],
+        "fastpath": ("fastpath.py", photos),
+        "gravity_cost": ("render_cost.py", ["--json"]),
+        "fit_cost": ("fit_cost.py", photos),
+        "malloc_cost": ("malloc_cost.py", photos),
     }
     found: dict[str, Any] = {}
-    for name, argv in stages.items():
+    for name, (script, args) in stages.items():
         log(f"render: {name} on one thread")
-        try:
-            found[name] = python_json(argv, 1800, env={"VIPS_CONCURRENCY": "1"})
-        except Exception as exc:
-            found[name] = {"error": str(exc)}
+        found[name] = child(script, args, 1800, VIPS_CONCURRENCY="1")
     return found
 
 
@@ -485,11 +488,8 @@ def main() -> None:
         results, inprocess = load_stage(cfg, files, failures, origin, origin_port)
         if cfg.startup_entries:
             log(f"start-up over {cfg.startup_entries} entries")
-            try:
-                argv = [str(HERE / "startup.py"), str(WORK), "--entries", str(cfg.startup_entries)]
-                data["startup"] = python_json(argv, 1800)
-            except Exception as exc:
-                data["startup"] = {"error": str(exc)}
+            args = [str(WORK), "--entries", str(cfg.startup_entries)]
+            data["startup"] = child("startup.py", args, 1800)
             log(f"  {data['startup']}")
         if cfg.srcset:
             log("srcset: four sizes of each photo, with and without the source cache")
@@ -500,33 +500,22 @@ def main() -> None:
             log(f"  {data['srcset']}")
         if cfg.formats:
             log("formats: JPEG, WebP and AVIF side by side")
-            try:
-                data["formats"] = python_json([str(HERE / "formats.py")], 3600)
-            except Exception as exc:
-                data["formats"] = {"error": str(exc)}
+            data["formats"] = child("formats.py", [], 3600)
         if cfg.render:
             data.update(render_stage())
         if cfg.crops:
             data["crops"] = crops_stage(cfg)
         if cfg.warm:
             log("warm: previewer warm against wrk on the hit path")
-            conc = str(max(cfg.concurrency))
-            argv = [str(HERE / "warmspeed.py"), "--duration", f"{cfg.duration:g}"]
-            argv += ["--reps", str(cfg.reps), "--concurrency", conc, "--json"]
-            try:
-                data["warm_vs_wrk"] = python_json(argv, 3600)
-            except Exception as exc:
-                data["warm_vs_wrk"] = {"error": str(exc)}
+            args = ["--duration", f"{cfg.duration:g}", "--reps", str(cfg.reps)]
+            args += ["--concurrency", str(max(cfg.concurrency)), "--json"]
+            data["warm_vs_wrk"] = child("warmspeed.py", args, 3600)
             log(f"  ratio warm/wrk {data['warm_vs_wrk'].get('ratio_median')}")
         if cfg.metrics:
             log("metrics: the hit path with metrics on against off")
-            conc = str(max(cfg.concurrency))
-            argv = [str(HERE / "metrics_cost.py"), "--duration", f"{cfg.duration:g}"]
-            argv += ["--reps", str(max(cfg.reps, 5)), "--concurrency", conc, "--json"]
-            try:
-                data["metrics_cost"] = python_json(argv, 3600)
-            except Exception as exc:
-                data["metrics_cost"] = {"error": str(exc)}
+            args = ["--duration", f"{cfg.duration:g}", "--reps", str(max(cfg.reps, 5))]
+            args += ["--concurrency", str(max(cfg.concurrency)), "--json"]
+            data["metrics_cost"] = child("metrics_cost.py", args, 3600)
             log(f"  ratio on/off {data['metrics_cost'].get('ratio_median')}")
         if cfg.protections:
             data["protection_cost"] = protections_stage(cfg)

@@ -111,15 +111,6 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write(doc: Path, text: str) -> None:
-    current = doc.read_text() if doc.exists() else ""
-    if MARK_BEGIN not in current:
-        current += f"\n{MARK_BEGIN}\n{MARK_END}\n"
-    before, _, rest = current.partition(MARK_BEGIN)
-    _, _, after = rest.partition(MARK_END)
-    doc.write_text(f"{before}{MARK_BEGIN}\n{text}\n{MARK_END}{after}")
-
-
 def charts(data: dict[str, Any], folder: Path) -> None:
     import matplotlib
 

@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "testkit"))
 
 from chaos import Chaos  # noqa: E402
+from writer import write_block  # noqa: E402
 
 import images  # noqa: E402  (the images and the origin shared with the test suite)
 from origin import Origin  # noqa: E402
@@ -311,15 +312,6 @@ def _unanswered(stats: Stats) -> int:
     return sum(v for k, v in stats.statuses.items() if not k.isdigit() and k != "aborted")
 
 
-def _write_report(path: Path, text: str, begin: str = MARK_BEGIN, end: str = MARK_END) -> None:
-    doc = path.read_text() if path.exists() else ""
-    if begin not in doc:
-        doc += f"\n{begin}\n{end}\n"
-    before, _, rest = doc.partition(begin)
-    _, _, after = rest.partition(end)
-    path.write_text(f"{before}{begin}\n{text}\n{end}{after}")
-
-
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=600)
@@ -401,7 +393,7 @@ async def main() -> int:
         print("  " + line)
     if args.report:
         marks = (BROKER_MARK_BEGIN, BROKER_MARK_END) if chaos else (MARK_BEGIN, MARK_END)
-        _write_report(args.report, report, *marks)
+        write_block(args.report, report, *marks)
     failed = code != 0 or stats.statuses["500"] > 0 or bool(errors)
     if chaos is not None:
         failed = failed or bool(_undocumented(stats)) or _unanswered(stats) > 0

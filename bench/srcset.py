@@ -33,6 +33,7 @@ from typing import Any
 
 import peers
 from procs import Server, free_port, get
+from writer import table
 
 SIZES = ((320, 213), (640, 427), (960, 640), (1280, 853))
 ORIGINS = (("loopback", ""), ("20 Mbit/s", "limit_rate 2500k;"))
@@ -116,18 +117,19 @@ def measure(corpus: Path, repeats: int = REPEATS) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     """The table of a `measure` result."""
-    lines = [
-        "| origin | with source cache (default) | without (`--source-cache-size 0`) "
-        "| speed-up | origin requests (with / without) |",
-        "|---|---|---|---|---|",
+    header = ["origin", "with source cache (default)", "without (`--source-cache-size 0`)"]
+    header += ["speed-up", "origin requests (with / without)"]
+    body = [
+        [
+            o["origin"],
+            f"{o['on_seconds']:.2f} s",
+            f"{o['off_seconds']:.2f} s",
+            f"{o['off_seconds'] / o['on_seconds']:.2f}x",
+            f"{o['on_requests']} / {o['off_requests']}",
+        ]
+        for o in result["origins"]
     ]
-    for o in result["origins"]:
-        lines.append(
-            f"| {o['origin']} | {o['on_seconds']:.2f} s | {o['off_seconds']:.2f} s "
-            f"| {o['off_seconds'] / o['on_seconds']:.2f}x "
-            f"| {o['on_requests']} / {o['off_requests']} |"
-        )
-    return "\n".join(lines)
+    return table(header, body)
 
 
 def main() -> None:

@@ -25,45 +25,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
+import hitpair
 import peers
-import pyvips
+from hitpair import SIZES, SOURCES
 from load import measure
 from procs import OtherCpu
-
-SOURCES = 8
-SIZES = ("300x200", "640x480")
-
-
-def _jpeg(width: int, height: int, seed: int) -> bytes:
-    xyz = pyvips.Image.xyz(width, height)
-    noise = pyvips.Image.gaussnoise(width, height, sigma=25, mean=128, seed=seed)
-    image = (xyz[0] * (255 / width)).bandjoin([xyz[1] * (255 / height), noise])
-    body: bytes = image.cast("uchar").copy(interpretation="srgb").jpegsave_buffer(Q=85)
-    return body
-
-
-class _Origin(BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        body = self.files.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
 
 
 def _children_cpu() -> float:
@@ -93,17 +63,15 @@ def _timed(client: Callable[[], dict[str, Any]], roots: list[int]) -> dict[str, 
 
 
 def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, Any]:
-    _Origin.files = {f"/photo-{i}.jpg": _jpeg(1600, 1000, i) for i in range(SOURCES)}
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
-    authority = f"127.0.0.1:{origin.server_address[1]}"
+    with hitpair.origin() as (authority, paths):
+        return _run(work, authority, paths, duration, reps, concurrency)
+
+
+def _run(
+    work: Path, authority: str, paths: list[str], duration: float, reps: int, concurrency: int
+) -> dict[str, Any]:
     urls = work / "urls.txt"
-    urls.write_text("".join(f"{authority}{name}\n" for name in _Origin.files))
-    paths = [
-        f"/fill/{size.replace('x', '/')}/{authority}{name}"
-        for name in _Origin.files
-        for size in SIZES
-    ]
+    urls.write_text("".join(f"{authority}/photo-{i}.jpg\n" for i in range(SOURCES)))
     server = peers.start_previewer(work, "centre")
     try:
         filled = _warm(server.url, urls, [])
@@ -157,7 +125,6 @@ def run(work: Path, duration: float, reps: int, concurrency: int) -> dict[str, A
             rows.append(row)
     finally:
         server.stop()
-        origin.shutdown()
     return {
         "duration": duration,
         "concurrency": concurrency,
