@@ -124,12 +124,19 @@ class BrokerRenderer:
     async def wait_connected(self) -> None:
         await self._link.ready.wait()
 
+    def _route(self) -> tuple[AbstractRobustChannel, str] | None:
+        """The channel to publish a job on and the reply queue to name in it, or None
+        while a job cannot be published: the connection is down, or it is up again
+        and this front's new reply queue is not consumed on it yet."""
+        channel, reply_queue = self._channel, self._reply_queue
+        if channel is None or reply_queue is None or not self._link.connected:
+            return None
+        return channel, reply_queue
+
     @property
     def connected(self) -> bool:
-        """Whether a job can be published now: the connection is up and this
-        front's reply queue is consumed on it. Between a reconnect and the new
-        reply queue, the connection alone is up, and a miss is still a 503."""
-        return self._link.connected and self._channel is not None and self._reply_queue is not None
+        """Whether a job can be published now (what /health reports)."""
+        return self._route() is not None
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -184,10 +191,11 @@ class BrokerRenderer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FIRST_CONNECTION_GRACE):
                     await self._link.ready.wait()
-        channel, reply_queue = self._channel, self._reply_queue
-        if channel is None or reply_queue is None or not self.connected:
+        route = self._route()
+        if route is None:
             self._counters.refused_unavailable += 1
             raise Unavailable(detail=self._link.failure or "no connection to the broker")
+        channel, reply_queue = route
         if self._consumers == 0:
             self._counters.refused_unavailable += 1
             raise Unavailable(
