@@ -104,50 +104,30 @@ def project(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str]]]:
     finally:
         # podman-compose 1.0.3's `down` leaves the containers' anonymous volumes
         # (the workers' caches) and the project's network: removed here
-        label = f"label=io.podman.compose.project={name}"
-        ids = podman("ps", "--all", "--quiet", "--filter", label).stdout.split()
-        if ids:
-            podman("rm", "--force", "--volumes", "--time", "10", *ids, timeout=300)
+        left = listed(name, "{{.ID}}", every=True)
+        if left:
+            podman("rm", "--force", "--volumes", "--time", "10", *left, timeout=300)
         compose(name, "down", "--volumes", timeout=300)
         podman("network", "rm", f"{name}_default", check=False)
 
 
-def containers(project: str, service: str | None = None, *, every: bool = False) -> list[str]:
-    """The names of the project's running containers (`every`: in any state)."""
-    filters = ["--filter", f"label=io.podman.compose.project={project}"]
-    if service is not None:
-        filters += ["--filter", f"label=com.docker.compose.service={service}"]
-    listed = podman("ps", *(["--all"] if every else []), *filters, "--format", "{{.Names}}")
-    return listed.stdout.split()
+def listed(project: str, fmt: str, *filters: str, every: bool = False) -> list[str]:
+    """`podman ps` of the project's containers (`every`: in any state), one `fmt` each."""
+    return podman(
+        "ps", *(["--all"] if every else []),
+        "--filter", f"label=io.podman.compose.project={project}", *filters, "--format", fmt,
+    ).stdout.split()  # fmt: skip
+
+
+def containers(project: str, service: str, *, every: bool = False) -> list[str]:
+    """The names of a service's running containers (`every`: in any state)."""
+    service_label = f"label=com.docker.compose.service={service}"
+    return listed(project, "{{.Names}}", "--filter", service_label, every=every)
 
 
 def running(project: str) -> set[str]:
-    names = podman(
-        "ps", "--filter", f"label=io.podman.compose.project={project}",
-        "--format", '{{ index .Labels "com.docker.compose.service" }}',
-    ).stdout.split()  # fmt: skip
-    return set(names)
-
-
-def all_running(project: str, wanted: list[str], within: float = 60) -> None:
-    """Wait until every wanted service has a running container; else fail with their logs.
-
-    podman-compose exits 0 even when a container could not start (it stays
-    Created, for instance when the bridge network cannot be set up).
-    """
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if running(project) >= set(wanted):
-            return
-        time.sleep(0.5)  # containers starting: no event to wait on
-    missing = sorted(set(wanted) - running(project))
-    report = []
-    for service in missing:
-        for container in containers(project, service, every=True):
-            state = podman("inspect", "--format", "{{.State.Status}}", container, check=False)
-            logs = podman("logs", container, check=False)
-            report.append(f"--- {container} ({state.stdout.strip()}):\n{logs.stdout}{logs.stderr}")
-    raise AssertionError(f"not running after {within}s: {missing}\n" + "\n".join(report))
+    """The services that have a running container."""
+    return set(listed(project, '{{ index .Labels "com.docker.compose.service" }}'))
 
 
 def until_true(what: str, check: Callable[[], bool], within: float = UP_WITHIN) -> None:
@@ -157,6 +137,27 @@ def until_true(what: str, check: Callable[[], bool], within: float = UP_WITHIN) 
             return
         time.sleep(0.5)  # state inside containers: polled, no event to wait on
     raise AssertionError(f"{what}: not within {within}s")
+
+
+def all_running(project: str, wanted: list[str], within: float = 60) -> None:
+    """Wait until every wanted service has a running container; else fail with their logs.
+
+    podman-compose exits 0 even when a container could not start (it stays
+    Created, for instance when the bridge network cannot be set up).
+    """
+    try:
+        until_true("every service running", lambda: running(project) >= set(wanted), within)
+    except AssertionError as exc:
+        missing = sorted(set(wanted) - running(project))
+        report = [f"{exc}: {missing}"]
+        for service in missing:
+            for container in containers(project, service, every=True):
+                state = podman("inspect", "--format", "{{.State.Status}}", container, check=False)
+                logs = podman("logs", container, check=False)
+                report.append(
+                    f"--- {container} ({state.stdout.strip()}):\n{logs.stdout}{logs.stderr}"
+                )
+        raise AssertionError("\n".join(report)) from None
 
 
 def resolves(project: str, service: str, name: str) -> bool:
