@@ -1,11 +1,7 @@
 """Crop windows of fill previews: where a preview lies in its source, and what it keeps.
 
-Pure arithmetic on numpy arrays and boxes; no libvips, no files, no network
-(bench/crops.py does the I/O). A fill scales the source to cover the target,
-then crops the overflow along one axis (the free axis); the window is found by
-sliding the preview along that axis over the covering image and keeping the
-offset where the two differ least. Boxes are (left, top, width, height) in
-pixels of the upright source.
+Pure arithmetic on numpy arrays and boxes (bench/crops.py does the I/O). Boxes are
+(left, top, width, height) in pixels of the upright source.
 """
 
 from __future__ import annotations
@@ -16,15 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-Pixels = npt.NDArray[np.float32]  # height x width (x bands)
+Pixels = npt.NDArray[np.float32]  # height x width
 
-MARGIN = 0.10
-"""A face counts as kept when its box grown by this share of its size on each
-side (hair, chin) lies inside the window."""
-
-AGREE = 0.02
-"""Two windows agree when their offsets differ by at most this share of the
-window's length along the free axis."""
+MARGIN = 0.10  # a face is kept when its box grown by this share on each side is inside
+AGREE = 0.02  # two windows agree when their offsets differ by at most this share of them
 
 
 @dataclass(frozen=True)
@@ -40,8 +31,7 @@ class Window:
 def find_offset(cover: Pixels, preview: Pixels) -> tuple[int, int]:
     """(left, top) in `cover` where `preview` differs least (mean absolute difference).
 
-    `cover` is at least as large as `preview` in both dimensions and equal in
-    one of them (as a fill's covering image is); ties go to the smaller offset.
+    `cover` is at least as large as `preview`; ties go to the smaller offset.
     """
     ch, cw = cover.shape[:2]
     ph, pw = preview.shape[:2]
@@ -67,25 +57,20 @@ def source_window(
     return Window(offset[0] * sx, offset[1] * sy, target[0] * sx, target[1] * sy)
 
 
-def grown(face: Sequence[int], margin: float = MARGIN) -> Window:
+def grown(face: Sequence[int]) -> Window:
     left, top, width, height = face
     return Window(
-        left - margin * width,
-        top - margin * height,
-        width * (1 + 2 * margin),
-        height * (1 + 2 * margin),
+        left - MARGIN * width,
+        top - MARGIN * height,
+        width * (1 + 2 * MARGIN),
+        height * (1 + 2 * MARGIN),
     )
 
 
-def kept(
-    face: Sequence[int], window: Window, source: tuple[int, int], margin: float = MARGIN
-) -> bool:
-    """Whether the face box, grown by `margin` on each side, lies inside `window`.
-
-    The grown box is first clipped to the source: a face at the photo's edge
-    has no margin to give there, and no window leaves the source.
-    """
-    box = grown(face, margin)
+def kept(face: Sequence[int], window: Window, source: tuple[int, int]) -> bool:
+    """Whether the grown face box, clipped to the source (a face at the edge has no
+    margin to give there), lies inside `window`."""
+    box = grown(face)
     left, top = max(box.left, 0.0), max(box.top, 0.0)
     right = min(box.left + box.width, float(source[0]))
     bottom = min(box.top + box.height, float(source[1]))
@@ -101,31 +86,28 @@ def kept(
 def ceiling(
     faces: Sequence[Sequence[int]], source: tuple[int, int], window_size: tuple[float, float]
 ) -> int:
-    """The most faces any window of `window_size` (source pixels) can keep whole.
+    """The most faces any window of `window_size` sliding along the free axis keeps whole.
 
-    The window slides along the free axis (the one it does not fill); only
-    offsets where an edge meets a grown face's edge can change the count, so
+    Only offsets where an edge meets a grown face's edge can change the count, so
     those are tried, plus both ends.
     """
     width, height = window_size
     horizontal = width < source[0] - 1e-6
-    span = (source[0] - width) if horizontal else (source[1] - height)
-    candidates = {0.0, max(span, 0.0)}
+    size = width if horizontal else height
+    span = max((source[0] - width) if horizontal else (source[1] - height), 0.0)
+    candidates = {0.0, span}
     for face in faces:
         box = grown(face)
         start, length = (box.left, box.width) if horizontal else (box.top, box.height)
-        size = width if horizontal else height
         candidates |= {start, start + length - size}
     best = 0
     for at in candidates:
-        at = min(max(at, 0.0), max(span, 0.0))
+        at = min(max(at, 0.0), span)
         window = Window(at, 0.0, width, height) if horizontal else Window(0.0, at, width, height)
         best = max(best, sum(kept(face, window, source) for face in faces))
     return best
 
 
-def agree(a: Window, b: Window, tolerance: float = AGREE) -> bool:
-    """Whether two windows of one preview lie within `tolerance` of the window apart."""
-    return (
-        abs(a.left - b.left) <= tolerance * a.width and abs(a.top - b.top) <= tolerance * a.height
-    )
+def agree(a: Window, b: Window) -> bool:
+    """Whether two windows of one preview lie within AGREE of the window apart."""
+    return abs(a.left - b.left) <= AGREE * a.width and abs(a.top - b.top) <= AGREE * a.height
