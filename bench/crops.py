@@ -17,6 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from functools import partial
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,7 @@ SHAPES = ((300, 200), (200, 300), (256, 256), (400, 225), (150, 300))
 GRAVITIES = ("attention-only", "attention", "centre")
 BASELINE = "attention-only"
 ORIGINAL = "original"
-ENCODINGS = {
-    "jpeg": (".jpg", "Q=90,strip"),
-    "png": (".png", "strip"),
-    "webp": (".webp", "Q=80,strip"),
-}
+ENCODINGS = {"jpg": "Q=90,strip", "png": "strip", "webp": "Q=80,strip"}  # JPEG q90, PNG, WebP q80
 # The picture is committed, so it shows public-domain works only (US government, NASA, US Navy).
 FIGURE_PHOTOS = frozenset(
     {"matplotlib-grace_hopper.jpg", "skimage-astronaut.png", "fr-obama.jpg", "fr-biden.jpg"}
@@ -101,7 +98,7 @@ def served(version: str, file: str) -> str:
     """Where a version of a photo lies under ENCODED, and on the origin."""
     if version == ORIGINAL:
         return f"{ORIGINAL}/{file}"
-    return f"{version}/{Path(file).stem}{ENCODINGS[version][0]}"
+    return f"{version}/{Path(file).stem}.{version}"
 
 
 def encode(files: list[str]) -> None:
@@ -120,7 +117,7 @@ def encode(files: list[str]) -> None:
         for encoding in missing:
             target = ENCODED / served(encoding, file)
             target.parent.mkdir(parents=True, exist_ok=True)
-            upright.write_to_file(f"{target}[{ENCODINGS[encoding][1]}]")
+            upright.write_to_file(f"{target}[{ENCODINGS[encoding]}]")
 
 
 def render(
@@ -181,7 +178,7 @@ def _kept(photo: Photo, window: Window) -> int:
 
 
 def _agree_all(wins: list[Window]) -> bool:
-    return all(cropwindow.agree(a, b) for i, a in enumerate(wins) for b in wins[i + 1 :])
+    return all(cropwindow.agree(a, b) for a, b in combinations(wins, 2))
 
 
 def summarise(
@@ -189,33 +186,29 @@ def summarise(
 ) -> Result:
     people = [p for p in photos if p.faces]
     empty = [p for p in photos if not p.faces]
-    totals = [len(p.faces) for p in people for _ in SHAPES]
-
-    def originals(found: dict[Key, Window], among: list[Photo]) -> list[tuple[Photo, Window]]:
-        return [(p, found[(ORIGINAL, p.file, s)]) for p in among for s in SHAPES]
+    faced = [(p, (ORIGINAL, p.file, s)) for p in people for s in SHAPES]
+    faceless = [(ORIGINAL, p.file, s) for p in empty for s in SHAPES]
+    totals = [len(p.faces) for p, _ in faced]
 
     def shares(kept: list[int]) -> tuple[float, float]:
         """(faces kept, previews with every face kept) from the faces kept in each preview."""
         return sum(kept) / sum(totals), sum(map(operator.eq, kept, totals)) / len(totals)
 
-    some = originals(next(iter(wins.values())), people)
-    best = [cropwindow.ceiling(p.faces, p.size, (w.width, w.height)) for p, w in some]
+    some = next(iter(wins.values()))
+    best = [cropwindow.ceiling(p.faces, p.size, (some[k].width, some[k].height)) for p, k in faced]
     gravities = {}
     for gravity, found in wins.items():
         stable = [
             _agree_all([found[(e, p.file, s)] for e in ENCODINGS]) for p in photos for s in SHAPES
         ]
-        baseline = [w for _, w in originals(wins[BASELINE], empty)]
-        moved = [
-            not cropwindow.agree(w, b)
-            for (_, w), b in zip(originals(found, empty), baseline, strict=True)
-        ]
         gravities[gravity] = GravityResult(
-            *shares([_kept(p, w) for p, w in originals(found, people)]),
+            *shares([_kept(p, found[k]) for p, k in faced]),
             cpu_ms_per_render=cpu[gravity] * 1000,
             stable=sum(stable) / len(stable),
-            no_face_windows_moved=sum(moved),
-            no_face_windows=len(moved),
+            no_face_windows_moved=sum(
+                not cropwindow.agree(found[k], wins[BASELINE][k]) for k in faceless
+            ),
+            no_face_windows=len(faceless),
         )
     return Result(
         photos_with_faces=len(people),
@@ -253,16 +246,8 @@ def markdown(result: Result, figure: bool) -> str:
         for gravity, row in result.gravities.items()
     ]
     best = result.ceiling
-    rows.append(
-        [
-            "the best window of each shape",
-            _pct(best.faces_kept),
-            _pct(best.previews_all_kept),
-            "",
-            "",
-            "",
-        ]
-    )
+    ceiling = ["the best window of each shape", _pct(best.faces_kept), _pct(best.previews_all_kept)]
+    rows.append([*ceiling, "", "", ""])
     lines = [
         f"{result.photos_with_faces} photos of people ({result.faces} labelled faces) and "
         f"{result.photos_without_faces} photos without faces, at {', '.join(result.shapes)}.",
@@ -343,7 +328,7 @@ def run(work: Path, docs: Path | None, quick: bool) -> Result:
     return summarise(chosen, wins, cpu)
 
 
-def main() -> int:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line last")
     parser.add_argument("--docs", type=Path, help="write imaging.md's block and crops-faces.png")
@@ -357,8 +342,7 @@ def main() -> int:
         write_block(args.docs / "imaging.md", text, *MARKS)
     if args.json:
         print(json.dumps(dataclasses.asdict(result)))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
