@@ -159,17 +159,13 @@ def windows(
         source = (upright.width, upright.height)
         for shape in SHAPES:
             covered = cover(Size(*source), Size(*shape))
-            scaled = pyvips.Image.thumbnail(
-                path, covered.width, height=covered.height, size="force"
-            )
-            plane = _luma(scaled)
+            cw, ch = covered.width, covered.height
+            plane = _luma(pyvips.Image.thumbnail(path, cw, height=ch, size="force"))
             for gravity, rendered in previews.items():
                 key = (version, file, shape)
                 preview = _luma(pyvips.Image.new_from_buffer(rendered[key], ""))
                 offset = cropwindow.find_offset(plane, preview)
-                found[gravity][key] = cropwindow.source_window(
-                    offset, shape, (covered.width, covered.height), source
-                )
+                found[gravity][key] = cropwindow.source_window(offset, shape, (cw, ch), source)
     return found
 
 
@@ -290,10 +286,8 @@ def figure(
     rows = []
     for photo in sorted(shown, key=lambda p: -spread(p, shapes[p.file]))[:3]:
         shape = shapes[photo.file]
-        source = pyvips.Image.thumbnail(
-            str(ENCODED / served(ORIGINAL, photo.file)), 300, height=300
-        )
-        cells = [_cell(source, photo.file)]
+        path = str(ENCODED / served(ORIGINAL, photo.file))
+        cells = [_cell(pyvips.Image.thumbnail(path, 300, height=300), photo.file)]
         for gravity, found in previews.items():
             preview = pyvips.Image.new_from_buffer(found[(ORIGINAL, photo.file, shape)], "")
             cells.append(_cell(preview, f"{gravity}, {shape[0]}x{shape[1]}"))
