@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
+from math import inf
 from typing import Any
 
 import uvloop
@@ -139,50 +140,26 @@ class Attack:
             tally.still_open += 1
         _close(sock)
 
-    async def _hold(self, sock: socket.socket, opened: float, hold: float, line: bytes) -> bool:
-        """Send `line` (formatted with a counter) every second until cut (True) or the hold ends."""
-        count = 0
-        try:
-            while not self.over() and time.monotonic() - opened < hold:
-                await asyncio.sleep(PROBE_EVERY)
-                if not _alive(sock):
-                    return True
-                if line:
-                    await self.loop.sock_sendall(sock, line % (count, count))
-                    count += 1
-        except OSError:
-            return True
-        return False
-
-    async def slowloris(self, slot: int, path: str) -> None:
-        """A request line, then one header line a second, never the blank line; again when cut."""
-        tally = self.tallies["slowloris"]
+    async def again_and_again(
+        self, kind: str, request: bytes, drip: bytes, hold: float, rcvbuf: int | None = None
+    ) -> None:
+        """Connect and send `request`, then each second check the connection and send `drip`
+        (formatted with a counter, if any), until cut or `hold` s have passed; then again."""
+        tally = self.tallies[kind]
         while not self.over():
-            sock = await self._connect(tally)
+            sock = await self._connect(tally, rcvbuf)
             if sock is None:
                 await asyncio.sleep(1)
                 continue
-            opened = time.monotonic()
-            try:
-                await self.loop.sock_sendall(sock, f"GET {path}?s={slot} HTTP/1.1\r\n".encode())
-                cut = await self._hold(sock, opened, float("inf"), b"X-Slow-%d: %d\r\n")
-            except OSError:
-                cut = True
-            self._ended(tally, sock, opened, cut)
-
-    async def non_reader(self, path: str) -> None:
-        """The large preview with a small receive buffer, never read; again when cut or given up."""
-        tally = self.tallies["non_readers"]
-        request = f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
-        while not self.over():
-            sock = await self._connect(tally, rcvbuf=SMALL_RCVBUF)
-            if sock is None:
-                await asyncio.sleep(1)
-                continue
-            opened = time.monotonic()
+            opened, cut, count = time.monotonic(), False, 0
             try:
                 await self.loop.sock_sendall(sock, request)
-                cut = await self._hold(sock, opened, NON_READER_HOLD, b"")
+                while not cut and not self.over() and time.monotonic() - opened < hold:
+                    await asyncio.sleep(PROBE_EVERY)
+                    cut = not _alive(sock)
+                    if drip and not cut:
+                        await self.loop.sock_sendall(sock, drip % (count, count))
+                        count += 1
             except OSError:
                 cut = True
             self._ended(tally, sock, opened, cut, gave_up=not self.over())
@@ -239,15 +216,22 @@ async def attack(args: argparse.Namespace) -> dict[str, Seen]:
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
     slow_path = args.big_path.replace("4000/3000", "100/100")
+    big = f"GET {args.big_path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode()
+    slowloris = [
+        # a request line, then one header line a second, never the blank line
+        attack.again_and_again(
+            "slowloris", f"GET {slow_path}?s={i} HTTP/1.1\r\n".encode(), b"X-Slow-%d: %d\r\n", inf
+        )
+        for i in range(args.slowloris)
+    ]
+    # the large preview with a small receive buffer, never read
+    non_readers = [
+        attack.again_and_again("non_readers", big, b"", NON_READER_HOLD, SMALL_RCVBUF)
+        for _ in range(args.non_readers)
+    ]
     await asyncio.gather(
-        *(
-            _staggered(RAMP * i / args.slowloris, attack.slowloris(i, slow_path))
-            for i in range(args.slowloris)
-        ),
-        *(
-            _staggered(RAMP * i / args.non_readers, attack.non_reader(args.big_path))
-            for i in range(args.non_readers)
-        ),
+        *(_staggered(RAMP * i / len(slowloris), work) for i, work in enumerate(slowloris)),
+        *(_staggered(RAMP * i / len(non_readers), work) for i, work in enumerate(non_readers)),
         attack.flood(args.flood),
     )
     return {name: tally.seen() for name, tally in attack.tallies.items()}

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -160,11 +161,21 @@ class Demo:
             label, server, roots, path="hit", paths=self.hit_paths, nonce=None, rep=rep
         )
 
-    def front(self, name: str, broker: bool = True, extra: tuple[str, ...] = ()) -> Server:
-        return cluster.start_front(self.work, name, self.node.url if broker else None, extra)
+    def front(
+        self, stack: ExitStack, name: str, broker: bool = True, extra: tuple[str, ...] = ()
+    ) -> Server:
+        """A front (embedded without `broker`), stopped when `stack` closes."""
+        server = cluster.start_front(self.work, name, self.node.url if broker else None, extra)
+        stack.callback(server.stop)
+        return server
 
-    def worker(self, name: str, renders: int, cpus: str | None) -> subprocess.Popen[bytes]:
-        return cluster.start_worker(self.work, name, self.node.url, renders, cpus)
+    def worker(
+        self, stack: ExitStack, name: str, renders: int, cpus: str | None
+    ) -> subprocess.Popen[bytes]:
+        """A worker, stopped when `stack` closes."""
+        proc = cluster.start_worker(self.work, name, self.node.url, renders, cpus)
+        stack.callback(cluster.stop, [proc])
+        return proc
 
 
 def _pids(*groups: list[subprocess.Popen[bytes]] | Server) -> list[int]:
@@ -176,41 +187,40 @@ def _pids(*groups: list[subprocess.Popen[bytes]] | Server) -> list[int]:
 
 def scaling(demo: Demo) -> tuple[Scaling, ...]:
     """One front, then 1, 2 and 4 workers, each doing one render at a time."""
-    front = demo.front("front-scaling")
     rows = []
-    try:
+    with ExitStack() as stack:
+        front = demo.front(stack, "front-scaling")
         for count in (1, 2, 4):
             sets = cluster.cpu_sets(count, demo.cores)
-            workers = [demo.worker(f"worker-{count}-{i}", 1, cpus) for i, cpus in enumerate(sets)]
-            try:
+            with ExitStack() as workers:
+                procs = [
+                    demo.worker(workers, f"worker-{count}-{i}", 1, cpus)
+                    for i, cpus in enumerate(sets)
+                ]
                 cluster.wait_consumers(front, count)
                 demo.load("warm-up", front, [], duration=3)
-                result = demo.load(f"{count} workers", front, _pids(front, workers))
-            finally:
-                cluster.stop(workers)
+                result = demo.load(f"{count} workers", front, _pids(front, procs))
             pinned = ", ".join(s for s in sets if s is not None) or "none (shared)"
             rows.append(Scaling(count, pinned, result))
             log(f"scaling: {count} workers {result.rps:.1f} req/s p99 {result.p99_ms:.0f} ms")
-    finally:
-        front.stop()
     return tuple(rows)
 
 
 def overhead(demo: Demo, reps: int) -> Overhead:
     """Broker (front + one worker) against embedded, the same render threads, alternated."""
     renders = demo.cores
-    embedded = demo.front("embedded", broker=False, extra=("--workers", str(renders)))
-    front = demo.front("front-overhead")
-    worker = demo.worker("worker-overhead", renders, None)
-    servers = {"embedded": (embedded, embedded.roots), "broker": (front, _pids(front, [worker]))}
-    runs: dict[str, list[Result]] = {name: [] for name in servers}
-    single: dict[str, list[Result]] = {name: [] for name in servers}
-    try:
+    runs: dict[str, list[Result]] = {"embedded": [], "broker": []}
+    single: dict[str, list[Result]] = {"embedded": [], "broker": []}
+    with ExitStack() as stack:
+        embedded = demo.front(stack, "embedded", broker=False, extra=("--workers", str(renders)))
+        front = demo.front(stack, "front-overhead")
+        worker = demo.worker(stack, "worker-overhead", renders, None)
+        sides = {"embedded": (embedded, embedded.roots), "broker": (front, _pids(front, [worker]))}
         cluster.wait_consumers(front, 1)
-        for server, _ in servers.values():
+        for server, _ in sides.values():
             demo.load("warm-up", server, [], duration=3)
         for rep in range(reps):
-            for name, (server, roots) in servers.items():
+            for name, (server, roots) in sides.items():
                 runs[name].append(demo.load(name, server, roots, rep=rep))
                 single[name].append(
                     demo.load(
@@ -223,10 +233,6 @@ def overhead(demo: Demo, reps: int) -> Overhead:
                         rep=rep,
                     )
                 )
-    finally:
-        cluster.stop([worker])
-        front.stop()
-        embedded.stop()
     result = Overhead(
         renders,
         reps,
@@ -239,18 +245,19 @@ def overhead(demo: Demo, reps: int) -> Overhead:
 
 def fronts(demo: Demo, reps: int) -> Fronts:
     """Hits: one front direct, one front behind nginx, two fronts behind nginx."""
-    front_a, front_b = demo.front("front-a"), demo.front("front-b")
-    worker = demo.worker("worker-fronts", demo.cores, None)
-    port_a, port_b = (int(f.url.rsplit(":", 1)[1]) for f in (front_a, front_b))
-    one = cluster.fronts_balancer(demo.work / "nginx-one-front", [port_a])
-    two = cluster.fronts_balancer(demo.work / "nginx-two-fronts", [port_a, port_b])
-    layouts = {
-        "one front, direct": (front_a, front_a.roots),
-        "one front behind nginx": (one, _pids(one, front_a)),
-        "two fronts behind nginx": (two, _pids(two, front_a, front_b)),
-    }
-    runs: dict[str, list[Result]] = {name: [] for name in layouts}
-    try:
+    with ExitStack() as stack:
+        front_a, front_b = demo.front(stack, "front-a"), demo.front(stack, "front-b")
+        demo.worker(stack, "worker-fronts", demo.cores, None)
+        port_a, port_b = (int(f.url.rsplit(":", 1)[1]) for f in (front_a, front_b))
+        one = cluster.fronts_balancer(demo.work / "nginx-one-front", [port_a])
+        stack.callback(one.stop)
+        two = cluster.fronts_balancer(demo.work / "nginx-two-fronts", [port_a, port_b])
+        stack.callback(two.stop)
+        layouts = {
+            "one front, direct": (front_a, front_a.roots),
+            "one front behind nginx": (one, _pids(one, front_a)),
+            "two fronts behind nginx": (two, _pids(two, front_a, front_b)),
+        }
         for front in (front_a, front_b):  # each polls the consumer count on its own
             cluster.wait_consumers(front, 1)
         for path in demo.hit_paths:  # front A holds every preview; B its share of the hash
@@ -260,13 +267,10 @@ def fronts(demo: Demo, reps: int) -> Fronts:
                     raise RuntimeError(f"warming {server.name}{path}: {status}")
         _, _, body = get(f"{front_b.url}/health", timeout=5)
         share = int(json.loads(body)["cache"]["entries"]) / len(demo.hit_paths)
+        runs: dict[str, list[Result]] = {name: [] for name in layouts}
         for rep in range(reps):
             for name, (server, roots) in layouts.items():
                 runs[name].append(demo.hits(name, server, roots, rep))
-    finally:
-        for server in (two, one, front_b, front_a):
-            server.stop()
-        cluster.stop([worker])
     result = Fronts({name: Summary.of(r) for name, r in runs.items()}, share, len(demo.hit_paths))
     for name, summary in result.layouts.items():
         log(f"fronts: {name} {summary.rps:.0f} req/s")
@@ -313,11 +317,11 @@ def scale_up(demo: Demo, timeout: float) -> ScaleUp:
     seconds, add_at = 45.0, 15.0
     extra = max(1, min(3, demo.cores - 1))  # to one worker per core, up to four
     sets = cluster.cpu_sets(1 + extra, demo.cores)
-    front = demo.front("front-scale-up", extra=("--request-timeout", f"{timeout:g}"))
-    workers = [demo.worker("worker-up-0", 1, sets[0])]
-    try:
+    with ExitStack() as stack:
+        front = demo.front(stack, "front-scale-up", extra=("--request-timeout", f"{timeout:g}"))
+        first = demo.worker(stack, "worker-up-0", 1, sets[0])
         cluster.wait_consumers(front, 1)
-        calibration = demo.load("one worker", front, _pids(front, workers), duration=8)
+        calibration = demo.load("one worker", front, _pids(front, [first]), duration=8)
         rate = max(2.0, 1.6 * calibration.rps)
 
         async def run() -> tuple[list[Record], float]:
@@ -325,16 +329,12 @@ def scale_up(demo: Demo, timeout: float) -> ScaleUp:
             await asyncio.sleep(add_at)
             started = time.monotonic()
             for i in range(extra):
-                workers.append(
-                    await asyncio.to_thread(demo.worker, f"worker-up-{i + 1}", 1, sets[i + 1])
-                )
+                name = f"worker-up-{i + 1}"
+                await asyncio.to_thread(demo.worker, stack, name, 1, sets[i + 1])
             added_at = add_at + (time.monotonic() - started)  # consuming from here on
             return await load, added_at
 
         records, added_at = asyncio.run(run())
-    finally:
-        cluster.stop(workers)
-        front.stop()
     log(f"scale-up: {len(records)} requests at {rate:.1f}/s, workers added at {added_at:.1f} s")
     return ScaleUp(calibration.rps, rate, timeout, seconds, extra, added_at, tuple(records))
 
