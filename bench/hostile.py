@@ -187,14 +187,8 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Hostile:
                     attackers = await asyncio.to_thread(
                         subprocess.Popen, command, stdout=subprocess.PIPE, text=True
                     )
-                stats = await mix(
-                    server,
-                    origin.authority,
-                    args.duration,
-                    args.concurrency,
-                    probe.sample,
-                    trace=[probe.trace()],
-                )
+                clients = (origin.authority, args.duration, args.concurrency)
+                stats = await mix(server, *clients, probe.sample, trace=[probe.trace()])
                 if attackers is not None:
                     out, _ = await asyncio.to_thread(attackers.communicate, timeout=60)
                     found = json.loads(out.strip().splitlines()[-1])
@@ -207,14 +201,8 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Hostile:
             await asyncio.to_thread(server.stop)
             await origin.stop()
             errors = keep_logs(work, [service])
-    run = Run(
-        args.duration,
-        args.concurrency,
-        stats,
-        server.procs[0].returncode,
-        errors,
-        LOGS / f"{service}.log",
-    )
+    code = server.procs[0].returncode
+    run = Run(args.duration, args.concurrency, stats, code, errors, LOGS / f"{service}.log")
     return Hostile(run, probe, metrics, other.percent, (load, load_end), overflows, found)
 
 

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
 SINGLE = "one request at a time, p50 ms"
 
 
+def _cells(template: str, figures: tuple[float, ...]) -> list[str]:
+    """The figures through `template`: one cell for each field (they are separated by spaces)."""
+    return template.format(*figures).split(" ")
+
+
 def _timeline(up: ScaleUp) -> list[tuple[int, int, int, int]]:
     """Per second of completion: (second, 200s, 504s, other failures)."""
     counts: Counter[tuple[int, int]] = Counter()
@@ -27,43 +32,22 @@ def _timeline(up: ScaleUp) -> list[tuple[int, int, int, int]]:
 def markdown(data: DemoScale) -> str:
     over, fronts, up = data.overhead, data.fronts, data.scale_up
     base = data.scaling[0].result.rps
-    scaling = [
-        (
-            str(row.workers),
-            row.cpus,
-            f"{row.result.rps:.1f}",
-            f"{row.result.rps / base:.2f}x",
-            f"{row.result.p50_ms:.0f}",
-            f"{row.result.p99_ms:.0f}",
-            str(row.result.errors),
+    scaling, modes, layouts = [], [], []
+    for row in data.scaling:
+        r = row.result
+        figures: tuple[float, ...] = (r.rps, r.rps / base, r.p50_ms, r.p99_ms, r.errors)
+        scaling.append(
+            [str(row.workers), row.cpus, *_cells("{:.1f} {:.2f}x {:.0f} {:.0f} {}", figures)]
         )
-        for row in data.scaling
-    ]
-    modes = [
-        (
-            label,
-            f"{side.rps:.1f}",
-            f"{side.p50_ms:.0f}",
-            f"{side.p99_ms:.0f}",
-            str(side.errors),
-            f"{over.single_p50_ms[name]:.1f}",
-        )
-        for (name, side), label in zip(
-            over.sides.items(), ("embedded", "front + 1 worker"), strict=True
-        )
-    ]
+    for (name, side), label in zip(
+        over.sides.items(), ("embedded", "front + 1 worker"), strict=True
+    ):
+        figures = (side.rps, side.p50_ms, side.p99_ms, side.errors, over.single_p50_ms[name])
+        modes.append([label, *_cells("{:.1f} {:.0f} {:.0f} {} {:.1f}", figures)])
     direct = fronts.layouts["one front, direct"].rps
-    layouts = [
-        (
-            name,
-            f"{row.rps:.0f}",
-            f"{row.rps / direct:.2f}x",
-            f"{row.p50_ms:.1f}",
-            f"{row.p99_ms:.1f}",
-            str(row.errors),
-        )
-        for name, row in fronts.layouts.items()
-    ]
+    for name, side in fronts.layouts.items():
+        figures = (side.rps, side.rps / direct, side.p50_ms, side.p99_ms, side.errors)
+        layouts.append([name, *_cells("{:.0f} {:.2f}x {:.1f} {:.1f} {}", figures)])
     timeline = _timeline(up)
     late_before = sum(t[2] for t in timeline if t[0] < up.added_at)
     late_after = [t[0] for t in timeline if t[2] and t[0] >= up.added_at]

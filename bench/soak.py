@@ -269,11 +269,8 @@ def keep_logs(work: Path, names: Sequence[str]) -> tuple[str, ...]:
     errors = []
     for name in names:
         kept = shutil.copyfile(cluster.log(work, name), LOGS / f"{name}.log")
-        errors += [
-            f"{name}: {line}"
-            for line in kept.read_text().splitlines()
-            if " ERROR previewer" in line
-        ]
+        lines = kept.read_text().splitlines()
+        errors += [f"{name}: {line}" for line in lines if " ERROR previewer" in line]
     return tuple(errors)
 
 
@@ -291,9 +288,8 @@ async def soak(args: argparse.Namespace) -> tuple[Run, ChaosResult | None]:
             await asyncio.to_thread(node.start)
             chaos = Chaos(node, work, renders=2)
             await asyncio.to_thread(chaos.start_all, args.workers)
-        server = await asyncio.to_thread(
-            start_service, work, "service", chaos.node.url if chaos else None
-        )
+        broker = chaos.node.url if chaos else None
+        server = await asyncio.to_thread(start_service, work, "service", broker)
         try:
             also = [lambda until: chaos.run(until, args.kill_every)] if chaos else []
             stats = await mix(server, origin.authority, args.duration, args.concurrency, *also)
@@ -305,15 +301,8 @@ async def soak(args: argparse.Namespace) -> tuple[Run, ChaosResult | None]:
             await origin.stop()
         names = ["service", *(f"worker-{slot}" for slot in range(len(chaos.procs) if chaos else 0))]
         errors = keep_logs(work, names)
-    run = Run(
-        args.duration,
-        args.concurrency,
-        stats,
-        server.procs[0].returncode,
-        errors,
-        LOGS / "service.log",
-    )
-    return run, result
+    code = server.procs[0].returncode
+    return Run(args.duration, args.concurrency, stats, code, errors, LOGS / "service.log"), result
 
 
 def each_minute(samples: list[Sample]) -> str:
@@ -419,9 +408,8 @@ async def main() -> int:
     print(text)
     for at, event in chaos.events if chaos else ():
         print(f"  {at:6.1f} s  {event}")
-    print_exits(
-        "service ", run, f"; worker exit codes: {list(chaos.worker_codes) if chaos else []}"
-    )
+    codes = list(chaos.worker_codes) if chaos else []
+    print_exits("service ", run, f"; worker exit codes: {codes}")
     if args.report:
         mark = "soak-broker" if chaos else "soak"
         write_block(args.report, text, f"<!-- {mark}:begin -->", f"<!-- {mark}:end -->")
