@@ -138,22 +138,11 @@ class Demo:
 
     def load(self, label: str, server: Server, roots: list[int], **given: Any) -> Result:
         """wrk over the misses (unique each) at the demo's settings; `given` overrides them."""
-        settings: dict[str, Any] = {
-            "path": "miss",
-            "rep": 0,
-            "paths": self.miss_paths,
-            "concurrency": self.concurrency,
-            "duration": self.duration,
-            "nonce": uuid.uuid4().hex[:8],
-        }
-        settings |= given
+        settings: dict[str, Any] = {"path": "miss", "rep": 0, "paths": self.miss_paths}
+        settings |= {"concurrency": self.concurrency, "duration": self.duration}
+        settings |= {"nonce": uuid.uuid4().hex[:8], "origin_roots": self.origin.roots}
         return measure(
-            peer=label,
-            url=server.url,
-            roots=roots,
-            origin_roots=self.origin.roots,
-            work=self.work,
-            **settings,
+            peer=label, url=server.url, roots=roots, work=self.work, **(settings | given)
         )
 
     def hits(self, label: str, server: Server, roots: list[int], rep: int) -> Result:
@@ -209,6 +198,7 @@ def scaling(demo: Demo) -> tuple[Scaling, ...]:
 def overhead(demo: Demo, reps: int) -> Overhead:
     """Broker (front + one worker) against embedded, the same render threads, alternated."""
     renders = demo.cores
+    single_s = float(max(5, round(demo.duration / 2)))  # one request at a time; wrk: whole seconds
     runs: dict[str, list[Result]] = {"embedded": [], "broker": []}
     single: dict[str, list[Result]] = {"embedded": [], "broker": []}
     with ExitStack() as stack:
@@ -222,17 +212,8 @@ def overhead(demo: Demo, reps: int) -> Overhead:
         for rep in range(reps):
             for name, (server, roots) in sides.items():
                 runs[name].append(demo.load(name, server, roots, rep=rep))
-                single[name].append(
-                    demo.load(
-                        name,
-                        server,
-                        roots,
-                        paths=[demo.small_path],
-                        concurrency=1,
-                        duration=float(max(5, round(demo.duration / 2))),  # wrk: whole seconds
-                        rep=rep,
-                    )
-                )
+                one = {"paths": [demo.small_path], "concurrency": 1, "duration": single_s}
+                single[name].append(demo.load(name, server, roots, rep=rep, **one))
     result = Overhead(
         renders,
         reps,

@@ -22,21 +22,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
+import soak
 from procs import OtherCpu, free_port
-from soak import (
-    LOGS,
-    Run,
-    each_minute,
-    heading,
-    keep_logs,
-    mix,
-    p50,
-    p99,
-    print_exits,
-    start_middle_end,
-    start_origin,
-    start_service,
-)
 from writer import table, write_block
 
 import images  # the images shared with the test suite (testkit, on the path via soak)
@@ -139,7 +126,7 @@ class Probe:
 class Hostile:
     """One run: the mix's, and what the service's metrics, the machine and the attackers showed."""
 
-    run: Run
+    run: soak.Run
     probe: Probe
     metrics: dict[str, float]
     other_cpu_pct: float
@@ -166,14 +153,14 @@ class Hostile:
 
 async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Hostile:
     """An origin and a fresh service; the mix (and the attackers) for the duration."""
-    origin = await start_origin()
+    origin = await soak.start_origin()
     origin.add("/big.jpg", images.photo(4000, 3000, sigma=45).jpegsave_buffer(Q=90))
     probe = Probe(f"127.0.0.1:{free_port()}")
     found, attackers = None, None
     with tempfile.TemporaryDirectory(prefix="previewer-hostile-") as tmp:
         work, service = Path(tmp), f"service-{name}"
         extra = ("--metrics-address", probe.address, "--cache-size", CACHE_SIZE, *args.serve_arg)
-        server = await asyncio.to_thread(start_service, work, service, None, extra)
+        server = await asyncio.to_thread(soak.start_service, work, service, None, extra)
         try:
             load = os.getloadavg()[0]
             overflows = _listen_overflows()
@@ -188,7 +175,7 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Hostile:
                         subprocess.Popen, command, stdout=subprocess.PIPE, text=True
                     )
                 clients = (origin.authority, args.duration, args.concurrency)
-                stats = await mix(server, *clients, probe.sample, trace=[probe.trace()])
+                stats = await soak.mix(server, *clients, probe.sample, trace=[probe.trace()])
                 if attackers is not None:
                     out, _ = await asyncio.to_thread(attackers.communicate, timeout=60)
                     found = json.loads(out.strip().splitlines()[-1])
@@ -200,9 +187,11 @@ async def one_run(name: str, args: argparse.Namespace, attack: bool) -> Hostile:
                 attackers.kill()
             await asyncio.to_thread(server.stop)
             await origin.stop()
-            errors = keep_logs(work, [service])
+            errors = soak.keep_logs(work, [service])
     code = server.procs[0].returncode
-    run = Run(args.duration, args.concurrency, stats, code, errors, LOGS / f"{service}.log")
+    run = soak.Run(
+        args.duration, args.concurrency, stats, code, errors, soak.LOGS / f"{service}.log"
+    )
     return Hostile(run, probe, metrics, other.percent, (load, load_end), overflows, found)
 
 
@@ -257,7 +246,7 @@ def _attacker(found: dict[str, Any] | None, kind: str) -> str:
 def _connects(ms: list[float]) -> str:
     if not ms:
         return "none"
-    spread = f"{p50(ms):.1f} / {p99(ms):.1f} / {max(ms):.0f} ms"
+    spread = f"{soak.p50(ms):.1f} / {soak.p99(ms):.1f} / {max(ms):.0f} ms"
     return f"{len(ms)}: {spread} ({sum(ms) / 1000:.0f} s in all)"
 
 
@@ -269,24 +258,24 @@ def _cpu_ms(h: Hostile) -> float:
 def cells(h: Hostile, base: Hostile | None) -> list[str]:
     """One run's column of the table, in the order of LABELS; `base` for the ratios to it."""
     stats, samples, lat = h.run.stats, h.run.stats.samples, h.run.stats.latencies
-    rss, fds = start_middle_end(samples, "rss_mb"), start_middle_end(samples, "fds")
+    rss, fds = soak.start_middle_end(samples, "rss_mb"), soak.start_middle_end(samples, "fds")
     at, end, _ = h.rss_growth()
     vs_rate, vs_p99, attack, attackers_cpu = "", "", "", "-"
     if base is not None:
         vs_rate = f", {h.run.rate() / base.run.rate() * 100:.0f}%"
-        vs_p99 = f" ({p99(lat) / p99(base.run.stats.latencies):.2f}x)"
+        vs_p99 = f" ({soak.p99(lat) / soak.p99(base.run.stats.latencies):.2f}x)"
         extra = stats.cpu_s - _cpu_ms(base) / 1000 * len(lat)
         attack = f" (the attack: {extra / h.run.duration * 100:.0f}% of a core)"
         attackers_cpu = f"{h.attackers['cpu_s'] if h.attackers else 0:.0f} s"
     return [
         f"{len(lat)} ({h.run.rate():.0f}/s{vs_rate})",
-        f"{p50(lat):.1f} / {p99(lat):.1f} ms{vs_p99}",
-        f"{p50(stats.hit_latencies):.1f} / {p99(stats.hit_latencies):.1f} ms",
+        f"{soak.p50(lat):.1f} / {soak.p99(lat):.1f} ms{vs_p99}",
+        f"{soak.p50(stats.hit_latencies):.1f} / {soak.p99(stats.hit_latencies):.1f} ms",
         ", ".join(f"{k}: {v}" for k, v in sorted(h.failures().items())) or "none",
         str(stats.statuses["500"]),
         "{:.0f} / {:.0f} / {:.0f} MB".format(*rss)
         + f" (sampled peak {max(s.rss_mb for s in samples):.0f}, VmHWM {stats.peak_rss_mb:.0f})",
-        f"{each_minute(samples)} MB",
+        f"{soak.each_minute(samples)} MB",
         f"{end - at:+.0f} MB ({at:.0f} to {end:.0f})",
         "{:.0f} / {:.0f} / {:.0f}".format(*fds) + f" (peak {max(s.fds for s in samples)})",
         f"{h.probe.open_peak:.0f}",
@@ -319,7 +308,7 @@ def verdicts(base: Hostile, hostile: Hostile) -> dict[str, tuple[str, bool]]:
         ),
         LABELS[1]: (
             f"p99 ≤ {P99_TARGET:g}x the baseline's",
-            p99(lat[1]) <= P99_TARGET * p99(lat[0]),
+            soak.p99(lat[1]) <= P99_TARGET * soak.p99(lat[0]),
         ),
         LABELS[3]: ("none but 503 `overloaded`", only_allowed),
         LABELS[4]: ("0", no_500),
@@ -337,7 +326,7 @@ def report(base: Hostile, hostile: Hostile, serve_args: list[str]) -> str:
     command += "".join(f" --serve-arg={a}" for a in serve_args)
     lead = f"Runs of {base.run.duration:.0f} s each at concurrency {base.run.concurrency}"
     header = ("measure", "baseline", "under attack", "target", "")
-    return heading(lead, command) + "\n\n" + table(header, rows)
+    return soak.heading(lead, command) + "\n\n" + table(header, rows)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -352,7 +341,7 @@ async def main(args: argparse.Namespace) -> int:
     print(f"attackers: {json.dumps(hostile.attackers)}")
     for name, h in (("baseline", base), ("hostile", hostile)):
         cap = next(iter(h.log_lines("client connections")), "").strip()
-        print_exits(f"{name}: service ", h.run, f"; {cap}")
+        soak.print_exits(f"{name}: service ", h.run, f"; {cap}")
     if args.report:
         write_block(args.report, text, "<!-- soak-hostile:begin -->", "<!-- soak-hostile:end -->")
     failed = not all(met for _, met in verdicts(base, hostile).values())

@@ -146,13 +146,10 @@ async def _abort(url: str, path: str, stats: Stats) -> str:
     started = time.perf_counter()
     try:
         _, writer = await asyncio.open_connection(host, int(port))
-    except OSError as exc:  # refused or reset before the request went out
-        return type(exc).__name__
-    stats.connect_ms.append((time.perf_counter() - started) * 1000)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
-    try:
+        stats.connect_ms.append((time.perf_counter() - started) * 1000)
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
         await writer.drain()
-    except OSError as exc:
+    except OSError as exc:  # refused or reset before the request went out
         return type(exc).__name__
     writer.transport.abort()
     return "aborted"
