@@ -1,10 +1,7 @@
-"""Processes of the broker-mode demos: fronts, workers (pinned to CPU sets) and nginx.
+"""Processes of the soaks and the scale-out demo: fronts, workers (pinned to CPU sets) and nginx.
 
-A front is `previewer serve --broker URL` (or without --broker, the embedded
-mode) on a free port with its own cache directory; a worker is
-`previewer worker --broker URL`, started under `taskset` when it gets a CPU
-set of its own. `fronts_balancer` is deploy/nginx/fronts.conf's upstream
-(hash $request_uri consistent) over loopback ports.
+Each process gets `work/NAME/` for its cache and log; starting one again under
+the same name keeps its cache and appends to its log.
 """
 
 from __future__ import annotations
@@ -19,23 +16,29 @@ import peers
 from procs import Server, free_port, get, spawn, wait_ready
 
 TASKSET = shutil.which("taskset") or "/usr/bin/taskset"
+CONSUMING = "worker consuming"
+
+
+def _argv(work: Path, name: str, command: str, extra: tuple[str, ...]) -> list[str]:
+    (work / name / "cache").mkdir(parents=True, exist_ok=True)
+    argv = [str(peers.previewer_binary()), command, "--allow-private-networks"]
+    return [*argv, "--cache-dir", str(work / name / "cache"), *extra]
+
+
+def log(work: Path, name: str) -> Path:
+    return work / name / "previewer.log"
 
 
 def start_front(work: Path, name: str, broker: str | None, extra: tuple[str, ...] = ()) -> Server:
-    """A previewer front (embedded when `broker` is None) with an empty cache."""
-    prefix = work / name
-    shutil.rmtree(prefix, ignore_errors=True)
-    (prefix / "cache").mkdir(parents=True)
+    """`previewer serve` on a free port (embedded when `broker` is None)."""
     port = free_port()
-    argv = [str(peers.previewer_binary()), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--allow-private-networks", "--cache-dir", str(prefix / "cache"), *extra]
+    extra = ("--host", "127.0.0.1", "--port", str(port), *extra)
     if broker is not None:
-        argv += ["--broker", broker]
-    log = prefix / "previewer.log"
-    proc = spawn(argv, log)
+        extra += ("--broker", broker)
+    proc = spawn(_argv(work, name, "serve", extra), log(work, name))
     server = Server(name=name, url=f"http://127.0.0.1:{port}", procs=[proc])
     try:
-        wait_ready(f"{server.url}/health", [proc], log)
+        wait_ready(f"{server.url}/health", [proc], log(work, name))
     except BaseException:
         server.stop()
         raise
@@ -43,35 +46,38 @@ def start_front(work: Path, name: str, broker: str | None, extra: tuple[str, ...
 
 
 def start_worker(
-    work: Path, name: str, broker: str, renders: int, cpus: str | None
+    work: Path,
+    name: str,
+    broker: str,
+    renders: int,
+    cpus: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """A worker doing `renders` renders at once, on CPU set `cpus` (None: any core).
+    """`previewer worker` doing `renders` renders at once, on CPU set `cpus` (None: any core).
 
-    Returns once it logs that it consumes the job queue.
+    Returns once its log has one more "worker consuming" line than before.
     """
-    prefix = work / name
-    shutil.rmtree(prefix, ignore_errors=True)
-    (prefix / "cache").mkdir(parents=True)
-    argv = [str(peers.previewer_binary()), "worker", "--broker", broker]
-    argv += ["--allow-private-networks", "--cache-dir", str(prefix / "cache")]
-    argv += ["--workers", str(renders)]
+    path = log(work, name)
+    before = path.read_text().count(CONSUMING) if path.exists() else 0
+    argv = _argv(work, name, "worker", ("--broker", broker, "--workers", str(renders), *extra))
     if cpus is not None:
         argv = [TASKSET, "-c", cpus, *argv]  # taskset execs: the pid is the worker's
-    log = prefix / "worker.log"
-    proc = spawn(argv, log)
+    proc = spawn(argv, path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        if log.exists() and "worker consuming" in log.read_text():
+            raise RuntimeError(f"worker exited with {proc.returncode}: {path.read_text()[-2000:]}")
+        if path.read_text().count(CONSUMING) > before:
             return proc
         time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"worker did not start consuming: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"worker did not start consuming: {path.read_text()[-2000:]}")
 
 
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    Server(name="workers", url="", procs=workers).stop()
+def stop(procs: list[subprocess.Popen[bytes]]) -> list[int | None]:
+    """SIGTERM, then SIGKILL after 15 s; the exit codes."""
+    Server(name="workers", url="", procs=procs).stop()
+    return [proc.returncode for proc in procs]
 
 
 def wait_consumers(front: Server, count: int, within: float = 30.0) -> None:
@@ -95,7 +101,7 @@ def cpu_sets(count: int, cores: int) -> list[str | None]:
 
 
 def fronts_balancer(prefix: Path, ports: list[int]) -> Server:
-    """nginx over the fronts at `ports`, hashing the request URI as fronts.conf does."""
+    """nginx over the fronts at `ports`, hashing the request URI as deploy/nginx/fronts.conf."""
     servers = "".join(f"server 127.0.0.1:{port} max_fails=1 fail_timeout=10s; " for port in ports)
     upstream = (
         f"upstream previewer_fronts {{ hash $request_uri consistent; {servers}keepalive 64; }}"

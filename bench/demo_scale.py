@@ -1,25 +1,9 @@
 """Scale-out demo: a front, RabbitMQ and 1, 2, 4 workers; RPC overhead; fronts; scale-up.
 
-    .venv/bin/python bench/demo_scale.py [--duration 15] [--doc docs/scale-out.md]
+    .venv/bin/python bench/demo_scale.py [--duration 15] [--reps 2] [--doc docs/scale-out.md]
 
-`make demo-scale` runs it (after bench/setup.sh: wrk, nginx, the corpus).
-Everything runs on 127.0.0.1: a private RabbitMQ node (testkit/rabbitmq.py), an
-nginx origin over the bench corpus, previewer fronts and workers. Stages,
-each measured side by side in this one run:
-
-1. scaling: one front, then 1, 2 and 4 workers (one core each while the
-   machine has enough cores, `taskset`), wrk over the corpus, misses only;
-2. overhead: misses through front + one worker against the embedded mode
-   with the same render threads on the same cores, alternated; and the p50
-   of one request at a time, broker against embedded;
-3. fronts: hits only, one front direct, one front behind nginx, two fronts
-   behind nginx (hash $request_uri consistent), alternated;
-4. scale-up: a front with a short --request-timeout and one worker under an
-   open-loop load it cannot finish in time (504s); workers are added while
-   the load runs, and the timeline shows the 504s stop.
-
-Prints the tables; with --doc writes them between the demo-scale markers of
-that Markdown file, and the charts beside it (scale-out.png, scale-up.png).
+`make demo-scale` runs it; docs/scale-out.md ("Measured figures") tells the stages. Prints the
+tables; with --doc writes them between its demo-scale markers, and the charts beside it.
 """
 
 from __future__ import annotations
@@ -34,6 +18,8 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +39,81 @@ from rabbitmq import RabbitNode
 OUT = Path(__file__).resolve().parent / ".work" / "demo-scale.json"
 MISS_MEGAPIXELS = 5.0  # the corpus photos up to this size make the miss load
 HIT_SIZES = ((300, 200), (150, 100), (640, 360), (200, 200))
+Record = tuple[float, float, int]  # (sent, done: seconds since the load began; status)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One side of alternated runs: medians, errors summed, and each run's rate."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    reps_rps: tuple[float, ...]
+
+    @classmethod
+    def of(cls, runs: list[Result]) -> Summary:
+        return cls(
+            rps=statistics.median(r.rps for r in runs),
+            p50_ms=statistics.median(r.p50_ms for r in runs),
+            p99_ms=statistics.median(r.p99_ms for r in runs),
+            errors=sum(r.errors for r in runs),
+            reps_rps=tuple(r.rps for r in runs),
+        )
+
+
+@dataclass(frozen=True)
+class Scaling:
+    workers: int
+    cpus: str  # the CPU sets, or "none (shared)"
+    result: Result
+
+
+@dataclass(frozen=True)
+class Overhead:
+    renders: int  # render threads either way
+    reps: int
+    sides: dict[str, Summary]  # "embedded", "broker"
+    single_p50_ms: dict[str, float]  # one request at a time
+
+    @property
+    def ratio(self) -> float:
+        return self.sides["broker"].rps / self.sides["embedded"].rps
+
+    @property
+    def added_p50_ms(self) -> float:
+        return self.single_p50_ms["broker"] - self.single_p50_ms["embedded"]
+
+
+@dataclass(frozen=True)
+class Fronts:
+    layouts: dict[str, Summary]
+    front_b_share: float  # the part of the previews the hash gave the second front
+    previews: int
+
+
+@dataclass(frozen=True)
+class ScaleUp:
+    one_worker_rps: float
+    rate: float
+    timeout: float
+    seconds: float
+    added: int
+    added_at: float  # seconds into the load when the added workers consume
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True)
+class DemoScale:
+    when: str
+    cores: int
+    duration: float
+    concurrency: int
+    scaling: tuple[Scaling, ...]
+    overhead: Overhead
+    fronts: Fronts
+    scale_up: ScaleUp
 
 
 def log(message: str) -> None:
@@ -63,9 +124,7 @@ class Demo:
     """The shared pieces: the broker, the origin, the corpus paths and the load settings."""
 
     def __init__(self, work: Path, node: RabbitNode, origin: Server, args: argparse.Namespace):
-        self.work = work
-        self.node = node
-        self.origin = origin
+        self.work, self.node, self.origin = work, node, origin
         self.duration: float = args.duration
         self.concurrency: int = args.concurrency
         self.cores = os.cpu_count() or 1
@@ -77,31 +136,35 @@ class Demo:
             f"/fill/{w}/{h}/127.0.0.1:{port}/{p.file}" for p in corpus.load() for w, h in HIT_SIZES
         ]
 
-    def load(
-        self,
-        label: str,
-        server: Server,
-        roots: list[int],
-        *,
-        hits: bool = False,
-        paths: list[str] | None = None,
-        concurrency: int | None = None,
-        duration: float | None = None,
-        rep: int = 0,
-    ) -> Result:
+    def load(self, label: str, server: Server, roots: list[int], **given: Any) -> Result:
+        """wrk over the misses (unique each) at the demo's settings; `given` overrides them."""
+        settings: dict[str, Any] = {"path": "miss", "rep": 0, "paths": self.miss_paths}
+        settings |= {"concurrency": self.concurrency, "duration": self.duration}
+        settings |= {"nonce": uuid.uuid4().hex[:8], "origin_roots": self.origin.roots}
         return measure(
-            peer=label,
-            path="hit" if hits else "miss",
-            rep=rep,
-            url=server.url,
-            paths=paths or (self.hit_paths if hits else self.miss_paths),
-            concurrency=concurrency or self.concurrency,
-            duration=duration or self.duration,
-            roots=roots,
-            origin_roots=self.origin.roots,
-            work=self.work,
-            nonce=None if hits else uuid.uuid4().hex[:8],
+            peer=label, url=server.url, roots=roots, work=self.work, **(settings | given)
         )
+
+    def hits(self, label: str, server: Server, roots: list[int], rep: int) -> Result:
+        return self.load(
+            label, server, roots, path="hit", paths=self.hit_paths, nonce=None, rep=rep
+        )
+
+    def front(
+        self, stack: ExitStack, name: str, broker: bool = True, extra: tuple[str, ...] = ()
+    ) -> Server:
+        """A front (embedded without `broker`), stopped when `stack` closes."""
+        server = cluster.start_front(self.work, name, self.node.url if broker else None, extra)
+        stack.callback(server.stop)
+        return server
+
+    def worker(
+        self, stack: ExitStack, name: str, renders: int, cpus: str | None
+    ) -> subprocess.Popen[bytes]:
+        """A worker, stopped when `stack` closes."""
+        proc = cluster.start_worker(self.work, name, self.node.url, renders, cpus)
+        stack.callback(cluster.stop, [proc])
+        return proc
 
 
 def _pids(*groups: list[subprocess.Popen[bytes]] | Server) -> list[int]:
@@ -111,99 +174,71 @@ def _pids(*groups: list[subprocess.Popen[bytes]] | Server) -> list[int]:
     return pids
 
 
-def scaling(demo: Demo) -> list[dict[str, Any]]:
+def scaling(demo: Demo) -> tuple[Scaling, ...]:
     """One front, then 1, 2 and 4 workers, each doing one render at a time."""
-    front = cluster.start_front(demo.work, "front-scaling", demo.node.url)
     rows = []
-    try:
+    with ExitStack() as stack:
+        front = demo.front(stack, "front-scaling")
         for count in (1, 2, 4):
             sets = cluster.cpu_sets(count, demo.cores)
-            workers = [
-                cluster.start_worker(demo.work, f"worker-{count}-{i}", demo.node.url, 1, cpus)
-                for i, cpus in enumerate(sets)
-            ]
-            try:
+            with ExitStack() as workers:
+                procs = [
+                    demo.worker(workers, f"worker-{count}-{i}", 1, cpus)
+                    for i, cpus in enumerate(sets)
+                ]
                 cluster.wait_consumers(front, count)
                 demo.load("warm-up", front, [], duration=3)
-                result = demo.load(f"{count} workers", front, _pids(front, workers))
-            finally:
-                cluster.stop_workers(workers)
+                result = demo.load(f"{count} workers", front, _pids(front, procs))
             pinned = ", ".join(s for s in sets if s is not None) or "none (shared)"
-            rows.append({"workers": count, "cpus": pinned, **result.as_dict()})
+            rows.append(Scaling(count, pinned, result))
             log(f"scaling: {count} workers {result.rps:.1f} req/s p99 {result.p99_ms:.0f} ms")
-    finally:
-        front.stop()
-    return rows
+    return tuple(rows)
 
 
-def overhead(demo: Demo, reps: int) -> dict[str, Any]:
+def overhead(demo: Demo, reps: int) -> Overhead:
     """Broker (front + one worker) against embedded, the same render threads, alternated."""
     renders = demo.cores
-    embedded = cluster.start_front(demo.work, "embedded", None, ("--workers", str(renders)))
-    front = cluster.start_front(demo.work, "front-overhead", demo.node.url)
-    worker = cluster.start_worker(demo.work, "worker-overhead", demo.node.url, renders, None)
+    single_s = float(max(5, round(demo.duration / 2)))  # one request at a time; wrk: whole seconds
     runs: dict[str, list[Result]] = {"embedded": [], "broker": []}
-    latency: dict[str, list[Result]] = {"embedded": [], "broker": []}
-    try:
+    single: dict[str, list[Result]] = {"embedded": [], "broker": []}
+    with ExitStack() as stack:
+        embedded = demo.front(stack, "embedded", broker=False, extra=("--workers", str(renders)))
+        front = demo.front(stack, "front-overhead")
+        worker = demo.worker(stack, "worker-overhead", renders, None)
+        sides = {"embedded": (embedded, embedded.roots), "broker": (front, _pids(front, [worker]))}
         cluster.wait_consumers(front, 1)
-        roots = {"embedded": embedded.roots, "broker": _pids(front, [worker])}
-        servers = {"embedded": embedded, "broker": front}
-        for name in runs:
-            demo.load("warm-up", servers[name], [], duration=3)
+        for server, _ in sides.values():
+            demo.load("warm-up", server, [], duration=3)
         for rep in range(reps):
-            for name in runs:
-                runs[name].append(demo.load(name, servers[name], roots[name], rep=rep))
-                latency[name].append(
-                    demo.load(
-                        name,
-                        servers[name],
-                        roots[name],
-                        paths=[demo.small_path],
-                        concurrency=1,
-                        duration=float(max(5, round(demo.duration / 2))),  # wrk: whole seconds
-                        rep=rep,
-                    )
-                )
-    finally:
-        cluster.stop_workers([worker])
-        front.stop()
-        embedded.stop()
-
-    def median(results: list[Result], key: str) -> float:
-        return float(statistics.median(getattr(r, key) for r in results))
-
-    summary: dict[str, dict[str, Any]] = {
-        name: {
-            "rps": median(runs[name], "rps"),
-            "p50_ms": median(runs[name], "p50_ms"),
-            "p99_ms": median(runs[name], "p99_ms"),
-            "errors": sum(r.errors for r in runs[name]),
-            "single_p50_ms": median(latency[name], "p50_ms"),
-            "reps_rps": [r.rps for r in runs[name]],
-        }
-        for name in runs
-    }
-    ratio = summary["broker"]["rps"] / summary["embedded"]["rps"]
-    added = summary["broker"]["single_p50_ms"] - summary["embedded"]["single_p50_ms"]
-    log(f"overhead: broker/embedded {ratio:.2f}, added p50 {added:.1f} ms")
-    return {"renders": renders, "reps": reps, **summary, "ratio": ratio, "added_p50_ms": added}
+            for name, (server, roots) in sides.items():
+                runs[name].append(demo.load(name, server, roots, rep=rep))
+                one = {"paths": [demo.small_path], "concurrency": 1, "duration": single_s}
+                single[name].append(demo.load(name, server, roots, rep=rep, **one))
+    result = Overhead(
+        renders,
+        reps,
+        {name: Summary.of(results) for name, results in runs.items()},
+        {name: statistics.median(r.p50_ms for r in results) for name, results in single.items()},
+    )
+    log(f"overhead: broker/embedded {result.ratio:.2f}, added p50 {result.added_p50_ms:.1f} ms")
+    return result
 
 
-def fronts(demo: Demo, reps: int) -> dict[str, Any]:
+def fronts(demo: Demo, reps: int) -> Fronts:
     """Hits: one front direct, one front behind nginx, two fronts behind nginx."""
-    front_a = cluster.start_front(demo.work, "front-a", demo.node.url)
-    front_b = cluster.start_front(demo.work, "front-b", demo.node.url)
-    worker = cluster.start_worker(demo.work, "worker-fronts", demo.node.url, demo.cores, None)
-    port_a, port_b = (int(f.url.rsplit(":", 1)[1]) for f in (front_a, front_b))
-    one = cluster.fronts_balancer(demo.work / "nginx-one-front", [port_a])
-    two = cluster.fronts_balancer(demo.work / "nginx-two-fronts", [port_a, port_b])
-    layouts = {
-        "one front, direct": (front_a, front_a.roots),
-        "one front behind nginx": (one, _pids(one, front_a)),
-        "two fronts behind nginx": (two, _pids(two, front_a, front_b)),
-    }
-    runs: dict[str, list[Result]] = {name: [] for name in layouts}
-    try:
+    with ExitStack() as stack:
+        front_a, front_b = demo.front(stack, "front-a"), demo.front(stack, "front-b")
+        demo.worker(stack, "worker-fronts", demo.cores, None)
+        port_a, port_b = (int(f.url.rsplit(":", 1)[1]) for f in (front_a, front_b))
+        one = cluster.fronts_balancer(demo.work / "nginx-one-front", [port_a])
+        stack.callback(one.stop)
+        two = cluster.fronts_balancer(demo.work / "nginx-two-fronts", [port_a, port_b])
+        stack.callback(two.stop)
+        layouts = {
+            "one front, direct": (front_a, front_a.roots),
+            "one front behind nginx": (one, _pids(one, front_a)),
+            "two fronts behind nginx": (two, _pids(two, front_a, front_b)),
+        }
         for front in (front_a, front_b):  # each polls the consumer count on its own
             cluster.wait_consumers(front, 1)
         for path in demo.hit_paths:  # front A holds every preview; B its share of the hash
@@ -211,42 +246,21 @@ def fronts(demo: Demo, reps: int) -> dict[str, Any]:
                 status, _, _ = get(server.url + path, timeout=60)
                 if status != 200:
                     raise RuntimeError(f"warming {server.name}{path}: {status}")
-        share = _share(front_b, len(demo.hit_paths))
+        _, _, body = get(f"{front_b.url}/health", timeout=5)
+        share = int(json.loads(body)["cache"]["entries"]) / len(demo.hit_paths)
+        runs: dict[str, list[Result]] = {name: [] for name in layouts}
         for rep in range(reps):
             for name, (server, roots) in layouts.items():
-                runs[name].append(demo.load(name, server, roots, hits=True, rep=rep))
-    finally:
-        for server in (two, one, front_b, front_a):
-            server.stop()
-        cluster.stop_workers([worker])
-    rows = []
-    for name, results in runs.items():
-        rows.append(
-            {
-                "layout": name,
-                "rps": statistics.median(r.rps for r in results),
-                "p50_ms": statistics.median(r.p50_ms for r in results),
-                "p99_ms": statistics.median(r.p99_ms for r in results),
-                "errors": sum(r.errors for r in results),
-                "reps_rps": [r.rps for r in results],
-            }
-        )
-        log(f"fronts: {name} {rows[-1]['rps']:.0f} req/s")
-    return {"rows": rows, "front_b_share": share, "previews": len(demo.hit_paths)}
+                runs[name].append(demo.hits(name, server, roots, rep))
+    result = Fronts({name: Summary.of(r) for name, r in runs.items()}, share, len(demo.hit_paths))
+    for name, summary in result.layouts.items():
+        log(f"fronts: {name} {summary.rps:.0f} req/s")
+    return result
 
 
-def _share(front: Server, total: int) -> float:
-    """The part of the previews the hash gave `front` (its cache entries / all)."""
-    _, _, body = get(f"{front.url}/health", timeout=5)
-    entries = int(json.loads(body)["cache"]["entries"])
-    return entries / total
-
-
-async def _open_loop(
-    url: str, paths: list[str], rate: float, seconds: float
-) -> list[tuple[float, float, int]]:
-    """`rate` requests a second for `seconds`, each a unique miss: (sent, done, status)."""
-    records: list[tuple[float, float, int]] = []
+async def _open_loop(url: str, paths: list[str], rate: float, seconds: float) -> list[Record]:
+    """`rate` requests a second for `seconds`, each a unique miss."""
+    records: list[Record] = []
     started = time.monotonic()
     nonce = uuid.uuid4().hex[:8]
 
@@ -275,7 +289,7 @@ async def _open_loop(
     return records
 
 
-def scale_up(demo: Demo, timeout: float) -> dict[str, Any]:
+def scale_up(demo: Demo, timeout: float) -> ScaleUp:
     """An open-loop load one worker cannot finish within `timeout`; workers join midway.
 
     The rate is 1.6 times what the one worker managed in a closed-loop run just
@@ -284,50 +298,26 @@ def scale_up(demo: Demo, timeout: float) -> dict[str, Any]:
     seconds, add_at = 45.0, 15.0
     extra = max(1, min(3, demo.cores - 1))  # to one worker per core, up to four
     sets = cluster.cpu_sets(1 + extra, demo.cores)
-    front = cluster.start_front(
-        demo.work, "front-scale-up", demo.node.url, ("--request-timeout", f"{timeout:g}")
-    )
-    workers = [cluster.start_worker(demo.work, "worker-up-0", demo.node.url, 1, sets[0])]
-    added_at = 0.0
-    try:
+    with ExitStack() as stack:
+        front = demo.front(stack, "front-scale-up", extra=("--request-timeout", f"{timeout:g}"))
+        first = demo.worker(stack, "worker-up-0", 1, sets[0])
         cluster.wait_consumers(front, 1)
-        calibration = demo.load("one worker", front, _pids(front, workers), duration=8)
+        calibration = demo.load("one worker", front, _pids(front, [first]), duration=8)
         rate = max(2.0, 1.6 * calibration.rps)
 
-        async def run() -> list[tuple[float, float, int]]:
-            nonlocal added_at
+        async def run() -> tuple[list[Record], float]:
             load = asyncio.create_task(_open_loop(front.url, demo.miss_paths, rate, seconds))
             await asyncio.sleep(add_at)
             started = time.monotonic()
             for i in range(extra):
-                workers.append(
-                    await asyncio.to_thread(
-                        cluster.start_worker,
-                        demo.work,
-                        f"worker-up-{i + 1}",
-                        demo.node.url,
-                        1,
-                        sets[i + 1],
-                    )
-                )
+                name = f"worker-up-{i + 1}"
+                await asyncio.to_thread(demo.worker, stack, name, 1, sets[i + 1])
             added_at = add_at + (time.monotonic() - started)  # consuming from here on
-            return await load
+            return await load, added_at
 
-        records = asyncio.run(run())
-    finally:
-        cluster.stop_workers(workers)
-        front.stop()
+        records, added_at = asyncio.run(run())
     log(f"scale-up: {len(records)} requests at {rate:.1f}/s, workers added at {added_at:.1f} s")
-    return {
-        "one_worker_rps": calibration.rps,
-        "rate": rate,
-        "timeout": timeout,
-        "seconds": seconds,
-        "started_with": 1,
-        "added": extra,
-        "added_at": added_at,
-        "records": records,
-    }
+    return ScaleUp(calibration.rps, rate, timeout, seconds, extra, added_at, tuple(records))
 
 
 def main() -> int:
@@ -340,8 +330,6 @@ def main() -> int:
     args = parser.parse_args()
 
     corpus.build()
-    data: dict[str, Any] = {"cores": os.cpu_count(), "duration": args.duration}
-    data["concurrency"] = args.concurrency
     with tempfile.TemporaryDirectory(prefix="previewer-demo-scale-") as tmp:
         work = Path(tmp)
         node = RabbitNode(work / "rabbitmq", name="previewer-demo")
@@ -350,20 +338,19 @@ def main() -> int:
         origin = peers.start_origin(work / "origin", corpus.DEFAULT_OUT)
         try:
             demo = Demo(work, node, origin, args)
-            data["scaling"] = scaling(demo)
-            data["overhead"] = overhead(demo, args.reps)
-            data["fronts"] = fronts(demo, args.reps)
-            data["scale_up"] = scale_up(demo, args.timeout)
+            stages = (scaling(demo), overhead(demo, args.reps), fronts(demo, args.reps))
+            up = scale_up(demo, args.timeout)
         finally:
             origin.stop()
             node.stop()
-    data["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    data = DemoScale(when, demo.cores, args.duration, args.concurrency, *stages, up)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(data, indent=1) + "\n")
+    OUT.write_text(json.dumps(asdict(data), indent=1) + "\n")
     text = scale_report.markdown(data)
     print(text)
     if args.doc:
-        write_block(args.doc, text, scale_report.MARK_BEGIN, scale_report.MARK_END)
+        write_block(args.doc, text, "<!-- demo-scale:begin -->", "<!-- demo-scale:end -->")
         scale_report.charts(data, args.doc.parent)
     return 0
 
