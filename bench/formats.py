@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import mean, median
 
 import corpus
 import peers
@@ -130,9 +129,9 @@ def encode(
             decoded = pyvips.Image.new_from_buffer(out, "")
             sizes[name].append(len(out))
             ssims[name].append(round(quality.best_ssim(reference, quality.luma(decoded)), 4))
-            medians[name].append(round(statistics.median(times[name]), 2))
+            medians[name].append(round(median(times[name]), 2))
     found = {v.name: Encoded(v, sizes[v.name], ssims[v.name], medians[v.name]) for v in chosen}
-    return found, round(statistics.mean(ceiling), 4)
+    return found, round(mean(ceiling), 4)
 
 
 def _check_format(url: str, accept: str, content_type: str) -> None:
@@ -203,14 +202,10 @@ def run(corpus_dir: Path, plan: Plan) -> Formats:
     return Formats(date, libvips, plan.repeats, ceiling, encoded, plan.reps, plan.seconds, found)
 
 
-def _median(values: Iterable[float]) -> float:
-    return statistics.median(values)
-
-
 def _cells(e: Encoded, jpeg: Encoded, cpu: dict[str, float]) -> dict[str, str]:
     """One variant's figures by column; ratios to JPEG are medians over the photos."""
-    ratio = round(_median(b / j for b, j in zip(e.bytes, jpeg.bytes, strict=True)), 3)
-    slower = _median(ms / j for ms, j in zip(e.encode_ms, jpeg.encode_ms, strict=True))
+    ratio = round(median(b / j for b, j in zip(e.bytes, jpeg.bytes, strict=True)), 3)
+    slower = median(ms / j for ms, j in zip(e.encode_ms, jpeg.encode_ms, strict=True))
     miss = cpu.get(e.variant.name)
     return {
         "quality": str(e.variant.quality),
@@ -220,9 +215,9 @@ def _cells(e: Encoded, jpeg: Encoded, cpu: dict[str, float]) -> dict[str, str]:
         if ratio < 1
         else f"{(ratio - 1) * 100:.0f}% larger",
         "total bytes": f"{sum(e.bytes):,}",
-        "SSIM mean": f"{statistics.mean(e.ssim):.4f}",
+        "SSIM mean": f"{mean(e.ssim):.4f}",
         "SSIM min": f"{min(e.ssim):.4f}",
-        "encode ms": f"{round(_median(e.encode_ms), 2):.1f}",
+        "encode ms": f"{round(median(e.encode_ms), 2):.1f}",
         "encode vs JPEG": f"{slower:.1f}x",
         "CPU ms per miss": "-" if miss is None else f"{miss:.0f}",
         "miss cost vs JPEG": "-" if miss is None else f"{miss / cpu['jpeg']:.2f}x",
@@ -232,7 +227,7 @@ def _cells(e: Encoded, jpeg: Encoded, cpu: dict[str, float]) -> dict[str, str]:
 def markdown(f: Formats) -> str:
     """The figures: formats at the defaults, AVIF by effort, misses over HTTP, the sweep."""
     effort = DEFAULTS.avif_effort
-    cpu = {n: _median(r.cpu_ms_per_request for r in runs) for n, runs in f.misses.items()}
+    cpu = {n: median(r.cpu_ms_per_request for r in runs) for n, runs in f.misses.items()}
     cells = {name: _cells(e, f.encoded["jpeg"], cpu) for name, e in f.encoded.items()}
 
     def rows(first: str, labels: dict[str, str], columns: list[str], align: str) -> str:
@@ -260,11 +255,11 @@ def markdown(f: Formats) -> str:
         body = [
             [
                 name,
-                f"{_median(r.rps for r in runs):.1f}",
-                f"{_median(r.p99_ms for r in runs):.0f}",
+                f"{median(r.rps for r in runs):.1f}",
+                f"{median(r.p99_ms for r in runs):.0f}",
                 cells[name]["CPU ms per miss"],
                 cells[name]["miss cost vs JPEG"],
-                f"{_median(r.other_cpu_pct for r in runs):.0f}%",
+                f"{median(r.other_cpu_pct for r in runs):.0f}%",
             ]
             for name, runs in f.misses.items()
         ]
