@@ -54,6 +54,12 @@ def _sources(width: int, height: int) -> dict[str, bytes]:
     }
 
 
+def _miss(url: str) -> None:
+    status, headers, body = get(url, timeout=60)
+    if status != 200 or headers.get("X-Cache") != "MISS":
+        raise RuntimeError(f"{url}: HTTP {status} {headers.get('X-Cache')}: {body[:200]!r}")
+
+
 def run(work: Path, count: int) -> list[Source]:
     """`count` misses of each source (after one to warm up), two at a time."""
     files = {path: body for size in SIZES for path, body in _sources(*size).items()}
@@ -62,20 +68,12 @@ def run(work: Path, count: int) -> list[Source]:
         server = peers.start_previewer(work, "centre")
         try:
             for path, body in files.items():
-
-                def one(query: str, path: str = path) -> None:
-                    url = f"{server.url}/fill/300/200/{authority}{path}?{query}"
-                    status, headers, answer = get(url, timeout=60)
-                    if status != 200 or headers.get("X-Cache") != "MISS":
-                        raise RuntimeError(
-                            f"{url}: {status} {headers.get('X-Cache')}: {answer[:200]!r}"
-                        )
-
-                one("warm")
+                url = f"{server.url}/fill/300/200/{authority}{path}"
+                _miss(f"{url}?warm")
                 cpu = cpu_seconds(server.roots)
                 started = time.perf_counter()
                 with ThreadPoolExecutor(CONCURRENCY) as pool:
-                    list(pool.map(one, [f"miss={n}" for n in range(count)]))
+                    list(pool.map(_miss, [f"{url}?miss={n}" for n in range(count)]))
                 rate = count / (time.perf_counter() - started)
                 cpu_ms = (cpu_seconds(server.roots) - cpu) * 1000 / count
                 vs = cpu_ms / found[-1].cpu_ms_per_miss if path.endswith(".heic") else None
