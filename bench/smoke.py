@@ -1,15 +1,11 @@
 """Smoke run of the benchmark harness: previewer and a loopback origin, a few seconds.
 
-    .venv/bin/python bench/smoke.py        (`make bench-smoke`)
+    .venv/bin/python bench/smoke.py        (`make bench-smoke`, part of `make test`)
 
-Starts a Python origin on 127.0.0.1 serving JPEGs made here (one baseline,
-one progressive), starts `previewer serve` through the harness's own
-`peers.start_previewer`, and asks for a few previews twice: the first answer
-must be a miss and the second a hit, both 200 with a JPEG of the requested
-size and the same bytes. A short concurrent burst of misses follows while the
-harness's process-tree sampler watches the server. Prints one summary line;
-exits non-zero on any failure. Needs only the project's .venv: no nginx, wrk
-or thumbor.
+Each preview of two sources (a baseline and a progressive JPEG) is asked twice: a miss,
+then a hit with the same bytes, both a JPEG of the requested size; a burst of misses
+follows under the harness's process-tree sampler. Prints one summary line; exits non-zero
+on any failure. Needs only the project's .venv.
 """
 
 from __future__ import annotations
@@ -17,13 +13,11 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
+import loopback
 import peers
 import pyvips
 from procs import TreeSampler, cpu_seconds, get
@@ -34,31 +28,6 @@ import images  # the images shared with the test suite
 
 SIZES = ((300, 200), (120, 160))
 BURST = 12
-
-
-def _photo_like(width: int, height: int, *, progressive: bool) -> bytes:
-    """A noisy colour gradient, so the JPEG is not trivially small."""
-    image = images.noisy_gradient(width, height, sigma=30)
-    body: bytes = image.jpegsave_buffer(Q=85, interlace=progressive)
-    return body
-
-
-class _Origin(BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-
-    def do_GET(self) -> None:
-        body = self.files.get(self.path.partition("?")[0])
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the smoke run prints one line."""
 
 
 class SmokeFailure(Exception):
@@ -82,38 +51,37 @@ def _check(url: str, size: tuple[int, int], expect_cache: str) -> tuple[bytes, f
 
 
 def run(work: Path) -> str:
-    _Origin.files = {
-        "/baseline.jpg": _photo_like(1600, 1000, progressive=False),
-        "/progressive.jpg": _photo_like(1200, 1600, progressive=True),
+    files: dict[str, bytes] = {
+        "/baseline.jpg": images.noisy_gradient(1600, 1000, sigma=30).jpegsave_buffer(Q=85),
+        "/progressive.jpg": images.noisy_gradient(1200, 1600, sigma=30).jpegsave_buffer(
+            Q=85, interlace=True
+        ),
     }
-    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
-    threading.Thread(target=origin.serve_forever, daemon=True).start()
-    authority = f"127.0.0.1:{origin.server_address[1]}"
-    server = peers.start_previewer(work, "centre")
-    try:
-        misses, hits = [], []
-        for name in _Origin.files:
-            for width, height in SIZES:
-                url = f"{server.url}/fill/{width}/{height}/{authority}{name}"
-                first, miss = _check(url, (width, height), "MISS")
-                again, hit = _check(url, (width, height), "HIT")
-                if first != again:
-                    raise SmokeFailure(f"{url}: the hit's bytes differ from the miss's")
-                misses.append(miss)
-                hits.append(hit)
-        cpu_before = cpu_seconds(server.roots)
-        with TreeSampler(server.roots) as sampler, ThreadPoolExecutor(4) as pool:
-            urls = [
-                f"{server.url}/fill/300/200/{authority}/baseline.jpg?burst={n}"
-                for n in range(BURST)
-            ]
-            list(pool.map(lambda u: _check(u, (300, 200), "MISS"), urls))
-        cpu_ms = (cpu_seconds(server.roots) - cpu_before) * 1000 / BURST
-        if sampler.peak <= 0:
-            raise SmokeFailure("the RSS sampler saw no memory for the server")
-    finally:
-        server.stop()
-        origin.shutdown()
+    with loopback.serving(files) as authority:
+        server = peers.start_previewer(work, "centre")
+        try:
+            misses, hits = [], []
+            for name in files:
+                for width, height in SIZES:
+                    url = f"{server.url}/fill/{width}/{height}/{authority}{name}"
+                    first, miss = _check(url, (width, height), "MISS")
+                    again, hit = _check(url, (width, height), "HIT")
+                    if first != again:
+                        raise SmokeFailure(f"{url}: the hit's bytes differ from the miss's")
+                    misses.append(miss)
+                    hits.append(hit)
+            cpu_before = cpu_seconds(server.roots)
+            with TreeSampler(server.roots) as sampler, ThreadPoolExecutor(4) as pool:
+                urls = [
+                    f"{server.url}/fill/300/200/{authority}/baseline.jpg?burst={n}"
+                    for n in range(BURST)
+                ]
+                list(pool.map(lambda u: _check(u, (300, 200), "MISS"), urls))
+            cpu_ms = (cpu_seconds(server.roots) - cpu_before) * 1000 / BURST
+            if sampler.peak <= 0:
+                raise SmokeFailure("the RSS sampler saw no memory for the server")
+        finally:
+            server.stop()
     return (
         f"bench-smoke: ok: {len(misses)} misses (median {statistics.median(misses) * 1000:.0f} ms),"
         f" {len(hits)} hits (median {statistics.median(hits) * 1000:.1f} ms), burst of {BURST}"
