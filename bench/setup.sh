@@ -10,8 +10,8 @@
 #   - thumbor in its own venv, bench/.work/thumbor-venv (its pinned Pillow and
 #     tornado must not meet previewer's dependencies); BENCH_THUMBOR=0 skips it
 #     (`make demo-scale` needs no thumbor);
-#   - (matplotlib, numpy, psutil and py-spy come with the project's .venv,
-#     from pyproject.toml's `bench` extra.)
+#   - (matplotlib and psutil come with the project's .venv, from
+#     pyproject.toml's `bench` extra.)
 #
 # Each step is skipped when its result is already there.
 set -euo pipefail
