@@ -24,11 +24,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / ".work" / "corpus"
 _MATE = "/usr/share/backgrounds/mate"
 _PLASMA = "/usr/share/wallpapers"
 
-# (corpus name, installed path, what it shows). Chosen to span 1.3 to 17.9
-# megapixels with baseline and progressive JPEGs. The packages hold one
-# photographic picture above 9 MP (a scanned painting in two sizes); the three
-# 14.7 MP digital illustrations are there for their decode cost, which depends
-# on pixels and bytes, not on subject.
+# (corpus name, installed path, what it shows); docs/benchmarks.md ("Corpus") says why.
 SELECTION: tuple[tuple[str, str, str], ...] = (
     ("GreenMeadow", f"{_MATE}/nature/GreenMeadow.jpg", "photo"),
     ("Dune", f"{_MATE}/nature/Dune.jpg", "photo"),
