@@ -71,18 +71,14 @@ class Photo:
         return self.width * self.height / 1e6
 
 
-class NotJpeg(ValueError):
-    """The bytes hold no JPEG frame header."""
-
-
 def jpeg_frame(data: bytes) -> tuple[int, int, bool]:
     """Width, height and progressive flag from a JPEG's start-of-frame segment."""
     if not data.startswith(b"\xff\xd8"):
-        raise NotJpeg("no SOI marker")
+        raise ValueError("no SOI marker")
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            raise NotJpeg(f"expected a marker at byte {pos}")
+            raise ValueError(f"expected a marker at byte {pos}")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -97,7 +93,7 @@ def jpeg_frame(data: bytes) -> tuple[int, int, bool]:
         if marker == 0xDA:  # start of scan before any frame header
             break
         pos += 2 + length
-    raise NotJpeg("no start-of-frame segment")
+    raise ValueError("no start-of-frame segment")
 
 
 def build(out: Path = DEFAULT_OUT) -> list[Photo]:
