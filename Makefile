@@ -110,7 +110,8 @@ clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* src/*.egg-info .previewer-cache
 
 # Full benchmark against thumbor and nginx (20-40 minutes; not part of CI):
-# installs its peers, writes docs/benchmarks.md and docs/benchmarks.png.
+# installs its peers, writes docs/benchmarks.md and docs/benchmarks.png, and its
+# stages their blocks in formats.md, imaging.md and performance.md.
 bench: $(STAMP)
 	PYTHON=$(PYTHON) bash bench/setup.sh
 	$(BIN)/python bench/run.py

@@ -1,4 +1,4 @@
-"""docs/benchmarks.png: req/s and p99 per peer and path, from one run's data.
+"""docs/benchmarks.png: req/s and p99 per peer and path, from one run's results.
 
 matplotlib with the Agg backend (no display), imported only when a chart is drawn.
 """
@@ -8,10 +8,20 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from figures import Data, Row, rows
+from figures import rows
+from load import Result
+from results import Results
 
 
-def draw(data: Data, out: Path) -> None:
+def _rps(r: Result) -> float:
+    return r.rps
+
+
+def _p99(r: Result) -> float:
+    return r.p99_ms
+
+
+def draw(results: Results, out: Path) -> None:
     """Req/s and p99 per peer and path, bars at each concurrency with min-max whiskers."""
     import matplotlib
 
@@ -19,24 +29,25 @@ def draw(data: Data, out: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
-    summary = rows(data["results"])
-    concs = data["config"]["concurrency"]
+    summary = rows(results.results)
+    concs = results.config.concurrency
+    cores = results.machine.cores
+    inprocess = f"in-process pyvips ({cores} thr)"
+    pyvips = [rep.previews_per_second[f"pyvips-{cores}t"] for rep in results.inprocess]
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
     for row_index, path in enumerate(("miss", "hit")):
         peers = list(dict.fromkeys(r.label for r in summary if r.path == path))
-        if path == "miss":
-            n = data["machine"]["cores"]
-            peers_rps = [*peers, f"in-process pyvips ({n} thr)"]
-        else:
-            peers_rps = peers
-        for col, (metric, unit) in enumerate((("rps", "req/s"), ("p99", "p99 latency, ms"))):
+        for col, (figure, unit) in enumerate(((_rps, "req/s"), (_p99, "p99 latency, ms"))):
             ax = axes[row_index][col]
-            names = peers_rps if metric == "rps" else peers
+            names = [*peers, inprocess] if figure is _rps and path == "miss" else peers
             width = 0.8 / len(concs)
             for ci, conc in enumerate(concs):
                 meds, lows, highs = [], [], []
                 for name in names:
-                    values = _chart_values(data, summary, path, name, conc, metric)
+                    values = pyvips if name == inprocess else []
+                    for r in summary:
+                        if (r.path, r.label, r.concurrency) == (path, name, conc):
+                            values = r.values(figure)
                     med = statistics.median(values) if values else 0.0
                     meds.append(med)
                     lows.append(med - min(values) if values else 0.0)
@@ -61,20 +72,9 @@ def draw(data: Data, out: Path) -> None:
                 ax.yaxis.set_minor_formatter(ticker.NullFormatter())
             ax.legend(fontsize=8)
             ax.grid(axis="y", alpha=0.3)
-    cores, reps = data["machine"]["cores"], data["config"]["reps"]
-    fig.suptitle(f"300x200 fill, {cores} cores, medians of {reps} runs (whiskers: min-max)")
+    fig.suptitle(
+        f"300x200 fill, {cores} cores, medians of {results.config.reps} runs (whiskers: min-max)"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
-
-
-def _chart_values(
-    data: Data, summary: list[Row], path: str, name: str, conc: int, metric: str
-) -> list[float]:
-    if name.startswith("in-process"):
-        key = f"pyvips-{data['machine']['cores']}t"
-        return [rep["previews_per_second"][key] for rep in data["inprocess"]]
-    for r in summary:
-        if r.path == path and r.label == name and r.concurrency == conc:
-            return r.rps if metric == "rps" else r.p99
-    return []

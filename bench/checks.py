@@ -1,9 +1,8 @@
 """Before the load: every peer must answer every corpus file with a 300x200 JPEG.
 
-`check_peers` starts each peer once, fetches its preview of each file into
-run/outputs/<peer>/ (and Pillow's in-process previews beside them), and has
-bench/quality.py decode and score them. `warm` is the pass over the corpus
-that precedes every load run. Standard library only.
+`check_peers` fetches each peer's previews into run/outputs/<peer>/ (Pillow's
+in-process ones beside them) for bench/quality.py to check and score; `warm`
+is the pass over the corpus that precedes every load run.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any
 import corpus
 import peers
 from procs import Server, get, python_json
+from results import Quality, build
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,12 +29,10 @@ def pillow_inprocess(seconds: float, out: Path) -> dict[str, Any] | None:
     return python_json(argv, 1800, python=str(python))
 
 
-def fetch_all(
-    server: Server, peer: peers.Peer, files: list[str], origin_port: int
-) -> dict[str, bytes]:
+def fetch_all(server: Server, peer: peers.Peer, files: list[str], port: int) -> dict[str, bytes]:
     bodies = {}
     for file in files:
-        status, headers, body = get(server.url + peer.path(file, origin_port), timeout=120)
+        status, headers, body = get(server.url + peer.path(file, port), timeout=120)
         ctype = headers.get("Content-Type", "")
         if status != 200 or not ctype.startswith("image/jpeg"):
             raise RuntimeError(f"{file}: HTTP {status} {ctype} {body[:200]!r}")
@@ -54,12 +52,8 @@ def warm(server: Server, peer: peers.Peer, files: list[str], origin_port: int, h
 
 def check_peers(
     names: list[str], files: list[str], run: Path, origin_port: int, log: Callable[[str], None]
-) -> tuple[dict[str, str], dict[str, Any], dict[str, float]]:
-    """Fetch every peer's previews into run/outputs and score them.
-
-    Returns the failed peers with their reasons, the quality report and each
-    peer's mean preview size.
-    """
+) -> tuple[dict[str, str], dict[str, Quality], dict[str, float]]:
+    """The peers that failed with their reasons, the quality of each, its mean preview bytes."""
     outputs = run / "outputs"
     failures: dict[str, str] = {}
     sizes: dict[str, float] = {}
@@ -94,10 +88,11 @@ def check_peers(
     else:
         made = list((outputs / "pillow").glob("*.jpg"))
         sizes["pillow"] = sum(p.stat().st_size for p in made) / max(1, len(made))
-    quality = python_json([str(HERE / "quality.py"), str(corpus.DEFAULT_OUT), str(outputs)], 900)
+    argv = [str(HERE / "quality.py"), str(corpus.DEFAULT_OUT), str(outputs)]
+    quality = build(dict[str, Quality], python_json(argv, 900))
     for name, q in quality.items():
-        if q["problems"] and name not in failures:
-            failures[name] = f"wrong previews: {q['problems']}"
+        if q.problems and name not in failures:
+            failures[name] = f"wrong previews: {q.problems}"
     return failures, quality, sizes
 
 

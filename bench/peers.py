@@ -1,16 +1,8 @@
 """The servers of the benchmark, each started on 127.0.0.1 with its own files.
 
-- `origin`: nginx serving the corpus (and the static file) to every peer.
-- `thumbor`: one thumbor process per core behind an nginx upstream, source
-  storage off and no result storage, so every request fetches and renders;
-  `thumbor_rs` is the same with file result storage on, for the hit path.
-- `image_filter`: nginx `proxy_pass` to the origin plus `image_filter crop`,
-  one single-worker nginx per core behind a balancer, like thumbor.
-- `static`: nginx serving one ~20 KB JPEG, the practical ceiling for a hit.
-- `previewer`: `previewer serve` with a fresh cache directory, per gravity.
-
-Each start function returns a `procs.Server`; the caller stops it. Each peer
-also says how a corpus file maps to a request path (`Peer.path`).
+docs/benchmarks.md ("How it was measured") describes each peer. A start
+function returns a `procs.Server`, which the caller stops; `Peer.path` maps
+a corpus file to the peer's request path.
 """
 
 from __future__ import annotations
@@ -115,18 +107,11 @@ def start_origin(prefix: Path, root: Path) -> Server:
     return nginx(prefix, free_port(), f"location / {{ root {root}; }}")
 
 
-def start_static(work: Path, origin_port: int) -> Server:
-    del origin_port  # serves its own copy of the file
-    root = work / "static-root"
-    return nginx(work / "nginx-static", free_port(), f"location / {{ root {root}; }}")
-
-
 def balancer(prefix: Path, ports: list[int]) -> Server:
     """nginx on a free port spreading requests over `ports` (least_conn, keep-alive).
 
-    wrk opens only 4 or 16 connections; left to the kernel, they can land
-    unevenly on a server's processes and leave a core idle. Every multi-process
-    peer sits behind one of these instead, so each of its processes gets work.
+    Left to the kernel, wrk's few connections can land unevenly on a server's
+    processes and leave a core idle.
     """
     servers = "".join(f"server 127.0.0.1:{port}; " for port in ports)
     upstream = f"upstream backends {{ least_conn; {servers}keepalive 64; }}"
@@ -169,7 +154,7 @@ def start_image_filter(work: Path, origin_port: int) -> Server:
     return Server(name=prefix.name, url=front.url, procs=procs)
 
 
-def _start_thumbor(work: Path, result_storage: bool) -> Server:
+def start_thumbor(work: Path, result_storage: bool) -> Server:
     """`os.cpu_count()` thumbor processes behind a balancer."""
     name = "thumbor-rs" if result_storage else "thumbor"
     prefix = work / name
@@ -207,16 +192,6 @@ def _start_thumbor(work: Path, result_storage: bool) -> Server:
     return Server(name=name, url=front.url, procs=[*front.procs, *procs])
 
 
-def start_thumbor(work: Path, origin_port: int) -> Server:
-    del origin_port  # thumbor reads the origin from each URL
-    return _start_thumbor(work, result_storage=False)
-
-
-def start_thumbor_rs(work: Path, origin_port: int) -> Server:
-    del origin_port
-    return _start_thumbor(work, result_storage=True)
-
-
 def previewer_binary() -> Path:
     """`previewer` beside the Python running the bench (the project's .venv)."""
     return Path(sys.executable).parent / "previewer"
@@ -231,8 +206,8 @@ def start_previewer(
 ) -> Server:
     """`previewer serve` on a free port with an empty cache directory of its own.
 
-    `extra` adds flags and `env` environment variables (for the experiments);
-    `name` tells apart the work directories of such variants.
+    `extra` adds flags and `env` environment variables; `name` tells apart the
+    work directories of previewers started with different ones.
     """
     prefix = work / (name or f"previewer-{gravity}")
     cache = prefix / "cache"
@@ -266,10 +241,20 @@ STATIC_FILE = "static.jpg"
 PEERS: dict[str, Peer] = {
     peer.name: peer
     for peer in (
-        Peer("thumbor", "thumbor", start_thumbor, _thumbor_path),
-        Peer("thumbor-rs", "thumbor + result storage", start_thumbor_rs, _thumbor_path),
+        Peer("thumbor", "thumbor", lambda w, _p: start_thumbor(w, False), _thumbor_path),
+        Peer(
+            "thumbor-rs",
+            "thumbor + result storage",
+            lambda w, _p: start_thumbor(w, True),
+            _thumbor_path,
+        ),
         Peer("image_filter", "nginx image_filter", start_image_filter, lambda f, _p: f"/{f}"),
-        Peer("static", "nginx static 20 KB", start_static, lambda _f, _p: f"/{STATIC_FILE}"),
+        Peer(
+            "static",  # serves its own copy of one preview, work/static-root/static.jpg
+            "nginx static 20 KB",
+            lambda w, _p: start_origin(w / "nginx-static", w / "static-root"),
+            lambda _f, _p: f"/{STATIC_FILE}",
+        ),
         Peer(
             "previewer-attention",
             "previewer (attention)",

@@ -2,13 +2,10 @@
 
     bench/.work/thumbor-venv/bin/python bench/pillow_limit.py CORPUS SECONDS OUT_DIR
 
-The fastest Pillow path: JPEG `draft("RGB", (300, 200))` (libjpeg
-decodes at 1/2, 1/4 or 1/8 scale, never below the requested size), then
-`ImageOps.fit` to 300x200 with LANCZOS at the centre, then JPEG quality 80 with
-optimised Huffman tables. Runs on 1 and N threads (Pillow releases the GIL
-while it decodes, resizes and encodes), times each file once, and writes each
-file's preview to OUT_DIR for bench/quality.py to score. Runs in thumbor's
-venv, which has Pillow; standard library otherwise. Prints one JSON object.
+Pillow's fastest path (JPEG `draft`, `ImageOps.fit`, quality 80) on 1 and N
+threads, each file timed alone and its preview written to OUT_DIR for
+bench/quality.py. Runs in thumbor's venv, which has Pillow; prints one JSON
+object, which bench/run.py adds to `results.Limits`.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ import io
 import json
 import os
 import statistics
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,13 +37,12 @@ def render(body: bytes) -> bytes:
 def rate(bodies: list[bytes], threads: int, seconds: float) -> float:
     """Previews per second over `seconds` with `threads` threads."""
     deadline = time.monotonic() + seconds
-    stop = threading.Event()
 
     def worker(offset: int) -> int:
-        done, i = 0, offset
-        while time.monotonic() < deadline and not stop.is_set():
-            render(bodies[i % len(bodies)])
-            done, i = done + 1, i + 1
+        done = 0
+        while time.monotonic() < deadline:
+            render(bodies[(offset + done) % len(bodies)])
+            done += 1
         return done
 
     started = time.monotonic()

@@ -1,9 +1,7 @@
 """Processes for the benchmark: start and stop servers, and measure their trees.
 
-A server under test is a set of root processes (nginx master, thumbor
-processes, previewer) and all their descendants, found with psutil; its
-memory is the sum of resident set sizes over that tree, sampled every 100 ms,
-and its CPU time the sum of user + system time.
+A server is a set of root processes and all their descendants (psutil): its
+memory is the sum of their RSS, its CPU time the sum of user + system time.
 """
 
 from __future__ import annotations
@@ -53,14 +51,6 @@ def tree(roots: Iterable[int]) -> set[int]:
     return members
 
 
-def rss_bytes(pids: Iterable[int]) -> int:
-    total = 0
-    for proc in _processes(pids):
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
-
-
 def cpu_seconds(pids: Iterable[int]) -> float:
     """user + system CPU time of the processes, in seconds."""
     total = 0.0
@@ -71,10 +61,9 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds spent by all cores outside idle and iowait since boot."""
+def _busy_seconds() -> float:
+    """CPU seconds all cores spent outside idle and iowait since boot (guest is in user)."""
     times = psutil.cpu_times()
-    # guest time is already inside user and nice, as in /proc/stat
     busy = ("user", "nice", "system", "irq", "softirq", "steal")
     return sum(getattr(times, name, 0.0) for name in busy)
 
@@ -87,22 +76,20 @@ def _own_cpu() -> float:
 
 @dataclass
 class OtherCpu:
-    """CPU time the rest of the machine spends while a block runs.
+    """CPU time the rest of the machine spends while a block runs, as `percent` of all cores.
 
-    Ours: this process, the children it waits for during the block (wrk, a
-    bench script) and the process trees of `roots` (servers, the origin).
-    Everything else busy meanwhile is `percent` of all cores' time: a figure
-    well above zero means another program disturbed the measurement.
+    Ours, left out: this process, the children it waits for during the block
+    and the process trees of `roots`, whose CPU seconds are `roots_cpu`.
     """
 
     roots: list[int] = field(default_factory=list)
     percent: float = 0.0
-    roots_cpu: float = 0.0  # CPU seconds of the `roots` trees during the block
+    roots_cpu: float = 0.0
 
     def __enter__(self) -> OtherCpu:
         self._pids = tree(self.roots)
         self._roots_before = cpu_seconds(self._pids)
-        self._busy_before = machine_busy_seconds()
+        self._busy_before = _busy_seconds()
         self._own_before = _own_cpu()
         self._started = time.monotonic()
         return self
@@ -111,7 +98,7 @@ class OtherCpu:
         wall = time.monotonic() - self._started
         # descendants may have been born during the block: count them too
         self.roots_cpu = cpu_seconds(tree(self.roots) | self._pids) - self._roots_before
-        busy = machine_busy_seconds() - self._busy_before
+        busy = _busy_seconds() - self._busy_before
         ours = self.roots_cpu + _own_cpu() - self._own_before
         cores = os.cpu_count() or 1
         self.percent = max(0.0, busy - ours) / (wall * cores) * 100 if wall > 0 else 0.0
@@ -144,7 +131,11 @@ class TreeSampler:
             if time.monotonic() - refreshed > 1.0:  # children may come and go
                 pids = tree(self.roots)
                 refreshed = time.monotonic()
-            self.peak = max(self.peak, rss_bytes(pids))
+            rss = 0
+            for proc in _processes(pids):
+                with contextlib.suppress(psutil.Error):
+                    rss += proc.memory_info().rss
+            self.peak = max(self.peak, rss)
             self._stop.wait(self.interval)
 
 
@@ -200,10 +191,9 @@ def get(url: str, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
 def wait_ready(
     url: str, procs: list[subprocess.Popen[bytes]], log: Path, within: float = 30.0
 ) -> float:
-    """Poll `url` until it answers 200; returns the seconds waited.
+    """Poll `url` until it answers 200; the seconds waited.
 
-    Raises RuntimeError, with the tail of the log, if a process exits first or
-    the time runs out.
+    RuntimeError, with the log's tail, if a process exits first or time runs out.
     """
     started = time.monotonic()
     while time.monotonic() - started < within:
@@ -230,10 +220,7 @@ def python_json(
     python: str = sys.executable,
     env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run a bench script (with this Python by default) and parse the JSON it prints last.
-
-    `env` is added to this process's environment for the script.
-    """
+    """Run a bench script (this Python by default) with `env` added; the JSON it prints last."""
     done = subprocess.run(
         [python, *argv],
         capture_output=True,

@@ -2,15 +2,9 @@
 
     .venv/bin/python bench/quality.py CORPUS_DIR OUTPUTS_DIR
 
-OUTPUTS_DIR holds one directory per peer with the preview each peer made of
-each corpus file, under the corpus file's name. Every preview must decode
-with libvips as a 300x200 JPEG. For the peers that crop at the centre, each
-preview is scored with SSIM against a reference made without shortcuts: the
-source decoded at full size, resized with lanczos3 to cover 300x200 and
-centre-cropped. SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
-K1 0.01, K2 0.03) is computed here with numpy on the luma of both images;
-since peers round the crop box differently, the best score over reference
-crops shifted by up to one pixel is kept. Prints one JSON object.
+OUTPUTS_DIR holds one directory of previews per peer, named as the corpus
+files. Prints one JSON object, a `results.Quality` per peer; the method is in
+docs/benchmarks.md ("Quality").
 """
 
 from __future__ import annotations
@@ -18,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pyvips
+from results import Quality
 
 WIDTH, HEIGHT = 300, 200
 CENTRE_PEERS = ("thumbor", "image_filter", "previewer-centre", "pillow")
@@ -116,7 +112,7 @@ def main() -> None:
     parser.add_argument("outputs", type=Path)
     args = parser.parse_args()
     references: dict[str, Plane] = {}
-    report: dict[str, dict[str, Any]] = {}
+    report: dict[str, Quality] = {}
     for peer_dir in sorted(p for p in args.outputs.iterdir() if p.is_dir()):
         problems: dict[str, str] = {}
         scores: dict[str, float] = {}
@@ -132,15 +128,15 @@ def main() -> None:
                 references[preview.name] = covered_reference(body)
             scores[preview.name] = round(best_ssim(references[preview.name], luma(image)), 4)
         values = list(scores.values())
-        report[peer_dir.name] = {
-            "checked": len(list(peer_dir.glob("*.jpg"))),
-            "problems": problems,
-            "ssim": scores,
-            "ssim_mean": round(sum(values) / len(values), 4) if values else None,
-            "ssim_min": min(values) if values else None,
-        }
-    print(json.dumps(report))
-    if any(not math.isfinite(v) for r in report.values() for v in r["ssim"].values()):
+        report[peer_dir.name] = Quality(
+            checked=len(list(peer_dir.glob("*.jpg"))),
+            problems=problems,
+            ssim=scores,
+            ssim_mean=round(sum(values) / len(values), 4) if values else None,
+            ssim_min=min(values) if values else None,
+        )
+    print(json.dumps({peer: asdict(q) for peer, q in report.items()}))
+    if any(not math.isfinite(v) for r in report.values() for v in r.ssim.values()):
         raise SystemExit("SSIM gave a non-finite value")
 
 

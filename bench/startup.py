@@ -2,16 +2,10 @@
 
     .venv/bin/python bench/startup.py WORK_DIR [--entries 100000] [--trials 3]
 
-Fills WORK_DIR/startup-cache with that many valid entries through previewer's
-public storage API (`Storage(root).write(key_digest(str(i)), body,
-"image/jpeg")`), once (a marker file remembers a finished fill), then times
-`previewer serve` from exec until `/health` answers 200 (serving: the index
-loads in the background, and until it has, hits are read from disk directly)
-and until `/health` reports the index loaded, and checks that it then
-reports every entry. The entry body is one small real JPEG: start-up scans
-names and stats, never bodies, so body size does not change the time. Trials
-run with the page cache warm and, when this process may write
-/proc/sys/vm/drop_caches, cold as well. Prints one JSON object.
+Fills WORK_DIR/startup-cache-N once through previewer's storage API, then
+times `previewer serve` from exec to serving and to its index loaded, with
+the page cache warm and, when this process may drop it, cold; see
+docs/benchmarks.md ("Start-up"). Prints a `results.Startup` as JSON.
 """
 
 from __future__ import annotations
@@ -22,15 +16,14 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pyvips
+from procs import free_port, get, spawn, wait_ready
+from results import Startup
 
 from previewer.cache.storage import Entry, Storage, key_digest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from procs import free_port, get, spawn, wait_ready
 
 
 def fill(root: Path, entries: int) -> float:
@@ -95,41 +88,37 @@ def main() -> None:
     fill_seconds = fill(cache, args.entries)
     binary = Path(sys.executable).parent / "previewer"
     log = args.work / "startup.log"
-    warm: list[tuple[float, float]] = []
-    cold: list[tuple[float, float]] = []
-    counts = set()
     trial(binary, cache, log)  # first run after the fill: not counted
-    for _ in range(args.trials):
-        serving, loaded, count = trial(binary, cache, log)
-        warm.append((serving, loaded))
-        counts.add(count)
-    can_drop = _drop_page_cache()
-    if can_drop:
+    warm = [trial(binary, cache, log) for _ in range(args.trials)]
+    cold = []
+    if _drop_page_cache():
         for _ in range(args.trials):
             _drop_page_cache()
-            serving, loaded, count = trial(binary, cache, log)
-            cold.append((serving, loaded))
-            counts.add(count)
+            cold.append(trial(binary, cache, log))
+    counts = sorted({count for _, _, count in warm + cold})
 
-    def median(runs: list[tuple[float, float]], i: int) -> float | None:
-        return round(statistics.median(r[i] for r in runs), 3) if runs else None
+    def seconds(runs: list[tuple[float, float, int]], i: int) -> list[float]:
+        return [round(run[i], 3) for run in runs]
 
-    result = {
-        "entries": args.entries,
-        "entries_reported": sorted(counts),
-        "fill_seconds": round(fill_seconds, 1),
-        "warm_seconds": [round(s, 3) for s, _ in warm],
-        "warm_median": median(warm, 0),
-        "warm_loaded_seconds": [round(s, 3) for _, s in warm],
-        "warm_loaded_median": median(warm, 1),
-        "cold_seconds": [round(s, 3) for s, _ in cold],
-        "cold_median": median(cold, 0),
-        "cold_loaded_seconds": [round(s, 3) for _, s in cold],
-        "cold_loaded_median": median(cold, 1),
-    }
-    print(json.dumps(result))
-    if counts != {args.entries}:
-        raise SystemExit(f"/health reported {sorted(counts)} entries, expected {args.entries}")
+    def median(runs: list[tuple[float, float, int]], i: int) -> float | None:
+        return round(statistics.median(run[i] for run in runs), 3) if runs else None
+
+    result = Startup(
+        entries=args.entries,
+        entries_reported=counts,
+        fill_seconds=round(fill_seconds, 1),
+        warm_seconds=seconds(warm, 0),
+        warm_median=median(warm, 0),
+        warm_loaded_seconds=seconds(warm, 1),
+        warm_loaded_median=median(warm, 1),
+        cold_seconds=seconds(cold, 0),
+        cold_median=median(cold, 0),
+        cold_loaded_seconds=seconds(cold, 1),
+        cold_loaded_median=median(cold, 1),
+    )
+    print(json.dumps(asdict(result)))
+    if counts != [args.entries]:
+        raise SystemExit(f"/health reported {counts} entries, expected {args.entries}")
 
 
 if __name__ == "__main__":
