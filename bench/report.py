@@ -22,7 +22,9 @@ HERE = Path(__file__).resolve().parent
 # An earlier run's figures and hit-path profile, kept for the before/after section.
 BASELINE = HERE / "baseline.json"
 # The doc with its prose, copied into another BENCH_DOCS before its blocks are written.
-TEMPLATE = HERE.parent / "docs" / "benchmarks.md"
+TEMPLATES = HERE.parent / "docs"
+# the docs whose blocks the stages rewrite: a fresh BENCH_DOCS starts from the repository's
+STAGE_DOCS = ("benchmarks.md", "formats.md", "imaging.md", "performance.md")
 
 
 def _run(r: Results) -> str:
@@ -271,11 +273,17 @@ def blocks(r: Results) -> dict[str, str]:
     }
 
 
-def write(r: Results, docs: Path) -> tuple[Path, Path]:
+def prepare(docs: Path) -> None:
+    """Copy into `docs` each doc the stages write into that it lacks, markers and prose."""
     docs.mkdir(parents=True, exist_ok=True)
+    for name in STAGE_DOCS:
+        if not (docs / name).exists():
+            shutil.copyfile(TEMPLATES / name, docs / name)
+
+
+def write(r: Results, docs: Path) -> tuple[Path, Path]:
+    prepare(docs)
     md, png = docs / "benchmarks.md", docs / "benchmarks.png"
-    if not md.exists() and TEMPLATE.exists():
-        shutil.copyfile(TEMPLATE, md)
     for name, text in blocks(r).items():
         write_block(md, text, f"<!-- make bench: {name} -->", f"<!-- make bench: {name} end -->")
     chart.draw(r, png)

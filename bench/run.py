@@ -316,6 +316,7 @@ def main() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         raise SystemExit("another bench run is in progress (bench/.work/run.lock)") from None
+    report.prepare(cfg.docs)
     if cfg.only:
         only(cfg)
     started = time.monotonic()
