@@ -23,7 +23,7 @@ from previewer.broker import jobs
 from previewer.broker.front import BrokerRenderer
 from previewer.broker.link import declare_jobs
 from previewer.config.settings import BrokerConfig
-from previewer.errors import RequestTimeout
+from previewer.errors import BadImage, RequestTimeout
 from previewer.options import PreviewOptions, parse_source
 from rabbitmq import RabbitNode
 from waiting import until
@@ -267,3 +267,115 @@ async def test_a_job_whose_reply_never_comes_ends_at_its_deadline(
     finally:
         await renderer.close()
         await holder.close()
+
+
+async def _one(
+    queue: aio_pika.abc.AbstractQueue, *, held: bool
+) -> aio_pika.abc.AbstractIncomingMessage:
+    """The next message of `queue`, polled with basic.get (the broker's state).
+
+    `held`: taken unacknowledged, so the broker delivers it again when the
+    connection closes.
+    """
+    got: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def one() -> bool:
+        message = await queue.get(no_ack=not held, fail=False)
+        if message is not None:
+            got.append(message)
+        return bool(got)
+
+    await until(one, within=30)
+    return got[0]
+
+
+async def _returned(node: RabbitNode, queue: str, times: int) -> None:
+    """Take the queue's one job on a connection that then closes, `times` times.
+
+    As a worker that dies holding a job: the broker delivers it again, with
+    its delivery count raised by one each time.
+    """
+    for _ in range(times):
+        connection = await aio_pika.connect(node.url)
+        async with connection:
+            channel = await connection.channel()
+            await _one(await channel.get_queue(queue, ensure=False), held=True)
+
+
+async def _redelivered_job(
+    node: RabbitNode, origin: Origin, queue: str, reply_to: str, times: int
+) -> None:
+    """One job for /a.jpg, replied to `reply_to`, delivered `times` times before."""
+    connection = await aio_pika.connect(node.url)
+    async with connection:
+        channel = await connection.channel()
+        await declare_jobs(channel, BrokerConfig(url=node.url, queue=queue))
+        body = _job_body(origin, deadline=time.time() + 60)
+        message = aio_pika.Message(body, reply_to=reply_to, correlation_id="job-1")
+        await channel.default_exchange.publish(message, routing_key=queue)
+    await _returned(node, queue, times)
+
+
+async def test_a_job_delivered_again_after_its_reply_queue_went_is_dropped_unrendered(
+    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode
+) -> None:
+    """The front that waited for it is gone (its exclusive reply queue with it):
+    the worker acknowledges the job without fetching or rendering."""
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    queue = f"previewer.test.{uuid.uuid4().hex}"
+    await _redelivered_job(rabbit, origin, queue, f"gone-{uuid.uuid4().hex}", times=1)
+    service = await start_service(broker_queue=queue)
+    assert service.worker is not None
+    counters = service.worker.worker.counters
+    await until(lambda: counters.orphaned == 1)
+    assert (counters.jobs, counters.redelivered, counters.rendered) == (1, 1, 0)
+    assert origin.hits["/a.jpg"] == 0
+    await until(lambda: rabbit.queue_stats(queue).get("messages") == 0, within=15)
+    assert rabbit.queue_stats(queue + ".dead").get("messages") == 0
+
+
+async def test_a_job_delivered_again_to_a_waiting_front_is_rendered_and_answered(
+    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode
+) -> None:
+    """Its reply queue still exists: the worker renders it and replies there."""
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    queue = f"previewer.test.{uuid.uuid4().hex}"
+    connection = await aio_pika.connect(rabbit.url)
+    async with connection:
+        channel = await connection.channel()
+        replies = await channel.declare_queue(f"replies-{uuid.uuid4().hex}", auto_delete=True)
+        await _redelivered_job(rabbit, origin, queue, replies.name, times=1)
+        service = await start_service(broker_queue=queue)
+        reply = await _one(replies, held=False)
+    assert reply.correlation_id == "job-1"
+    preview = jobs.decode_reply(reply.body, reply.headers)
+    assert (images.decode(preview.body).width, images.decode(preview.body).height) == (10, 10)
+    assert service.worker is not None
+    counters = service.worker.worker.counters
+    assert (counters.redelivered, counters.orphaned, counters.rendered) == (1, 0, 1)
+
+
+async def test_a_job_delivered_up_to_the_limit_is_answered_422_and_dead_lettered(
+    start_service: ServiceFactory, origin: Origin, rabbit: RabbitNode
+) -> None:
+    """Each earlier delivery ended its worker: the next worker refuses it unrendered,
+    replies 422 to its front (whose exclusive reply queue is held by the front's own
+    connection) and dead-letters it, so a poison job cannot loop."""
+    origin.add("/a.jpg", images.jpeg(640, 480))
+    queue = f"previewer.test.{uuid.uuid4().hex}"
+    limit = 2  # --broker-delivery-limit's default
+    connection = await aio_pika.connect(rabbit.url)
+    async with connection:
+        channel = await connection.channel()
+        replies = await channel.declare_queue(exclusive=True)
+        await _redelivered_job(rabbit, origin, queue, replies.name, times=limit)
+        service = await start_service(broker_queue=queue)
+        reply = await _one(replies, held=False)
+    with pytest.raises(BadImage) as refused:
+        jobs.decode_reply(reply.body, reply.headers)
+    assert refused.value.status == 422
+    assert service.worker is not None
+    counters = service.worker.worker.counters
+    assert (counters.poison, counters.redelivered, counters.rendered) == (1, 1, 0)
+    assert origin.hits["/a.jpg"] == 0
+    await until(lambda: rabbit.queue_stats(queue + ".dead").get("messages") == 1, within=15)
