@@ -8,9 +8,12 @@ queue's bounds, its dead letters, a front without workers, health.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
 import aiormq
@@ -21,9 +24,9 @@ from conftest import Service, ServiceFactory
 from origin import Origin
 from previewer.broker import jobs
 from previewer.broker.front import BrokerRenderer
-from previewer.broker.link import declare_jobs
+from previewer.broker.link import Link, declare_jobs
 from previewer.config.settings import BrokerConfig
-from previewer.errors import BadImage, RequestTimeout
+from previewer.errors import BadImage, RequestTimeout, Unavailable
 from previewer.options import PreviewOptions, parse_source
 from rabbitmq import RabbitNode
 from waiting import until
@@ -379,3 +382,95 @@ async def test_a_job_delivered_up_to_the_limit_is_answered_422_and_dead_lettered
     assert (counters.poison, counters.redelivered, counters.rendered) == (1, 1, 0)
     assert origin.hits["/a.jpg"] == 0
     await until(lambda: rabbit.queue_stats(queue + ".dead").get("messages") == 1, within=15)
+
+
+@contextlib.asynccontextmanager
+async def _front_with_worker(
+    rabbit: RabbitNode, answer: Callable[[aio_pika.abc.AbstractIncomingMessage], Awaitable[None]]
+) -> AsyncIterator[BrokerRenderer]:
+    """A front on a queue of its own, whose one consumer handles each job with `answer`."""
+    config = BrokerConfig(url=rabbit.url, queue=f"scripted-{uuid.uuid4().hex[:8]}")
+    renderer = BrokerRenderer(config, default_timeout=60)
+    worker = await aio_pika.connect(rabbit.url)
+    try:
+        channel = await worker.channel()
+        queue = await declare_jobs(channel, config)
+
+        async def handle(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await answer(message)
+            await message.ack()
+
+        await queue.consume(handle, no_ack=False)
+        await renderer.load()
+        await renderer.wait_connected()
+        await until(lambda: renderer.health().broker.consumers == 1, within=15)  # type: ignore[union-attr]
+        yield renderer
+    finally:
+        await renderer.close()
+        await worker.close()
+
+
+def _job(origin: Origin) -> jobs.Job:
+    options = PreviewOptions(
+        operation="fill",
+        width=10,
+        height=10,
+        gravity="centre",
+        quality=80,
+        source=parse_source(f"{origin.authority}/a.jpg"),
+    )
+    return jobs.Job(options, [], None, time.time() + 30)
+
+
+async def test_a_malformed_reply_is_503_unavailable(rabbit: RabbitNode, origin: Origin) -> None:
+    async def answer(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        assert message.reply_to is not None
+        # a reply version no worker sends
+        reply = aio_pika.Message(b"?", headers={"v": 99}, correlation_id=message.correlation_id)
+        await message.channel.basic_publish(
+            reply.body, routing_key=message.reply_to, properties=reply.properties
+        )
+
+    async with _front_with_worker(rabbit, answer) as renderer:
+        with pytest.raises(Unavailable, match="malformed reply"):
+            await asyncio.wait_for(renderer.call(_job(origin)), timeout=30)
+        health = renderer.health().broker
+        assert health is not None
+        assert (health.replies, health.waiting) == (1, 0)
+
+
+async def test_a_request_that_stops_waiting_counts_as_expired(
+    rabbit: RabbitNode, origin: Origin
+) -> None:
+    taken = asyncio.Event()
+
+    async def answer(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        taken.set()  # and never replies
+
+    async with _front_with_worker(rabbit, answer) as renderer:
+        call = asyncio.ensure_future(renderer.call(_job(origin)))
+        await asyncio.wait_for(taken.wait(), timeout=30)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        health = renderer.health().broker
+        assert health is not None
+        assert (health.published, health.expired, health.waiting) == (1, 1, 0)
+
+
+async def test_a_link_to_an_unreachable_broker_keeps_trying_until_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    readied: list[object] = []
+
+    async def on_ready(connection: object) -> None:
+        readied.append(connection)
+
+    with socket.socket() as unused:  # bound, not listening: connections are refused
+        unused.bind(("127.0.0.1", 0))
+        link = Link(f"amqp://guest:guest@127.0.0.1:{unused.getsockname()[1]}/", "test")
+        link.start(on_ready)
+        await until(lambda: "broker unreachable, retrying every 1.0s" in caplog.text)
+        assert not link.connected
+        await link.close()
+    assert (link.ready.is_set(), link.connection, readied) == (False, None, [])
