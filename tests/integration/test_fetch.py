@@ -13,6 +13,9 @@ from aiohttp import web
 import images
 from conftest import Service, ServiceFactory
 from origin import Origin, StubResolver
+from previewer.config.settings import load
+from previewer.fetch.fetcher import Fetcher
+from previewer.options import parse_source
 
 pytestmark = pytest.mark.both_modes
 
@@ -362,3 +365,18 @@ async def test_an_origin_port_nobody_listens_on_gives_502_unreachable(
     assert headers["Cache-Control"] == "no-store"
     # the cause, in the access line (embedded) or in the worker's log (broker mode)
     assert "cannot connect" in caplog.text + capsys.readouterr().err
+
+
+async def test_a_fetcher_fetches_only_between_start_and_close(origin: Origin) -> None:
+    origin.add("/a.jpg", JPEG)
+    fetcher = Fetcher(load({}, {"allow-private-networks": "true"}).fetch)
+    source = parse_source(f"{origin.authority}/a.jpg")
+    with pytest.raises(RuntimeError, match=r"start\(\) was not called"):
+        await fetcher.fetch(source, [], None)
+    await fetcher.start()
+    assert (await fetcher.fetch(source, [], None)).body == JPEG
+    await fetcher.close()
+    await fetcher.close()  # a second close does nothing
+    with pytest.raises(RuntimeError, match=r"start\(\) was not called"):
+        await fetcher.fetch(source, [], None)
+    assert origin.hits["/a.jpg"] == 1
