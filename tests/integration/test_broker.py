@@ -474,3 +474,22 @@ async def test_a_link_to_an_unreachable_broker_keeps_trying_until_closed(
         assert not link.connected
         await link.close()
     assert (link.ready.is_set(), link.connection, readied) == (False, None, [])
+
+
+async def test_a_set_up_cut_short_by_a_lost_connection_is_logged_and_the_link_is_ready(
+    rabbit: RabbitNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The set-up (the front's or the worker's declares) fails as a broker shutting down
+    under it makes it fail: logged, and not taken as a refusal for good (the robust
+    connection sets up again when it is restored)."""
+
+    async def on_ready(connection: aio_pika.abc.AbstractRobustConnection) -> None:
+        await connection.channel()
+        raise aiormq.exceptions.ConnectionClosed(320, "CONNECTION_FORCED - broker shutdown")
+
+    link = Link(rabbit.url, "test")
+    link.start(on_ready)
+    await asyncio.wait_for(link.ready.wait(), timeout=30)
+    assert "broker set-up interrupted" in caplog.text
+    assert (link.failure, link.connected) == (None, True)
+    await link.close()
