@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 import images
 from conftest import ServiceProcess
 from origin import Gate, Origin
-from previewer.config.settings import OPTIONS
+from previewer.cli import connection_limits
+from previewer.config.settings import OPTIONS, load
 from waiting import until
 
 
@@ -122,3 +124,20 @@ async def test_https_source_trusted_through_the_system_store(
                 assert resp.status == 200, scheme
             image = images.decode(body)
             assert (image.width, image.height) == (32, 24)
+
+
+def test_a_connection_cap_beyond_the_open_file_limit_is_kept_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cap = 10**6  # more than any open-file limit leaves
+    limits = connection_limits(load({}, {"max-connections": str(cap)}))
+    assert limits.max_connections == cap
+    assert f"--max-connections {cap} leaves fewer than" in caplog.text
+
+
+def test_a_connection_cap_within_the_open_file_limit_draws_no_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limits = connection_limits(load({}, {"max-connections": "16"}))
+    assert limits.max_connections == 16
+    assert "leaves fewer than" not in caplog.text

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import socket
 
 import pytest
 from aiohttp import web
@@ -10,6 +13,9 @@ from aiohttp import web
 import images
 from conftest import Service, ServiceFactory
 from origin import Origin, StubResolver
+from previewer.config.settings import load
+from previewer.fetch.fetcher import Fetcher
+from previewer.options import parse_source
 
 pytestmark = pytest.mark.both_modes
 
@@ -345,3 +351,32 @@ async def test_https_source_with_untrusted_certificate_gives_502(
     status, _, body = await service.get(f"/fill/20/20/https://127.0.0.1:{tls_origin}/x.jpg")
     assert status == 502
     assert b'"source_unreachable"' in body
+
+
+async def test_an_origin_port_nobody_listens_on_gives_502_unreachable(
+    service: Service, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO, logger="previewer.access")  # as --log-level info sets it
+    with socket.socket() as unused:  # bound, not listening: connections are refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        status, headers, body = await service.get(f"/fill/20/20/127.0.0.1:{port}/x.jpg")
+    assert (status, json.loads(body)["error"]) == (502, "source_unreachable")
+    assert headers["Cache-Control"] == "no-store"
+    # the cause, in the access line (embedded) or in the worker's log (broker mode)
+    assert "cannot connect" in caplog.text + capsys.readouterr().err
+
+
+async def test_a_fetcher_fetches_only_between_start_and_close(origin: Origin) -> None:
+    origin.add("/a.jpg", JPEG)
+    fetcher = Fetcher(load({}, {"allow-private-networks": "true"}).fetch)
+    source = parse_source(f"{origin.authority}/a.jpg")
+    with pytest.raises(RuntimeError, match=r"start\(\) was not called"):
+        await fetcher.fetch(source, [], None)
+    await fetcher.start()
+    assert (await fetcher.fetch(source, [], None)).body == JPEG
+    await fetcher.close()
+    await fetcher.close()  # a second close does nothing
+    with pytest.raises(RuntimeError, match=r"start\(\) was not called"):
+        await fetcher.fetch(source, [], None)
+    assert origin.hits["/a.jpg"] == 1

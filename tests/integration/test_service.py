@@ -7,6 +7,7 @@ and asked directly, against a real origin on loopback.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -60,12 +61,17 @@ async def build(tmp_path: Path) -> AsyncIterator[Build]:
     executor = ThreadPoolExecutor(2)
     started: list[PreviewService] = []
 
-    async def make(storage: Storage | None = None, memory_bytes: int = 10**6) -> PreviewService:
+    async def make(
+        storage: Storage | None = None,
+        memory_bytes: int = 10**6,
+        touch_interval: float = CacheIndex.TOUCH_INTERVAL,
+        start: bool = True,
+    ) -> PreviewService:
         root = tmp_path / "cache"
+        index: CacheIndex[Entry] = CacheIndex(10**7, memory_bytes=memory_bytes)
+        index.TOUCH_INTERVAL = touch_interval  # how often a hit from memory is written down
         service = PreviewService(
-            previews=DiskCache(
-                "preview", storage or Storage(root), CacheIndex(10**7, memory_bytes=memory_bytes)
-            ),
+            previews=DiskCache("preview", storage or Storage(root), index),
             renderer=EmbeddedRenderer(
                 config=settings.imaging,
                 fetcher=fetcher,
@@ -74,8 +80,9 @@ async def build(tmp_path: Path) -> AsyncIterator[Build]:
             ),
             disk_budget=11 * 10**6,
         )
-        await service.start()
-        started.append(service)
+        if start:
+            await service.start()
+            started.append(service)
         return service
 
     yield make
@@ -170,3 +177,31 @@ async def test_health_is_a_value_of_both_caches_and_the_render_stage(
         1,
     )
     assert (health.renders_in_progress, health.renders_waiting) == (0, 0)
+
+
+async def test_without_a_time_limit_a_miss_is_rendered(build: Build, origin: Origin) -> None:
+    service = await build()
+    preview = await service.get(_options(origin), [], "127.0.0.1")
+    assert (preview.hit, images.decode(preview.body).width) == (False, 64)
+
+
+async def test_a_hit_from_memory_writes_its_use_to_disk_when_one_is_due(
+    build: Build, origin: Origin, tmp_path: Path
+) -> None:
+    service = await build(touch_interval=0.0)  # every hit's use is due at once
+    options = _options(origin)
+    await service.get(options, [], "127.0.0.1", 30)
+    path = Storage(tmp_path / "cache").path_for(key_digest(options.cache_key()))
+    await until(lambda: service.health().cache.pending == 0 and path.is_file())
+    os.utime(path, (1_000_000, 1_000_000))
+    hit = await service.get(options, [], "127.0.0.1", 30)
+    assert hit.hit
+    await until(lambda: path.stat().st_mtime > 1_000_000)  # written by a thread
+
+
+async def test_a_service_not_started_is_not_ready(build: Build) -> None:
+    service = await build(start=False)
+    assert service.readiness().reasons == ("index_load_not_started",)
+    service.drain()
+    assert not service.readiness().ready
+    assert service.readiness().reasons == ("shutting_down", "index_load_not_started")

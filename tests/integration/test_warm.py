@@ -20,7 +20,7 @@ import pytest
 
 import images
 from conftest import ServiceProcess
-from origin import NginxOrigin
+from origin import NginxOrigin, Origin
 from previewer import cli
 
 pytestmark = [pytest.mark.nginx, pytest.mark.subprocess]
@@ -378,3 +378,29 @@ async def test_silence_and_garbage_are_timeout_and_bad_response_errors(tmp_path:
     # the timed-out request lasted its 0.3 s timeout: uvloop's timers have a resolution of
     # one millisecond and may fire up to that much before the deadline (299.963 ms seen)
     assert summary["latency_ms"]["max"] >= 299
+
+
+async def test_json_errors_without_an_error_code_count_by_their_status(
+    tmp_path: Path, origin: Origin
+) -> None:
+    """A proxy's JSON in front of the service: not previewer's error body, so the
+    status names the error."""
+    for size, body in (
+        (1, b'{"status": "busy"}'),  # JSON, without `error`
+        (2, b"<html>busy</html>"),  # labelled JSON, not JSON
+        (3, b'{"error": "overloaded"}'),  # previewer's own error body
+    ):
+        path = f"/fill/{size}/{size}/example.com/a.jpg"
+        origin.add(path, body, status=503, content_type="application/json")
+    urls = tmp_path / "urls.txt"
+    urls.write_text("example.com/a.jpg\n")
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "previewer", "warm", f"http://{origin.authority}",
+        "--urls", str(urls), "--sizes", "1x1,2x2,3x3", "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode == 1, err
+    summary = json.loads(out)
+    assert summary["statuses"] == {"503": 3}
+    assert summary["error_codes"] == {"http_503": 2, "overloaded": 1}

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from previewer.broker.worker import WorkerCounters
 from previewer.errors import (
     PreviewError,
     SourceForbidden,
@@ -14,8 +15,9 @@ from previewer.errors import (
     SourceTooLarge,
     SourceUnavailable,
 )
-from previewer.metrics import PrometheusMetrics
+from previewer.metrics import PrometheusMetrics, WorkerCollector
 from previewer.observe.recorder import FETCH_OUTCOMES, NoMetrics, fetch_outcome, status_class
+from previewer.render.renderer import RendererHealth
 
 
 @pytest.mark.parametrize(
@@ -123,3 +125,20 @@ def test_a_duration_on_a_bound_falls_in_that_bucket_and_buckets_are_cumulative()
     assert got[
         ("previewer_request_duration_seconds_sum", frozenset({("cache", "miss")}))
     ] == pytest.approx(100.5000001)
+
+
+def test_a_worker_without_a_source_cache_has_no_cache_samples() -> None:
+    metrics = PrometheusMetrics()
+    health = RendererHealth(
+        1, 2, fetches=3, source_hits=0, renders=3, abandoned=0, source_cache=None
+    )
+    counters = WorkerCounters(jobs=4, expired=1, redelivered=2, orphaned=1)
+    metrics.register(WorkerCollector(lambda: health, counters, lambda: True))
+    got = samples(metrics)
+    assert not [name for name, _ in got if name.startswith("previewer_cache_")]
+    assert got[("previewer_renders_in_progress", frozenset())] == 1
+    assert got[("previewer_renders_waiting", frozenset())] == 2
+    assert got[("previewer_broker_jobs_expired_total", frozenset())] == 1
+    assert got[("previewer_broker_redeliveries_total", frozenset())] == 2
+    assert got[("previewer_broker_jobs_orphaned_total", frozenset())] == 1
+    assert got[("previewer_broker_connected", frozenset())] == 1

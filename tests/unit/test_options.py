@@ -21,6 +21,7 @@ from previewer.options import (
     accepted_types,
     negotiate,
     parse_request,
+    parse_source,
 )
 
 MAX = 4096
@@ -254,6 +255,11 @@ def test_source_length_limit_counts_the_query() -> None:
     path, _, query = over.partition("?")
     with pytest.raises(InvalidRequest):
         parse(f"/fill/100/100/{path}?{query}")
+
+
+def test_an_empty_source_is_missing() -> None:
+    with pytest.raises(InvalidRequest, match="missing"):
+        parse_source("")
 
 
 def test_invalid_request_is_a_400() -> None:

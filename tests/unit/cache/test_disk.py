@@ -177,3 +177,43 @@ def test_health_reports_the_cache_as_a_value(tmp_path: Path) -> None:
         0,
         0,
     )
+
+
+def test_a_use_that_cannot_be_written_is_logged_and_the_others_are_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import os
+    import shutil
+
+    cache = _cache(tmp_path, hot_bytes=10_000)
+    blocked, kept = key_digest("blocked"), key_digest("kept")
+    assert blocked[:4] != kept[:4]  # in shards of their own
+    for digest in (blocked, kept):
+        cache.put(digest, Entry.of(BODY, "image/jpeg"))
+    storage = Storage(tmp_path)
+    os.utime(storage.path_for(kept), (1_000_000, 1_000_000))
+    for digest in (blocked, kept):
+        assert cache.peek(digest) is not None  # hits from memory
+    shard = storage.path_for(blocked).parent
+    shutil.rmtree(shard)
+    shard.write_bytes(b"")  # a file where the shard's directory was: the touch fails
+    assert cache.record_hot_uses() == 2
+    assert storage.path_for(kept).stat().st_mtime > 1_000_000
+    assert f"test cache: use of {blocked} not recorded" in caplog.text
+
+
+def test_an_evicted_entry_that_cannot_be_deleted_is_logged_and_forgotten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    size = HEADER_SIZE + len(BODY)
+    cache = _cache(tmp_path, max_bytes=2 * size)
+    oldest, newer, newest = (key_digest(name) for name in ("oldest", "newer", "newest"))
+    for digest in (oldest, newer):
+        cache.put(digest, Entry.of(BODY, "image/jpeg"))
+    path = Storage(tmp_path).path_for(oldest)
+    path.unlink()
+    path.mkdir()  # a directory where the entry's file was: the delete fails
+    assert cache.put(newest, Entry.of(BODY, "image/jpeg"))
+    assert f"test cache entry {oldest} could not be deleted" in caplog.text
+    assert cache.get(oldest) is None
+    assert (len(cache.index), cache.index.total_bytes) == (2, 2 * size)

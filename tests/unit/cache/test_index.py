@@ -53,6 +53,11 @@ def test_item_bound_must_not_be_negative() -> None:
         CacheIndex(10, -1)
 
 
+def test_memory_budget_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="memory_bytes"):
+        CacheIndex(10, memory_bytes=-1)
+
+
 def test_new_index_is_empty() -> None:
     index = CacheIndex(100)
     assert len(index) == 0

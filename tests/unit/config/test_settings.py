@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -550,6 +552,22 @@ def test_make_docs_rewrites_only_the_table(
     assert "updated" in capsys.readouterr().out
     assert config_doc.main([str(stale)]) == 0  # a second run changes nothing
     assert capsys.readouterr().out == ""
+
+
+def test_make_docs_command_line_rewrites_each_readme_given(tmp_path: Path) -> None:
+    """`python -m previewer.config.doc README.md`, as `make docs` runs it."""
+    stale = tmp_path / "README.md"
+    stale.write_text(f"{config_doc.BEGIN}\n| old | table |\n{config_doc.END}\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "previewer.config.doc", str(stale)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, f"updated {stale}\n")
+    text = stale.read_text(encoding="utf-8")
+    assert text == f"{config_doc.BEGIN}\n{config_doc.markdown_table()}{config_doc.END}\n"
 
 
 def test_a_readme_without_markers_is_refused() -> None:

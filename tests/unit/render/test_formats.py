@@ -190,6 +190,7 @@ def test_tiff_extra_samples() -> None:
     assert formats.tiff_extra_samples(_tiff(256, 338, order=">"))
     assert not formats.tiff_extra_samples(_tiff(256, 257, 259))
     assert formats.tiff_extra_samples(_tiff(256, 257)[:-4])  # cut short: nothing is known
+    assert formats.tiff_extra_samples(b"II*\x00\xff\x00\x00\x00")  # directory past the end
     assert formats.tiff_extra_samples(b"II+\x00\x08\x00\x00\x00")  # BigTIFF: not read
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +132,8 @@ def test_the_same_faces_in_any_order_give_the_same_crop() -> None:
     faces = [Box(10, 10, 50, 60), Box(400, 20, 55, 60), Box(800, 30, 50, 65)]
     first = framing.place(Size(1000, 300), Size(400, 300), faces)
     assert framing.place(Size(1000, 300), Size(400, 300), faces[::-1]) == first
+
+
+def test_a_crop_larger_than_the_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        framing.place(Size(100, 100), Size(101, 50), [Box(10, 10, 20, 20)])

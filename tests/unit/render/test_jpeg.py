@@ -99,3 +99,32 @@ def test_render_takes_the_dc_path_for_large_progressive_sources() -> None:
     assert (out.width, out.height, out.bands) == (150, 100, 3)
     assert fast.complete
     assert (out.cast("float") - reference.cast("float")).abs().avg() < 6
+
+
+SOF2 = b"\xff\xc2\x00\x02"  # a progressive frame header (its fields do not matter here)
+DC_SCAN = b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"  # one component, spectral 0..63
+
+
+def test_fill_bytes_before_a_marker_are_skipped() -> None:
+    filled = PROGRESSIVE[:2] + b"\xff\xff" + PROGRESSIVE[2:]
+    assert dc_only(filled) == dc_only(PROGRESSIVE)
+
+
+def test_a_fill_byte_inside_scan_data_does_not_end_the_scan() -> None:
+    data = b"\xff\xd8" + SOF2 + DC_SCAN + b"\x12\xff\xff\xd9"
+    assert dc_only(data) == b"\xff\xd8" + SOF2 + DC_SCAN + b"\x12\xff" + b"\xff\xd9"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xd8\xff\xd8" + PROGRESSIVE[2:],  # a second start of image
+        b"\xff\xd8\xff\xd0" + PROGRESSIVE[2:],  # a restart marker outside scan data
+        b"\xff\xd8" + DC_SCAN + b"\x12\xff\xd9",  # a scan before any frame header
+        b"\xff\xd8" + SOF2 + b"\xff\xda\x00\x03\x01" + b"\xff\xd9",  # scan header too short
+        b"\xff\xd8\xff\xe0\x00\x04JF\xff\xd9",  # ends without a frame header
+    ],
+    ids=["second-soi", "stray-restart", "scan-before-frame", "short-scan-header", "no-frame"],
+)
+def test_malformed_structure_is_not_applicable(data: bytes) -> None:
+    assert dc_only(data) is None
