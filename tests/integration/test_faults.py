@@ -232,6 +232,47 @@ async def test_sigterm_with_100_requests_in_flight(
     proc.close()
 
 
+async def test_sigterm_cuts_a_request_that_outlasts_the_shutdown_timeout(
+    service_process: Callable[..., ServiceProcess], origin: Origin, tmp_path: Path
+) -> None:
+    # The drain takes the whole --shutdown-timeout, so no time is left for the
+    # connections' close: the request still held must be cut then, not left to run
+    # until its fetch times out (120 s here).
+    gate = Gate(images.jpeg(200, 150))
+    origin.route("/held.jpg", gate.handler)
+    proc = await asyncio.to_thread(
+        service_process,
+        [
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--allow-private-networks",
+            "--shutdown-timeout",
+            "1",
+            "--fetch-timeout",
+            "120",
+            "--request-timeout",
+            "120",
+        ],
+    )
+    async with aiohttp.ClientSession() as client:
+
+        async def get() -> int:
+            async with client.get(f"{proc.url}/fill/20/20/{origin.authority}/held.jpg") as r:
+                await r.read()
+                return r.status
+
+        held = asyncio.ensure_future(get())
+        await asyncio.wait_for(gate.all_arrived.wait(), 30)
+        proc.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.proc.wait, 60)  # TimeoutExpired if it waits on
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await held
+    gate.release()
+    assert code == 0
+    assert any("draining: 1 requests in flight" in line for line in proc.log_lines)
+    proc.close()
+
+
 # --- overload --------------------------------------------------------------------------------
 
 

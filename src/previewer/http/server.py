@@ -93,6 +93,7 @@ PROBES = frozenset({"/health", "/ready"})
 # Paths parsed lately, remembered: hits repeat them. Errors are not remembered;
 # a path is at most 8 KB (aiohttp's request-line limit), so the memo stays small.
 PARSE_MEMO_SIZE = 1024
+_CUT_AT_ONCE = 0.001  # seconds: the least shutdown timeout aiohttp is given (0 means none)
 # Request size limits, enforced by aiohttp's parser. The two differ so that
 # the limit a LineTooLong reports tells which one was passed.
 MAX_REQUEST_TARGET = 8190  # bytes of the path and query (414 beyond)
@@ -671,8 +672,10 @@ class HttpServer:
         if self._traffic.in_flight:
             log.info("draining: %d requests in flight", self._traffic.in_flight)
             await self._traffic.idle(self._config.shutdown_timeout)
-        # aiohttp reads the runner's shutdown timeout when it closes the connections
-        self._runner._shutdown_timeout = max(0.0, deadline - time.monotonic())
+        # aiohttp reads the runner's shutdown timeout when it closes the connections,
+        # and takes 0 for no limit at all: when the drain used the whole time, what is
+        # left is cut at once
+        self._runner._shutdown_timeout = max(_CUT_AT_ONCE, deadline - time.monotonic())
         await self._runner.cleanup()
         if self._sweeper is not None:
             self._sweeper.cancel()
