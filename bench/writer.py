@@ -20,7 +20,9 @@ def table(header: Sequence[str], body: Iterable[Sequence[str]], align: str = "")
 
 
 def write_block(path: Path, text: str, begin: str, end: str) -> None:
-    """Put `text` between the markers in `path` (appended with them if they are missing)."""
+    """Put `text` between the markers in `path` (appended with them if they are missing;
+    the file and its folder made if they are)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     doc = path.read_text() if path.exists() else ""
     if begin not in doc:
         doc += f"\n{begin}\n{end}\n"
