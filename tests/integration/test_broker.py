@@ -120,7 +120,8 @@ async def _publish_raw(node: RabbitNode, queue: str, body: bytes) -> None:
         await channel.default_exchange.publish(aio_pika.Message(body), routing_key=queue)
 
 
-def _job_body(origin: Origin, deadline: float) -> bytes:
+def _job(origin: Origin, deadline: float | None = None) -> jobs.Job:
+    """A 10x10 fill of the origin's /a.jpg, due in 30 s unless `deadline` says otherwise."""
     options = PreviewOptions(
         operation="fill",
         width=10,
@@ -129,7 +130,11 @@ def _job_body(origin: Origin, deadline: float) -> bytes:
         quality=80,
         source=parse_source(f"{origin.authority}/a.jpg"),
     )
-    return jobs.encode_job(jobs.Job(options, [], None, deadline))
+    return jobs.Job(options, [], None, time.time() + 30 if deadline is None else deadline)
+
+
+def _job_body(origin: Origin, deadline: float) -> bytes:
+    return jobs.encode_job(_job(origin, deadline))
 
 
 def _fit_job_as_version_1() -> bytes:
@@ -408,18 +413,6 @@ async def _front_with_worker(
     finally:
         await renderer.close()
         await worker.close()
-
-
-def _job(origin: Origin) -> jobs.Job:
-    options = PreviewOptions(
-        operation="fill",
-        width=10,
-        height=10,
-        gravity="centre",
-        quality=80,
-        source=parse_source(f"{origin.authority}/a.jpg"),
-    )
-    return jobs.Job(options, [], None, time.time() + 30)
 
 
 async def test_a_malformed_reply_is_503_unavailable(rabbit: RabbitNode, origin: Origin) -> None:
