@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
 import pyvips
 from results import Limits
+from throughput import per_file_ms, rate
 
 from previewer.process import memory
 from previewer.render import imaging
@@ -44,38 +42,6 @@ def _previewer(body: bytes) -> bytes:
 
 
 ENGINES: dict[str, Callable[[bytes], bytes]] = {"pyvips": _pyvips, "previewer": _previewer}
-
-
-def rate(
-    engine: Callable[[bytes], bytes], bodies: list[bytes], threads: int, seconds: float
-) -> float:
-    """Previews per second over `seconds`, each thread walking the corpus from its own start."""
-    deadline = time.monotonic() + seconds
-
-    def worker(offset: int) -> int:
-        done = 0
-        while time.monotonic() < deadline:
-            engine(bodies[(offset + done) % len(bodies)])
-            done += 1
-        return done
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        counts = list(pool.map(worker, [n * len(bodies) // threads for n in range(threads)]))
-    return sum(counts) / (time.monotonic() - started)
-
-
-def per_file_ms(engine: Callable[[bytes], bytes], files: dict[str, bytes]) -> dict[str, float]:
-    """Median milliseconds of three single-thread renders of each file."""
-    out = {}
-    for name, body in files.items():
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            engine(body)
-            times.append((time.perf_counter() - started) * 1000)
-        out[name] = round(statistics.median(times), 1)
-    return out
 
 
 def main() -> None:

@@ -14,13 +14,11 @@ import argparse
 import io
 import json
 import os
-import statistics
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import PIL
 from PIL import Image, ImageOps, features
+from throughput import per_file_ms, rate
 
 SIZE = (300, 200)
 
@@ -34,23 +32,6 @@ def render(body: bytes) -> bytes:
     return out.getvalue()
 
 
-def rate(bodies: list[bytes], threads: int, seconds: float) -> float:
-    """Previews per second over `seconds` with `threads` threads."""
-    deadline = time.monotonic() + seconds
-
-    def worker(offset: int) -> int:
-        done = 0
-        while time.monotonic() < deadline:
-            render(bodies[(offset + done) % len(bodies)])
-            done += 1
-        return done
-
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        counts = list(pool.map(worker, [n * len(bodies) // threads for n in range(threads)]))
-    return sum(counts) / (time.monotonic() - started)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", type=Path)
@@ -60,18 +41,12 @@ def main() -> None:
     args = parser.parse_args()
     files = {p.name: p.read_bytes() for p in sorted(args.corpus.glob("*.jpg"))}
     args.out.mkdir(parents=True, exist_ok=True)
-    per_file = {}
+    per_file = per_file_ms(render, files)
     for name, body in files.items():
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            preview = render(body)
-            times.append((time.perf_counter() - started) * 1000)
-        per_file[name] = round(statistics.median(times), 1)
-        (args.out / name).write_bytes(preview)
+        (args.out / name).write_bytes(render(body))
     bodies = list(files.values())
     rates = {
-        f"pillow-{t}t": round(rate(bodies, t, args.seconds), 2)
+        f"pillow-{t}t": round(rate(render, bodies, t, args.seconds), 2)
         for t in sorted({int(t) for t in args.threads.split(",")})
     }
     print(
